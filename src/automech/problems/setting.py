@@ -1,0 +1,154 @@
+"""A mechanism design problem: bidders, items, valuations, prior, supply and objective.
+
+Valuations are linear in the (possibly randomised) allocation: bidder i's value for
+allocation x_i in [0, 1]^m is ``v_i . x_i``.
+
+* ``additive``: any x_i in [0, 1]^m;
+* ``unit-demand``: the bidder wants at most one item, so ``sum_j x_ij <= 1`` (a lottery
+  over single items; its value is the expectation ``v_i . x_i``).
+
+Supply ``unit`` means ``sum_i x_ij <= 1`` for every item j; ``unlimited`` drops that
+constraint (digital goods; costs enter through the objective).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from automech.errors import SettingError
+from automech.problems.objectives import Objective, Revenue, objective_from_spec
+from automech.problems.priors import Prior, prior_from_dict
+
+VALUATIONS = ("additive", "unit-demand")
+SUPPLIES = ("unit", "unlimited")
+_TOP_KEYS = {"name", "bidders", "items", "valuation", "supply", "objective", "prior"}
+
+
+@dataclass
+class Setting:
+    """A problem instance; build one with :func:`automech.get_setting` or from a dict/TOML."""
+
+    num_bidders: int
+    num_items: int
+    prior: Prior
+    valuation: str = "additive"
+    supply: str = "unit"
+    objective: Objective = field(default_factory=Revenue)
+    name: str | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.num_bidders, self.num_items
+
+    @property
+    def unit_demand(self) -> bool:
+        return self.valuation == "unit-demand"
+
+    @property
+    def unit_supply(self) -> bool:
+        return self.supply == "unit"
+
+    def sample(self, num: int, seed: int | np.random.Generator) -> np.ndarray:
+        """``num`` valuation profiles (num, n, m) drawn from the prior."""
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        return self.prior.sample(num, rng)
+
+    # ---- quantities of an outcome (torch, batched) -------------------------------------
+
+    @staticmethod
+    def values(valuations: torch.Tensor, alloc: torch.Tensor) -> torch.Tensor:
+        """Each bidder's value for its allocation, ``v_i . x_i``: (B, n)."""
+        return (valuations * alloc).sum(dim=-1)
+
+    def utilities(self, valuations: torch.Tensor, alloc: torch.Tensor,
+                  pay: torch.Tensor) -> torch.Tensor:
+        """Quasi-linear utilities ``v_i . x_i - p_i``: (B, n)."""
+        return self.values(valuations, alloc) - pay
+
+    def infeasibility(self, alloc: torch.Tensor) -> torch.Tensor:
+        """Largest violation of the allocation constraints per profile: (B,), 0 if feasible.
+
+        Checks 0 <= x <= 1, unit supply (``sum_i x_ij <= 1``) and unit demand
+        (``sum_j x_ij <= 1``) where they apply.
+        """
+        worst = torch.maximum((-alloc).amax(dim=(-1, -2)), (alloc - 1).amax(dim=(-1, -2)))
+        if self.unit_supply:
+            worst = torch.maximum(worst, (alloc.sum(dim=-2) - 1).amax(dim=-1))
+        if self.unit_demand:
+            worst = torch.maximum(worst, (alloc.sum(dim=-1) - 1).amax(dim=-1))
+        return worst.clamp_min(0)
+
+    # ---- serialisation ------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.name:
+            out["name"] = self.name
+        out.update(bidders=self.num_bidders, items=self.num_items, valuation=self.valuation,
+                   supply=self.supply, objective=self.objective.to_dict(),
+                   prior=self.prior.to_dict())
+        return out
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any], source: str | None = None) -> "Setting":
+        """Build and validate a setting from its dict (TOML) form, naming any bad field."""
+        if not isinstance(spec, dict):
+            raise SettingError("<top>", "a setting must be a table of keys", source)
+        for key in spec:
+            if key not in _TOP_KEYS:
+                raise SettingError(key, f"unknown key; allowed: {', '.join(sorted(_TOP_KEYS))}",
+                                   source)
+        n = _count(spec, "bidders", source)
+        m = _count(spec, "items", source)
+        valuation = spec.get("valuation", "additive")
+        if valuation not in VALUATIONS:
+            raise SettingError("valuation", f"must be one of {VALUATIONS}, got {valuation!r}",
+                               source)
+        supply = spec.get("supply", "unit")
+        if supply not in SUPPLIES:
+            raise SettingError("supply", f"must be one of {SUPPLIES}, got {supply!r}", source)
+        if "prior" not in spec:
+            raise SettingError("prior", "missing", source)
+        prior = prior_from_dict(spec["prior"], n, m, source)
+        objective = objective_from_spec(spec.get("objective", "revenue"), source)
+        name = spec.get("name")
+        if name is not None and not isinstance(name, str):
+            raise SettingError("name", "must be a string", source)
+        return cls(n, m, prior, valuation, supply, objective, name)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "Setting":
+        path = Path(path)
+        if not path.is_file():
+            raise SettingError("<file>", f"setting file {str(path)!r} does not exist")
+        try:
+            spec = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise SettingError("<file>", f"not valid TOML: {err}", str(path)) from None
+        spec.setdefault("name", path.stem)
+        return cls.from_dict(spec, source=str(path))
+
+    def describe(self) -> str:
+        extra = [] if self.objective.name == "revenue" else [f"objective {self.objective.name}"]
+        if self.supply != "unit":
+            extra.append(f"{self.supply} supply")
+        tail = f", {', '.join(extra)}" if extra else ""
+        return (f"{self.num_bidders} bidder(s) x {self.num_items} item(s), {self.valuation}, "
+                f"{self.prior.describe()}{tail}")
+
+
+def _count(spec: dict, key: str, source: str | None) -> int:
+    if key not in spec:
+        raise SettingError(key, "missing", source)
+    val = spec[key]
+    if isinstance(val, bool) or not isinstance(val, int):
+        raise SettingError(key, f"must be a positive integer, got {val!r}", source)
+    if val < 1:
+        raise SettingError(key, f"must be a positive integer, got {val}", source)
+    return val
