@@ -1,0 +1,15 @@
+"""automech: automated mechanism design.
+
+Problems (:mod:`automech.problems`), mechanisms with one interface
+(:mod:`automech.mechanisms`), design methods (:mod:`automech.methods`) and one
+evaluation protocol (:mod:`automech.evaluation`).
+"""
+
+__version__ = "0.1.0"
+
+from automech.evaluation import Evaluation, RegretSearch, evaluate  # noqa: E402
+from automech.problems import Setting, get_setting  # noqa: E402
+from automech.runs import load, save  # noqa: E402
+
+__all__ = ["Setting", "get_setting", "evaluate", "Evaluation", "RegretSearch", "load", "save",
+           "__version__"]

@@ -1,0 +1,190 @@
+"""The ``automech`` command line."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from automech.errors import AutomechError, NotApplicableError
+from automech.evaluation import THOROUGH, Evaluation, RegretSearch, evaluate
+from automech.experiment import options_from_file, parse_assignments, train as train_run
+from automech.mechanisms import CLASSICAL
+from automech.methods import METHODS
+from automech.problems import get_setting, setting_names
+from automech.runs import load, save
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Automated mechanism design: settings, mechanisms, one evaluation.")
+console = Console(width=None if sys.stdout.isatty() else 110)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 110)
+
+#: The keys of ``--json`` output, per mechanism.
+JSON_KEYS = ("revenue", "revenue_se", "welfare", "ir_violation_rate", "regret_mean",
+             "regret_max", "samples")
+
+
+@contextlib.contextmanager
+def _clean_errors() -> Iterator[None]:
+    """Report automech's own errors as one line and exit code 2, not a traceback."""
+    try:
+        yield
+    except AutomechError as err:
+        err_console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(2) from None
+
+
+def _search(regret_profiles: int, thorough: bool, no_regret: bool) -> RegretSearch | None:
+    if no_regret:
+        return None
+    if thorough:
+        return THOROUGH
+    return RegretSearch(profiles=regret_profiles)
+
+
+def _row(report: Evaluation) -> dict:
+    row = {k: getattr(report, k) for k in JSON_KEYS}
+    row.update(regret_samples=report.regret_samples, infeasible_rate=report.infeasible_rate,
+               objective=report.objective, objective_value=report.objective_value,
+               seconds=round(report.seconds, 3))
+    return row
+
+
+def _table(title: str, rows: dict[str, dict]) -> Table:
+    table = Table(title=title)
+    for col in ("mechanism", "revenue", "± se", "welfare", "IR viol.", "infeasible",
+                "regret mean", "regret max"):
+        table.add_column(col, justify="left" if col == "mechanism" else "right")
+
+    def fmt(x, digits=4):
+        return "-" if x is None else f"{x:.{digits}f}"
+
+    for name, r in rows.items():
+        table.add_row(name, fmt(r["revenue"]), fmt(r["revenue_se"]), fmt(r["welfare"]),
+                      fmt(r["ir_violation_rate"], 3), fmt(r["infeasible_rate"], 3),
+                      fmt(r["regret_mean"], 5), fmt(r["regret_max"], 5))
+    return table
+
+
+@app.command()
+def settings() -> None:
+    """List the named settings with their sizes and priors."""
+    table = Table(title="named settings (or pass a .toml file)")
+    for col in ("name", "n", "m", "valuation", "supply", "prior"):
+        table.add_column(col)
+    for name in setting_names():
+        s = get_setting(name)
+        table.add_row(name, str(s.num_bidders), str(s.num_items), s.valuation, s.supply,
+                      s.prior.describe())
+    console.print(table)
+
+
+@app.command()
+def baselines(
+    setting: str = typer.Argument(..., help="setting name or .toml file"),
+    samples: int = typer.Option(100_000, help="test profiles"),
+    seed: Optional[int] = typer.Option(None, help="seed of the test profiles"),
+    regret_profiles: int = typer.Option(2_000, help="profiles searched for misreports"),
+    thorough: bool = typer.Option(False, help="the papers' regret budget (slow)"),
+    no_regret: bool = typer.Option(False, help="skip the misreport search"),
+    save_dir: Optional[Path] = typer.Option(None, "--save", help="save each mechanism "
+                                            "to SAVE/<name> for `automech evaluate`"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Evaluate every applicable classical mechanism on SETTING."""
+    with _clean_errors():
+        s = get_setting(setting)
+        search = _search(regret_profiles, thorough, no_regret)
+        rows, skipped = {}, {}
+        for cls in CLASSICAL:
+            reason = cls.applicable(s)
+            if reason:
+                skipped[cls.name] = reason
+                continue
+            try:
+                mech = cls(s)
+            except NotApplicableError as err:
+                skipped[cls.name] = str(err)
+                continue
+            kwargs = {} if seed is None else {"seed": seed}
+            report = evaluate(mech, s, samples=samples, search=search, progress=not as_json,
+                              **kwargs)
+            rows[cls.name] = _row(report)
+            if save_dir:
+                save(mech, save_dir / cls.name)
+        if as_json:
+            print(json.dumps({"setting": s.name, "results": rows, "skipped": skipped},
+                             indent=2))
+            return
+        console.print(_table(f"{s.name}: {s.describe()}", rows))
+        for name, reason in skipped.items():
+            console.print(f"[dim]skipped {name}: {reason}[/]")
+
+
+@app.command(name="evaluate")
+def evaluate_cmd(
+    run: Path = typer.Argument(..., help="run directory"),
+    setting: Optional[str] = typer.Option(None, help="evaluate on another setting"),
+    samples: int = typer.Option(10_000, help="test profiles"),
+    seed: Optional[int] = typer.Option(None, help="seed of the test profiles"),
+    regret_profiles: int = typer.Option(2_000, help="profiles searched for misreports"),
+    thorough: bool = typer.Option(False, help="the papers' regret budget (slow)"),
+    no_regret: bool = typer.Option(False, help="skip the misreport search"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Evaluate a saved mechanism with the shared protocol."""
+    with _clean_errors():
+        mech = load(run)
+        s = get_setting(setting) if setting else mech.setting
+        kwargs = {} if seed is None else {"seed": seed}
+        report = evaluate(mech, s, samples=samples, search=_search(regret_profiles, thorough,
+                                                                   no_regret),
+                          progress=not as_json, **kwargs)
+        if as_json:
+            print(json.dumps({"setting": s.name, "results": {mech.name: _row(report)}},
+                             indent=2))
+            return
+        console.print(_table(f"{s.name}: {s.describe()}", {mech.name: _row(report)}))
+
+
+@app.command()
+def train(
+    setting: str = typer.Argument(..., help="setting name or .toml file"),
+    method: str = typer.Option(..., help=f"one of: {', '.join(METHODS)}"),
+    steps: Optional[int] = typer.Option(None, help="training steps (gradient methods)"),
+    seed: int = typer.Option(0, help="seed of everything random in the run"),
+    out: Optional[Path] = typer.Option(None, help="run directory (default runs/...)"),
+    set_: list[str] = typer.Option([], "--set", help="method option key=value (repeatable)"),
+    config: Optional[Path] = typer.Option(None, help="TOML file of method options"),
+    eval_samples: int = typer.Option(10_000, help="test profiles for the final evaluation"),
+    regret_profiles: int = typer.Option(1_000, help="profiles searched for misreports"),
+    as_json: bool = typer.Option(False, "--json", help="print the final evaluation as JSON"),
+) -> None:
+    """Design a mechanism for SETTING with METHOD; write a run directory."""
+    with _clean_errors():
+        s = get_setting(setting)
+        options = options_from_file(config) if config else {}
+        options.update(parse_assignments(set_))
+        if steps is not None:
+            options["steps"] = steps
+        mech, run = train_run(s, method, options, seed=seed, out=out, eval_samples=eval_samples,
+                              search=RegretSearch(profiles=regret_profiles),
+                              progress=not as_json and sys.stderr.isatty())
+        report = run.read_json("metrics.json")
+        if as_json:
+            print(json.dumps({"run": str(run.path), "results": {
+                mech.name: {k: report[k] for k in JSON_KEYS}}}, indent=2))
+            return
+        row = {k: report[k] for k in (*JSON_KEYS, "infeasible_rate")}
+        console.print(_table(f"{s.name}: {method}, seed {seed}", {mech.name: row}))
+        console.print(f"run directory: {run.path}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

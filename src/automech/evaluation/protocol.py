@@ -1,0 +1,154 @@
+"""The one evaluation protocol every mechanism is scored with.
+
+On ``samples`` test profiles drawn from the setting's prior with ``seed``:
+
+* revenue (and the setting's objective, when it is not revenue) and welfare, each
+  with its standard error ``std / sqrt(samples)``;
+* IR: the share of (profile, bidder) pairs with negative truthful utility, and its size;
+* feasibility: the share of profiles whose allocation breaks a constraint (unit supply,
+  unit demand, 0 <= x <= 1), and the worst excess;
+* regret per bidder, by the misreport search of :mod:`automech.evaluation.regret` on the
+  first ``search.profiles`` profiles, reported as the mean over profiles and bidders,
+  the maximum, and per bidder, with the search budget used.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+from automech.device import default_device
+from automech.evaluation.regret import THOROUGH, RegretSearch, best_misreport_utility
+from automech.mechanisms.base import Mechanism
+from automech.problems.setting import Setting
+
+#: Default seed of the test profiles: fixed, so every method is scored on the same set,
+#: and distinct from any training seed stream.
+TEST_SEED = 987_654_321
+
+#: Profiles per forward pass when computing revenue, welfare, IR and feasibility.
+CHUNK = 2**15
+
+
+@dataclass
+class Evaluation:
+    """Everything the protocol measures; ``to_dict`` gives the JSON form."""
+
+    mechanism: str
+    setting: str
+    samples: int
+    seed: int
+    revenue: float
+    revenue_se: float
+    welfare: float
+    welfare_se: float
+    objective: str
+    objective_value: float
+    objective_se: float
+    ir_violation_rate: float
+    ir_violation_mean: float
+    infeasible_rate: float
+    infeasibility_max: float
+    regret_mean: float | None
+    regret_max: float | None
+    regret_se: float | None
+    regret_per_bidder: list[float] | None
+    regret_samples: int
+    search: dict[str, Any] | None
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _tolerance(dtype: torch.dtype, setting: Setting) -> float:
+    scale = float(np.max(setting.prior.support()[1]))
+    return (1e-9 if dtype == torch.float64 else 1e-5) * max(scale, 1.0)
+
+
+def evaluate(mechanism: Mechanism, setting: Setting | None = None, samples: int = 10_000,
+             seed: int = TEST_SEED, search: RegretSearch | None = RegretSearch(),
+             thorough: bool = False, progress: bool = False) -> Evaluation:
+    """Score ``mechanism`` on ``setting`` (its own by default) with the shared protocol.
+
+    Args:
+        samples: test profiles for revenue, welfare, IR and feasibility.
+        seed: seed of the test profiles and of the random misreports.
+        search: misreport search budget; None skips regret.
+        thorough: use the papers' budget :data:`THOROUGH` (overrides ``search``).
+        progress: show a Rich progress bar.
+    """
+    setting = setting or mechanism.setting
+    if thorough:
+        search = THOROUGH
+    start = time.perf_counter()
+    device = default_device()
+    mechanism = mechanism.to(device)
+    dtype = mechanism.dtype
+    values = torch.as_tensor(setting.sample(samples, seed), dtype=dtype, device=device)
+    tol = _tolerance(dtype, setting)
+    regret_profiles = min(search.profiles, samples) if search else 0
+    steps = math.ceil(samples / CHUNK) + (setting.num_bidders if search else 0)
+
+    with Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task(f"evaluating {mechanism.name}", total=steps)
+        rev, wel, obj, ir_bad, ir_size, infeasible, worst = [], [], [], [], [], [], 0.0
+        with torch.no_grad():
+            for s in range(0, samples, CHUNK):
+                v = values[s:s + CHUNK]
+                alloc, pay = mechanism(v)
+                util = setting.utilities(v, alloc, pay)
+                rev.append(pay.sum(dim=1))
+                wel.append(setting.values(v, alloc).sum(dim=1))
+                obj.append(setting.objective.value(v, alloc, pay))
+                ir_bad.append((util < -tol).double().mean(dim=1))
+                ir_size.append((-util).clamp_min(0).mean(dim=1))
+                excess = setting.infeasibility(alloc)
+                infeasible.append((excess > tol).double())
+                worst = max(worst, float(excess.max()))
+                bar.advance(task)
+        regrets = []
+        if search:
+            generator = torch.Generator().manual_seed(seed)
+            v = values[:regret_profiles]
+            with torch.no_grad():
+                truthful = setting.utilities(v, *mechanism(v))
+            for i in range(setting.num_bidders):
+                best = best_misreport_utility(mechanism, v, i, setting, search, generator)
+                regrets.append((best - truthful[:, i]).clamp_min(0))
+                bar.advance(task)
+
+    def mean_se(parts):
+        x = torch.cat(parts).double()
+        return float(x.mean()), float(x.std() / math.sqrt(len(x))) if len(x) > 1 else 0.0
+
+    revenue, revenue_se = mean_se(rev)
+    welfare, welfare_se = mean_se(wel)
+    objective, objective_se = mean_se(obj)
+    if regrets:
+        r = torch.stack(regrets, dim=1).double()             # (P, n)
+        per_profile = r.mean(dim=1)
+        regret = dict(regret_mean=float(per_profile.mean()), regret_max=float(r.max()),
+                      regret_se=float(per_profile.std() / math.sqrt(len(r))) if len(r) > 1
+                      else 0.0,
+                      regret_per_bidder=[float(x) for x in r.mean(dim=0)])
+    else:
+        regret = dict(regret_mean=None, regret_max=None, regret_se=None, regret_per_bidder=None)
+    return Evaluation(
+        mechanism=mechanism.name, setting=setting.name or setting.describe(), samples=samples,
+        seed=seed, revenue=revenue, revenue_se=revenue_se, welfare=welfare,
+        welfare_se=welfare_se, objective=setting.objective.name, objective_value=objective,
+        objective_se=objective_se, ir_violation_rate=float(torch.cat(ir_bad).mean()),
+        ir_violation_mean=float(torch.cat(ir_size).double().mean()),
+        infeasible_rate=float(torch.cat(infeasible).mean()), infeasibility_max=worst,
+        **regret, regret_samples=regret_profiles,
+        search=search.to_dict() if search else None,
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,94 @@
+"""The one interface every mechanism implements.
+
+A mechanism maps bids (B, n, m) to an allocation (B, n, m) of probabilities and payments
+(B, n).  ``outcome`` is the public NumPy entry point (bids are checked at the boundary);
+``forward`` is the batched torch path used for training and evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from automech.errors import BidError
+from automech.problems.setting import Setting
+
+
+class Mechanism(torch.nn.Module):
+    """Base class: subclasses set ``name`` and implement :meth:`forward`.
+
+    Class attributes:
+        name: registry name, used by checkpoints and the CLI.
+        differentiable: whether outcomes are (almost everywhere) differentiable in the bids,
+            so that the evaluator may refine misreports by gradient ascent.
+    """
+
+    name: ClassVar[str]
+    differentiable: ClassVar[bool] = False
+
+    def __init__(self, setting: Setting) -> None:
+        super().__init__()
+        self.setting = setting
+
+    @classmethod
+    def applicable(cls, setting: Setting) -> str | None:
+        """None if the mechanism applies to ``setting``, else the reason it does not."""
+        return None
+
+    def forward(self, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batched outcome: bids (B, n, m) -> allocation (B, n, m), payments (B, n)."""
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able keyword arguments that rebuild this mechanism with ``cls(setting, **cfg)``."""
+        return {}
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for t in [*self.parameters(), *self.buffers()]:
+            if t.is_floating_point():
+                return t.dtype
+        return torch.float64
+
+    @property
+    def device(self) -> torch.device:
+        for t in [*self.parameters(), *self.buffers()]:
+            return t.device
+        return torch.device("cpu")
+
+    def outcome(self, bids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Allocation (B, n, m) and payments (B, n) for bids (B, n, m), as NumPy arrays."""
+        checked = check_bids(bids, self.setting)
+        with torch.no_grad():
+            x = torch.as_tensor(checked, dtype=self.dtype, device=self.device)
+            alloc, pay = self(x)
+        return (alloc.detach().cpu().double().numpy(), pay.detach().cpu().double().numpy())
+
+    def extra_repr(self) -> str:
+        return f"setting={self.setting.name or self.setting.describe()}"
+
+
+def check_bids(bids: Any, setting: Setting) -> np.ndarray:
+    """Bids as a float64 (B, n, m) array, or a :class:`BidError` naming what is wrong."""
+    try:
+        arr = np.asarray(bids, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BidError("bids must be a numeric array of shape (B, n, m)") from None
+    n, m = setting.shape
+    if arr.ndim != 3 or arr.shape[1:] != (n, m):
+        hint = " (for one profile use bids[None])" if arr.shape == (n, m) else ""
+        raise BidError(f"bids must have shape (B, {n}, {m}) for this setting "
+                       f"({n} bidders x {m} items); got {arr.shape}{hint}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise BidError(f"bids contain {int(bad.sum())} NaN or infinite value(s), first at "
+                       f"index {first}")
+    neg = arr < 0
+    if neg.any():
+        first = tuple(int(i) for i in np.argwhere(neg)[0])
+        raise BidError(f"bids must be >= 0; {int(neg.sum())} negative value(s), first "
+                       f"{arr[first]} at index {first}")
+    return arr

@@ -1,0 +1,113 @@
+"""Run directories: where every run keeps its config, metrics and checkpoint.
+
+Layout of a run directory::
+
+    config.json      setting (dict form), method, options, seed, automech version
+    checkpoint.pt    mechanism name, its rebuild config, state_dict (+ training state)
+    history.jsonl    one JSON line of training metrics per logged step
+    metrics.json     the final evaluation (the shared protocol's JSON)
+
+:func:`load` rebuilds the mechanism from ``checkpoint.pt`` alone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from automech.errors import RunError
+from automech.mechanisms import MECHANISMS, Mechanism
+from automech.problems.setting import Setting
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+HISTORY = "history.jsonl"
+METRICS = "metrics.json"
+
+
+class Run:
+    """A run directory; creating one makes the directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        tmp = self.path / f".{name}.tmp"
+        tmp.write_text(json.dumps(data, indent=2, default=_jsonable))
+        tmp.replace(self.path / name)
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        return json.loads((self.path / name).read_text())
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one line of training metrics to ``history.jsonl``."""
+        with open(self.path / HISTORY, "a") as fh:
+            fh.write(json.dumps(record, default=_jsonable) + "\n")
+
+    def history(self) -> list[dict[str, Any]]:
+        path = self.path / HISTORY
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def save(self, mechanism: Mechanism, training_state: dict[str, Any] | None = None) -> None:
+        """Write ``checkpoint.pt`` atomically (a kill never leaves a half-written file)."""
+        payload = {
+            "mechanism": mechanism.name,
+            "config": mechanism.config(),
+            "setting": mechanism.setting.to_dict(),
+            "state_dict": mechanism.state_dict(),
+            "training_state": training_state,
+        }
+        tmp = self.path / f".{CHECKPOINT}.tmp"
+        torch.save(payload, tmp)
+        tmp.replace(self.path / CHECKPOINT)
+
+    def checkpoint(self) -> dict[str, Any]:
+        path = self.path / CHECKPOINT
+        if not path.is_file():
+            raise RunError(f"no checkpoint in run directory {str(self.path)!r} "
+                           f"(expected {CHECKPOINT})")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file
+            raise RunError(f"cannot read checkpoint {str(path)!r}: {err}") from None
+
+
+def save(mechanism: Mechanism, run_dir: str | Path) -> Run:
+    """Save a mechanism to ``run_dir`` so that :func:`load` can rebuild it."""
+    run = Run(run_dir)
+    run.save(mechanism)
+    if not (run.path / CONFIG).exists():
+        run.write_json(CONFIG, {"setting": mechanism.setting.to_dict(),
+                                "mechanism": mechanism.name, "config": mechanism.config()})
+    return run
+
+
+def load(run_dir: str | Path) -> Mechanism:
+    """The mechanism saved in ``run_dir``, ready for ``outcome`` and ``evaluate``."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise RunError(f"run directory {str(path)!r} does not exist")
+    payload = Run(path).checkpoint()
+    name = payload.get("mechanism")
+    if name not in MECHANISMS:
+        raise RunError(f"checkpoint in {str(path)!r} names unknown mechanism {name!r}")
+    setting = Setting.from_dict(payload["setting"], source=str(path / CHECKPOINT))
+    mechanism = MECHANISMS[name](setting, **payload.get("config", {}))
+    mechanism.load_state_dict(payload["state_dict"])
+    return mechanism.eval()
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
