@@ -7,6 +7,7 @@ through it.  :data:`CLASSICAL` lists the closed-form baselines ``automech baseli
 from automech.mechanisms.base import Mechanism, check_bids
 from automech.mechanisms.bundle import BundlePostedPrice, GrandBundle
 from automech.mechanisms.first_price import FirstPrice
+from automech.mechanisms.menu import MenuMechanism
 from automech.mechanisms.myerson import Myerson, SeparateMyerson
 from automech.mechanisms.posted_price import PostedPrice
 from automech.mechanisms.vcg import VCG
@@ -15,7 +16,7 @@ CLASSICAL: tuple[type[Mechanism], ...] = (
     VCG, Myerson, SeparateMyerson, GrandBundle, PostedPrice, BundlePostedPrice, FirstPrice,
 )
 
-MECHANISMS: dict[str, type[Mechanism]] = {cls.name: cls for cls in CLASSICAL}
+MECHANISMS: dict[str, type[Mechanism]] = {cls.name: cls for cls in (*CLASSICAL, MenuMechanism)}
 
 
 def register_mechanism(cls: type[Mechanism]) -> type[Mechanism]:

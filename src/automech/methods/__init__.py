@@ -8,9 +8,11 @@ from __future__ import annotations
 from automech.errors import NotApplicableError
 from automech.mechanisms import CLASSICAL
 from automech.methods.base import Classical, Method
+from automech.methods.rochetnet import RochetNet
 
 METHODS: dict[str, Method] = {
     **{cls.name: Classical(cls) for cls in CLASSICAL},
+    RochetNet.name: RochetNet(),
 }
 
 
