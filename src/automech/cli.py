@@ -10,15 +10,17 @@ from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from automech.errors import AutomechError, NotApplicableError
 from automech.evaluation import THOROUGH, Evaluation, RegretSearch, evaluate
+from automech.evaluation.protocol import TEST_SEED
 from automech.experiment import options_from_file, parse_assignments, train as train_run
 from automech.mechanisms import CLASSICAL
 from automech.methods import METHODS
 from automech.problems import get_setting, setting_names
-from automech.runs import load, save
+from automech.runs import Run, load, save
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Automated mechanism design: settings, mechanisms, one evaluation.")
@@ -36,7 +38,8 @@ def _clean_errors() -> Iterator[None]:
     try:
         yield
     except AutomechError as err:
-        err_console.print(f"[bold red]error:[/] {err}")
+        # escaped (messages may hold brackets) and never wrapped: one line per error
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -184,6 +187,117 @@ def train(
         row = {k: report[k] for k in (*JSON_KEYS, "infeasible_rate")}
         console.print(_table(f"{s.name}: {method}, seed {seed}", {mech.name: row}))
         console.print(f"run directory: {run.path}")
+
+
+@app.command()
+def sweep(
+    file: Path = typer.Argument(..., help="sweep file (.toml): settings x methods x seeds"),
+    backend: str = typer.Option("local", help="local (process pool) or ray"),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (--backend ray); "
+                                          "default: start a local Ray instance"),
+    db: Path = typer.Option(Path("automech-results.db"), help="results database (SQLite)"),
+    workers: Optional[int] = typer.Option(None, help="jobs at a time (default: the cores)"),
+    runs_root: Optional[Path] = typer.Option(None, help="run directories go under "
+                                             "RUNS_ROOT/NAME (default: the file's runs_root "
+                                             "or runs)"),
+    dry_run: bool = typer.Option(False, help="list the jobs and their state; run nothing"),
+) -> None:
+    """Run a sweep's jobs, skipping finished ones and resuming interrupted ones."""
+    from rich.markup import escape as _escape
+
+    from automech.sweeps import Store, aggregate, load_sweep, render, run_sweep
+
+    with _clean_errors():
+        spec = load_sweep(file)
+        for note in spec.notes:
+            console.print(f"[dim]note: {_escape(note)}[/]")
+        with Store(db) as store:
+            if dry_run:
+                rows = store.sync(spec.jobs)
+                for job in spec.jobs:
+                    console.print(f"{rows[job.key]['status']:8} {job.describe()}",
+                                  markup=False, highlight=False)
+                return
+            try:
+                summary = run_sweep(spec, store, backend=backend, workers=workers,
+                                    address=address, runs_root=runs_root,
+                                    log=lambda line: console.print(line, highlight=False,
+                                                                   markup=False))
+            except KeyboardInterrupt:
+                err_console.print("interrupted: finished jobs are saved; rerun to resume")
+                raise typer.Exit(130) from None
+            width = console.width if sys.stdout.isatty() else 200
+            sys.stdout.write(render(aggregate(store.rows(spec.name)), "table",
+                                    title=f"sweep {spec.name}", width=width))
+            console.print(f"{summary['ran']} job(s) run in {summary['seconds']:.1f} s "
+                          f"({summary['done']} done, {summary['failed']} failed); "
+                          f"results in {db}")
+            if summary["failed"]:
+                for row in store.rows(spec.name):
+                    if row["status"] == "failed":
+                        first = (row["error"] or "").splitlines()[:1]
+                        err_console.print(f"failed: {row['setting']} {row['method']} seed "
+                                          f"{row['seed']}: {first[0] if first else '?'}",
+                                          markup=False, highlight=False)
+                raise typer.Exit(1)
+
+
+@app.command()
+def results(
+    sweep: Optional[str] = typer.Option(None, help="only this sweep (default: all)"),
+    db: Path = typer.Option(Path("automech-results.db"), help="results database (SQLite)"),
+    fmt: str = typer.Option("table", "--format", help="table, csv, json or markdown"),
+) -> None:
+    """The comparison table: mean, std and best over seeds per setting and method."""
+    from automech.sweeps import Store, aggregate, render
+
+    with _clean_errors():
+        with Store(db, create=False) as store:
+            known = store.sweeps()
+            if sweep is not None and sweep not in known:
+                raise AutomechError(f"no sweep {sweep!r} in {str(db)!r}; sweeps: "
+                                    f"{', '.join(known) or 'none'}")
+            title = f"sweep {sweep}" if sweep else (f"sweep {known[0]}" if len(known) == 1
+                                                    else None)
+            width = console.width if sys.stdout.isatty() else 200
+            sys.stdout.write(render(aggregate(store.rows(sweep)), fmt, title=title, width=width))
+
+
+@app.command()
+def describe(
+    run: Path = typer.Argument(..., help="run directory"),
+    samples: int = typer.Option(100_000, help="test profiles on which usage is counted"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """List what a saved mechanism offers (menu entries or allocations used, with their
+    prices or boosts and how often each is chosen); also writes RUN/describe.json."""
+    with _clean_errors():
+        mech = load(run)
+        values = mech.setting.sample(samples, TEST_SEED)
+        info = mech.describe(values)
+        info["samples"] = samples
+        Run(run).write_json("describe.json", info)
+        if as_json:
+            print(json.dumps(info, indent=2))
+            return
+        entries = info.get("entries")
+        if not entries:
+            console.print_json(json.dumps(info))
+            return
+        table = Table(title=f"{mech.name}: {len(entries)} entries used on {samples} profiles")
+        for key in entries[0]:
+            table.add_column(key, justify="right")
+        for entry in entries:
+            table.add_row(*(_cell(v) for v in entry.values()))
+        console.print(table)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_cell(v) for v in value) + "]"
+    return str(value)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -45,6 +45,12 @@ class Mechanism(torch.nn.Module):
         """JSON-able keyword arguments that rebuild this mechanism with ``cls(setting, **cfg)``."""
         return {}
 
+    def describe(self, values: np.ndarray) -> dict[str, Any]:
+        """What the mechanism offers, JSON-able.  Learned designs override this to list the
+        menu entries or allocations actually chosen on the profiles ``values`` (B, n, m)
+        and how often; the default gives the rebuild config."""
+        return {"kind": self.name, "config": self.config()}
+
     @property
     def dtype(self) -> torch.dtype:
         for t in [*self.parameters(), *self.buffers()]:
