@@ -94,12 +94,20 @@ def load(run_dir: str | Path) -> Mechanism:
     if not path.is_dir():
         raise RunError(f"run directory {str(path)!r} does not exist")
     payload = Run(path).checkpoint()
+    if not isinstance(payload, dict) or "setting" not in payload or "state_dict" not in payload:
+        raise RunError(f"checkpoint in {str(path)!r} is not an automech checkpoint "
+                       "(expected keys mechanism, config, setting, state_dict)")
     name = payload.get("mechanism")
     if name not in MECHANISMS:
         raise RunError(f"checkpoint in {str(path)!r} names unknown mechanism {name!r}")
     setting = Setting.from_dict(payload["setting"], source=str(path / CHECKPOINT))
-    mechanism = MECHANISMS[name](setting, **payload.get("config", {}))
-    mechanism.load_state_dict(payload["state_dict"])
+    try:
+        mechanism = MECHANISMS[name](setting, **payload.get("config", {}))
+        mechanism.load_state_dict(payload["state_dict"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as err:
+        detail = " ".join(str(err).split())
+        raise RunError(f"checkpoint in {str(path)!r} does not rebuild mechanism {name!r}: "
+                       f"{detail}") from None
     return mechanism.eval()
 
 

@@ -76,9 +76,11 @@ _PARAMS: dict[str, set[str]] = {
 
 def objective_from_spec(spec: str | dict[str, Any], source: str | None = None) -> Objective:
     """``"revenue"`` or ``{kind = "revenue-minus-cost", production_cost = 1.0}``."""
+    if not isinstance(spec, (str, dict)):
+        raise SettingError("objective", f"must be a name or a table, got {spec!r}", source)
     table = {"kind": spec} if isinstance(spec, str) else dict(spec)
     kind = table.pop("kind", None)
-    if kind not in OBJECTIVES:
+    if not isinstance(kind, str) or kind not in OBJECTIVES:
         raise SettingError("objective", f"unknown objective {kind!r}; known: "
                            f"{', '.join(OBJECTIVES)}", source)
     for key, val in table.items():

@@ -45,7 +45,8 @@ class Prior(ABC):
 
     @abstractmethod
     def support(self) -> tuple[np.ndarray, np.ndarray]:
-        """Box ``(low, high)``, each (n, m), containing every value the prior can draw."""
+        """Box ``(low, high)``, each (n, m), holding the prior's values (misreports are
+        searched inside it).  Unbounded laws are cut at their 0.9999 quantile."""
 
     def atoms(self, bidder: int) -> np.ndarray | None:
         """Bidder ``bidder``'s finite set of types (k, m), or None for a continuum."""
@@ -319,6 +320,8 @@ def prior_from_dict(table: dict[str, Any], num_bidders: int, num_items: int,
     kind = table.pop("kind", None)
     if kind is None:
         raise SettingError("prior.kind", "missing", source)
+    if not isinstance(kind, str):
+        raise SettingError("prior.kind", f"must be a string, got {kind!r}", source)
     if kind in LAWS:
         _reject_unknown(table, set(LAWS[kind].params), source)
         return IndependentPrior.from_law(kind, num_bidders, num_items, table, source)
@@ -395,7 +398,25 @@ def _parse_discrete(table: dict, n: int, m: int, source: str | None) -> Prior:
                        "'probabilities') or 'types' (with 'type_probabilities')", source)
 
 
-def _keyword_parser(cls, keys: dict[str, type]):
+def _check_correlated(center_low: float = 0.25, center_high: float = 0.75,
+                      spread: float = 0.25) -> tuple[str, str] | None:
+    if not center_high > center_low:
+        return "center_high", f"must exceed center_low, got {center_low} and {center_high}"
+    if spread > center_low:
+        return "spread", (f"must be <= center_low ({center_low}) so that values stay >= 0, "
+                          f"got {spread}")
+    return None
+
+
+def _check_spherical(points: int = 5, ratio: float = 2.0, scale: float = 4.0,
+                     construction_seed: int = 0) -> tuple[str, str] | None:
+    for key, val in (("points", points), ("ratio", ratio), ("scale", scale)):
+        if not val > 0:
+            return key, f"must be > 0, got {val}"
+    return None
+
+
+def _keyword_parser(cls, keys: dict[str, type], check=None):
     def parse(table: dict, n: int, m: int, source: str | None) -> Prior:
         _reject_unknown(table, set(keys), source)
         kwargs = {}
@@ -406,6 +427,9 @@ def _keyword_parser(cls, keys: dict[str, type]):
             kwargs[k] = keys[k](v)
             if kwargs[k] < 0:
                 raise SettingError(f"prior.{k}", f"must be >= 0, got {v}", source)
+        problem = check(**kwargs) if check else None
+        if problem:
+            raise SettingError(f"prior.{problem[0]}", problem[1], source)
         return cls(n, m, **kwargs)
     return parse
 
@@ -413,7 +437,8 @@ def _keyword_parser(cls, keys: dict[str, type]):
 _PARSERS = {
     "discrete": _parse_discrete,
     "correlated": _keyword_parser(CorrelatedPrior, {"center_low": float, "center_high": float,
-                                                    "spread": float}),
+                                                    "spread": float}, _check_correlated),
     "spherical": _keyword_parser(SphericalPrior, {"points": int, "ratio": float, "scale": float,
-                                                  "construction_seed": int}),
+                                                  "construction_seed": int},
+                                 _check_spherical),
 }

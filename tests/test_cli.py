@@ -1,0 +1,156 @@
+"""The command line, through Typer's test runner."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from automech.cli import JSON_KEYS, app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_clean_error(result, *fragments: str) -> None:
+    """Exit code 2, one line on stderr naming the problem, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        repr(result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert result.stdout == ""
+
+
+def test_settings_lists_named_settings():
+    result = invoke("settings")
+    assert result.exit_code == 0, result.output
+    for name in ("2x2-uniform", "3x10-uniform", "2x4-unit-spherical", "3x1-exponential"):
+        assert name in result.stdout
+
+
+def test_baselines_json():
+    result = invoke("baselines", "2x2-uniform", "--samples", "20000", "--regret-profiles",
+                    "200", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["setting"] == "2x2-uniform"
+    results = data["results"]
+    assert {"vcg", "separate-myerson", "grand-bundle", "posted-price",
+            "bundle-posted-price", "first-price"} <= set(results)
+    assert "myerson" in data["skipped"]                     # one item only
+    for name, row in results.items():
+        for key in ("revenue", "revenue_se", "welfare", "ir_violation_rate", "regret_mean",
+                    "regret_max", "samples"):
+            assert key in row, (name, key)
+        assert set(JSON_KEYS) <= set(row)
+        assert row["samples"] == 20_000 and row["regret_samples"] == 200
+        assert row["ir_violation_rate"] == 0.0
+    sep = results["separate-myerson"]
+    assert abs(sep["revenue"] - 5 / 6) <= 4 * sep["revenue_se"]
+    gb = results["grand-bundle"]
+    assert abs(gb["revenue"] - 0.839244) <= 4 * gb["revenue_se"]
+    for truthful in ("vcg", "separate-myerson", "grand-bundle", "posted-price"):
+        assert results[truthful]["regret_max"] <= 1e-9
+    assert results["first-price"]["regret_mean"] > 0.05
+
+
+def test_baselines_table_and_save(tmp_path):
+    result = invoke("baselines", "3x1-uniform", "--samples", "2000", "--no-regret",
+                    "--save", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "myerson" in result.stdout and "skipped" in result.stdout
+    assert (tmp_path / "myerson" / "checkpoint.pt").is_file()
+    again = invoke("evaluate", tmp_path / "myerson", "--samples", "20000", "--no-regret",
+                   "--json")
+    assert again.exit_code == 0, again.output
+    row = json.loads(again.stdout)["results"]["myerson"]
+    assert abs(row["revenue"] - 0.53125) <= 4 * row["revenue_se"]
+    assert row["regret_mean"] is None
+
+
+def test_baselines_from_toml_file(tmp_path):
+    path = tmp_path / "asym.toml"
+    path.write_text('bidders = 1\nitems = 2\n[prior]\nkind = "uniform"\nlow = [4, 4]\n'
+                    'high = [16, 7]\n')
+    result = invoke("baselines", path, "--samples", "2000", "--no-regret", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["setting"] == "asym"
+    assert "separate-myerson" in data["results"]
+
+
+def test_unknown_setting_is_a_clean_error():
+    assert_clean_error(invoke("baselines", "no-such-setting", "--json"), "no-such-setting")
+
+
+def test_missing_run_directory_is_a_clean_error(tmp_path):
+    assert_clean_error(invoke("evaluate", tmp_path / "missing"), "does not exist")
+
+
+def test_run_directory_without_checkpoint_is_a_clean_error(tmp_path):
+    assert_clean_error(invoke("evaluate", tmp_path), "no checkpoint")
+
+
+@pytest.mark.parametrize("text, field", [
+    ('bidders = 2\nitems = 2\n[prior]\nkind = "uniform"\nlow = [0, 0, 0]\n', "prior.low"),
+    ('bidders = 2\nitems = [2\n', "not valid TOML"),
+    ('bidders = 2\nitems = 1\n[prior]\nkind = "discrete"\ntypes = [[[1.0]], [[-1.0]]]\n'
+     'type_probabilities = [[1.0], [1.0]]\n', "prior.types[1]"),
+])
+def test_malformed_toml_is_a_clean_error(tmp_path, text, field):
+    # a long path, so that a wrapped message would show up as two lines
+    path = tmp_path / ("a-rather-long-setting-file-name-" * 3 + ".toml")
+    path.write_text(text)
+    assert_clean_error(invoke("baselines", path, "--no-regret"), field, str(path))
+
+
+def test_train_then_evaluate(tmp_path):
+    out = tmp_path / "gb"
+    result = invoke("train", "2x2-uniform", "--method", "grand-bundle", "--out", out,
+                    "--eval-samples", "5000", "--regret-profiles", "100", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["run"] == str(out)
+    assert set(JSON_KEYS) <= set(data["results"]["grand-bundle"])
+    for name in ("checkpoint.pt", "config.json", "metrics.json"):
+        assert (out / name).is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["method"] == "grand-bundle" and config["seed"] == 0
+    evaluated = invoke("evaluate", out, "--samples", "20000", "--regret-profiles", "100",
+                       "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    row = json.loads(evaluated.stdout)["results"]["grand-bundle"]
+    assert abs(row["revenue"] - 0.839244) <= 4 * row["revenue_se"]
+    assert row["regret_max"] <= 1e-9 and row["samples"] == 20_000
+    # the table form works too
+    table = invoke("evaluate", out, "--samples", "2000", "--no-regret")
+    assert table.exit_code == 0 and "grand-bundle" in table.stdout
+
+
+def test_train_unknown_option_is_a_clean_error(tmp_path):
+    result = invoke("train", "2x2-uniform", "--method", "grand-bundle", "--out",
+                    tmp_path / "x", "--set", "colour=3")
+    assert_clean_error(result, "colour")
+    assert not (tmp_path / "x" / "checkpoint.pt").exists()
+
+
+def test_train_malformed_set_is_a_clean_error(tmp_path):
+    # brackets in a message must not be read as Rich markup
+    assert_clean_error(invoke("train", "2x2-uniform", "--method", "vcg", "--out",
+                              tmp_path / "y", "--set", "[/x]"), "[/x]")
+
+
+def test_train_unknown_method_and_not_applicable(tmp_path):
+    assert_clean_error(invoke("train", "2x2-uniform", "--method", "no-such-method",
+                              "--out", tmp_path / "z"), "no-such-method")
+    assert_clean_error(invoke("train", "2x2-unit-uniform", "--method", "grand-bundle",
+                              "--out", tmp_path / "w"), "unit-demand")

@@ -1,0 +1,168 @@
+"""Priors: reproducible sampling, supports, per-item and per-bidder parameters, discrete,
+correlated and spherical priors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from automech import get_setting
+from automech.problems import (
+    CorrelatedPrior,
+    DiscretePrior,
+    IndependentDiscretePrior,
+    IndependentPrior,
+    SphericalPrior,
+)
+from automech.problems.laws import UNBOUNDED_QUANTILE, Law1D
+
+BOUNDED = ["2x2-uniform", "1x2-asym-uniform", "3x10-asym-uniform", "3x1-asym-uniform",
+           "3x10-correlated", "2x4-unit-spherical", "2x3-unit-uniform"]
+
+
+@pytest.mark.parametrize("name", ["2x2-uniform", "3x1-exponential", "3x10-correlated",
+                                  "2x4-unit-spherical"])
+def test_same_seed_same_numbers_different_seed_different(name):
+    s = get_setting(name)
+    a, b, c = s.sample(500, 7), s.sample(500, 7), s.sample(500, 8)
+    assert a.shape == (500, *s.shape) and a.dtype == np.float64
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    # a Generator works too and advances
+    rng = np.random.default_rng(7)
+    np.testing.assert_array_equal(s.sample(500, rng), a)
+    assert not np.array_equal(s.sample(500, rng), a)
+
+
+@pytest.mark.parametrize("name", BOUNDED)
+def test_samples_inside_support_box(name):
+    s = get_setting(name)
+    low, high = s.prior.support()
+    assert low.shape == high.shape == s.shape
+    assert np.all(low >= 0) and np.all(high > low)
+    v = s.sample(20_000, 1)
+    assert np.all(v >= low) and np.all(v <= high)
+
+
+def test_per_item_uniform_bounds():
+    s = get_setting("1x2-asym-uniform")           # U[4,16] x U[4,7]
+    low, high = s.prior.support()
+    np.testing.assert_allclose(low, [[4.0, 4.0]])
+    np.testing.assert_allclose(high, [[16.0, 7.0]])
+    v = s.sample(50_000, 3)
+    np.testing.assert_allclose(v.min(axis=0), [[4.0, 4.0]], atol=0.01)
+    np.testing.assert_allclose(v.max(axis=0), [[16.0, 7.0]], atol=0.01)
+    np.testing.assert_allclose(v.mean(axis=0), [[10.0, 5.5]], atol=0.05)
+
+
+def test_per_bidder_item_uniform_bounds():
+    s = get_setting("3x1-asym-uniform")           # bidder i ~ U[0, i + 1]
+    low, high = s.prior.support()
+    np.testing.assert_allclose(low, 0.0)
+    np.testing.assert_allclose(high[:, 0], [1.0, 2.0, 3.0])
+    v = s.sample(50_000, 4)
+    np.testing.assert_allclose(v.max(axis=0)[:, 0], [1.0, 2.0, 3.0], atol=0.01)
+    np.testing.assert_allclose(v.mean(axis=0)[:, 0], [0.5, 1.0, 1.5], atol=0.02)
+    big = get_setting("3x10-asym-uniform")
+    np.testing.assert_allclose(big.prior.support()[1], np.repeat([[1.0], [2.0], [3.0]], 10, 1))
+
+
+def test_uniform_constructor_broadcasts_and_marginals():
+    p = IndependentPrior.uniform(2, 3, low=0.0, high=[1.0, 2.0, 3.0])
+    assert p.independent
+    assert p.marginal(1, 2) == Law1D("uniform", {"low": 0.0, "high": 3.0})
+    assert p.to_dict() == {"kind": "uniform", "low": 0.0, "high": [1.0, 2.0, 3.0]}
+
+
+def test_bernoulli_atoms_and_frequencies():
+    p = IndependentPrior.from_law("bernoulli", 2, 2, {"p": 0.3, "value": 2.0})
+    v = p.sample(40_000, np.random.default_rng(5))
+    assert set(np.unique(v)) == {0.0, 2.0}
+    freq = (v == 2.0).mean()
+    assert abs(freq - 0.3) < 4 * np.sqrt(0.3 * 0.7 / v.size)
+    atoms = p.atoms(0)
+    assert atoms.shape == (4, 2)
+    assert {tuple(a) for a in atoms} == {(0.0, 0.0), (0.0, 2.0), (2.0, 0.0), (2.0, 2.0)}
+    low, high = p.support()
+    np.testing.assert_allclose(low, 0.0)
+    np.testing.assert_allclose(high, 2.0)
+    assert p.marginal(0, 0).discrete
+
+
+def test_exponential_support_and_mean():
+    s = get_setting("3x1-exponential")
+    low, high = s.prior.support()
+    np.testing.assert_allclose(low, 0.0)
+    # unbounded law: the box is cut at a high quantile (documented in laws.py)
+    np.testing.assert_allclose(high, -np.log(1 - UNBOUNDED_QUANTILE), rtol=1e-9)
+    v = s.sample(100_000, 6)
+    assert np.all(v >= 0)
+    assert abs(v.mean() - 1.0) < 4 * 1.0 / np.sqrt(v.size)
+    above = (v > high).mean()
+    assert above < 5 * (1 - UNBOUNDED_QUANTILE)
+    law = s.prior.marginal(0, 0)
+    np.testing.assert_allclose(law.virtual_value(np.array([0.5, 1.0, 3.0])), [-0.5, 0.0, 2.0])
+
+
+def test_discrete_listed_profiles_frequencies():
+    profiles = np.array([[[1.0, 0.0], [0.0, 1.0]],
+                         [[2.0, 2.0], [1.0, 1.0]],
+                         [[0.5, 3.0], [3.0, 0.5]]])
+    probs = np.array([0.5, 0.3, 0.2])
+    p = DiscretePrior(profiles, probs)
+    v = p.sample(30_000, np.random.default_rng(0))
+    assert v.shape == (30_000, 2, 2)
+    match = (v[:, None] == profiles[None]).all(axis=(2, 3))      # (N, K)
+    assert np.all(match.sum(axis=1) == 1), "every draw is one of the listed profiles"
+    freq = match.mean(axis=0)
+    np.testing.assert_array_less(np.abs(freq - probs), 4 * np.sqrt(probs * (1 - probs) / len(v)))
+    assert not p.independent
+    np.testing.assert_array_equal(p.support()[0], profiles.min(axis=0))
+    assert p.atoms(0).shape == (3, 2)
+
+
+def test_discrete_per_bidder_types_frequencies():
+    types = [np.array([[1.0], [3.0]]), np.array([[0.0], [2.0], [5.0]])]
+    probs = [np.array([0.25, 0.75]), np.array([0.2, 0.3, 0.5])]
+    p = IndependentDiscretePrior(types, probs)
+    v = p.sample(40_000, np.random.default_rng(1))
+    for i in range(2):
+        for t, q in zip(types[i][:, 0], probs[i]):
+            freq = (v[:, i, 0] == t).mean()
+            assert abs(freq - q) < 4 * np.sqrt(q * (1 - q) / len(v))
+    np.testing.assert_array_equal(p.atoms(1), types[1])
+    # bidders are drawn independently
+    assert abs(np.corrcoef(v[:, 0, 0], v[:, 1, 0])[0, 1]) < 0.03
+
+
+def test_correlated_prior_ranges_and_correlation():
+    s = get_setting("3x10-correlated")
+    assert isinstance(s.prior, CorrelatedPrior) and not s.prior.independent
+    v = s.sample(20_000, 2)
+    assert v.min() >= 0.0 and v.max() <= 1.0
+    assert v.min() < 0.02 and v.max() > 0.98
+    # common value per item: bidders' values are positively correlated (exactly 1/2)
+    for j in (0, 5):
+        for a, b in [(0, 1), (1, 2)]:
+            r = np.corrcoef(v[:, a, j], v[:, b, j])[0, 1]
+            assert 0.45 < r < 0.55
+    # items are independent
+    assert abs(np.corrcoef(v[:, 0, 0], v[:, 0, 1])[0, 1]) < 0.05
+
+
+def test_spherical_prior_has_five_atoms_per_bidder():
+    s = get_setting("2x4-unit-spherical")
+    prior = s.prior
+    assert isinstance(prior, SphericalPrior)
+    for i in range(2):
+        atoms = prior.atoms(i)
+        assert atoms.shape == (5, 4)
+        assert len(np.unique(atoms, axis=0)) == 5
+        np.testing.assert_allclose(np.linalg.norm(atoms, axis=1).max(), 4.0)
+    v = s.sample(5_000, 0)
+    for i in range(2):
+        drawn = np.unique(v[:, i], axis=0)
+        assert len(drawn) == 5
+        assert {tuple(r) for r in drawn} == {tuple(r) for r in prior.atoms(i)}
+    # same construction seed, same points
+    np.testing.assert_array_equal(SphericalPrior(2, 4).atoms(0), prior.atoms(0))

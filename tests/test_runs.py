@@ -1,0 +1,100 @@
+"""Run directories: save and load give the same mechanism; bad directories and
+checkpoints raise RunError with a clear message."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import cached_mechanism, cached_setting
+
+import automech
+from automech.errors import RunError
+from automech.mechanisms import VCG, PostedPrice
+from automech.runs import CHECKPOINT, CONFIG, Run
+
+
+@pytest.mark.parametrize("mechanism, setting", [
+    ("grand-bundle", "2x2-uniform"), ("posted-price", "2x2-uniform"),
+    ("bundle-posted-price", "1x2-uniform"), ("separate-myerson", "2x2-uniform"),
+    ("myerson", "2x1-asym-uniform"), ("vcg", "2x2-unit-uniform"),
+])
+def test_save_load_identical_outcomes(tmp_path, mechanism, setting):
+    original = cached_mechanism(mechanism, setting)
+    run = automech.save(original, tmp_path / "run")
+    assert (run.path / CHECKPOINT).is_file() and (run.path / CONFIG).is_file()
+    loaded = automech.load(tmp_path / "run")
+    assert type(loaded) is type(original) and loaded.config() == original.config()
+    assert loaded.setting.to_dict() == original.setting.to_dict()
+    bids = cached_setting(setting).sample(1_000, 9)
+    a0, p0 = original.outcome(bids)
+    a1, p1 = loaded.outcome(bids)
+    np.testing.assert_array_equal(a0, a1)
+    np.testing.assert_array_equal(p0, p1)
+    # the rebuilt mechanism is not re-tuned: the saved prices/reserve are kept
+    config = json.loads((run.path / CONFIG).read_text())
+    assert config["mechanism"] == mechanism and config["config"] == original.config()
+
+
+def test_saved_prices_survive_even_if_not_tuned(tmp_path):
+    pp = PostedPrice(cached_setting("2x2-uniform"), prices=[0.3, 0.9])
+    automech.save(pp, tmp_path)
+    assert automech.load(tmp_path).prices.tolist() == [0.3, 0.9]
+
+
+def test_load_missing_directory(tmp_path):
+    with pytest.raises(RunError, match="does not exist"):
+        automech.load(tmp_path / "nowhere")
+
+
+def test_load_directory_without_checkpoint(tmp_path):
+    with pytest.raises(RunError, match=f"no checkpoint.*{CHECKPOINT}"):
+        automech.load(tmp_path)
+
+
+def test_load_corrupted_checkpoint(tmp_path):
+    automech.save(VCG(cached_setting("2x2-uniform")), tmp_path)
+    (tmp_path / CHECKPOINT).write_bytes(b"this is not a torch checkpoint \x00\x01\x02")
+    with pytest.raises(RunError, match="cannot read checkpoint"):
+        automech.load(tmp_path)
+
+
+def test_load_truncated_checkpoint(tmp_path):
+    automech.save(PostedPrice(cached_setting("2x2-uniform"), prices=[0.5, 0.5]), tmp_path)
+    data = (tmp_path / CHECKPOINT).read_bytes()
+    (tmp_path / CHECKPOINT).write_bytes(data[: len(data) // 2])
+    with pytest.raises(RunError, match="cannot read checkpoint"):
+        automech.load(tmp_path)
+
+
+@pytest.mark.parametrize("payload, pattern", [
+    ([1, 2, 3], "not an automech checkpoint"),
+    ({"mechanism": "vcg"}, "not an automech checkpoint"),
+    ({"mechanism": "no-such", "setting": {}, "state_dict": {}}, "unknown mechanism 'no-such'"),
+    ("config", "unexpected keyword"),
+    ("state", "does not rebuild mechanism 'posted-price'"),
+])
+def test_load_wrong_checkpoint_contents(tmp_path, payload, pattern):
+    pp = PostedPrice(cached_setting("2x2-uniform"), prices=[0.5, 0.5])
+    automech.save(pp, tmp_path)
+    good = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    if payload == "config":
+        payload = {**good, "config": {"colour": 1}}
+    elif payload == "state":
+        payload = {**good, "state_dict": {"prices": torch.zeros(3, dtype=torch.float64)}}
+    torch.save(payload, tmp_path / CHECKPOINT)
+    with pytest.raises(RunError, match=pattern) as info:
+        automech.load(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_run_history_and_json(tmp_path):
+    run = Run(tmp_path / "r")
+    run.log({"step": 1, "loss": torch.tensor(0.5)})
+    run.log({"step": 2, "loss": np.float64(0.25)})
+    assert run.history() == [{"step": 1, "loss": 0.5}, {"step": 2, "loss": 0.25}]
+    run.write_json("metrics.json", {"x": np.arange(3)})
+    assert run.read_json("metrics.json") == {"x": [0, 1, 2]}
+    assert not list(run.path.glob(".*.tmp")), "writes are atomic (no temp file left)"
