@@ -13,10 +13,13 @@ Where the types come from (:func:`finite_types`):
   :class:`SettingError` names the field otherwise.
 * independent value laws: a discrete law contributes its atoms with their masses
   ``F(a_r) - F(a_{r-1})``; a continuous law is cut into ``grid`` cells of equal width
-  on its support box [low, high], each represented by its midpoint and weighted by
-  ``F(right) - F(left)`` (the top cell also takes the mass above ``high`` of an unbounded
-  law).  Bidder i's types are the product of its items' points, with product weights.
-* any other continuous prior (e.g. ``correlated``): the same grid of midpoints, with
+  on its support box [low, high], each represented by its midpoint (``points="mid"``)
+  or its lower end (``points="low"``) and weighted by ``F(right) - F(left)`` (the top
+  cell also takes the mass above ``high`` of an unbounded law).  Bidder i's types are
+  the product of its items' points, with product weights.  Midpoints approximate the
+  prior better; lower ends undervalue every cell, so that the LP optimum on the grid is
+  closer to what the rounded-down mechanism earns on the continuum.
+* any other continuous prior (e.g. ``correlated``): the same grid of points, with
   profile-cell probabilities estimated by a histogram of :data:`HISTOGRAM_SAMPLES`
   draws with the fixed seed :data:`HISTOGRAM_SEED` (cells never hit get probability 0).
 """
@@ -31,9 +34,10 @@ import numpy as np
 from automech.errors import AutomechError, SettingError
 from automech.problems.priors import DiscretePrior, IndependentDiscretePrior, Prior
 
+POINTS = ("mid", "low")
 HISTOGRAM_SAMPLES = 2**22
 HISTOGRAM_SEED = 31_415
-#: Largest histogram (cells over all bidders' grids) estimated for a correlated prior.
+#: Largest histogram (cells over all bidders' grids) estimated for a non-independent prior.
 MAX_HISTOGRAM_CELLS = 2**24
 PROBABILITY_TOLERANCE = 1e-6
 
@@ -61,13 +65,19 @@ class FiniteTypes:
         """Type index of every bidder at every profile, (T, n)."""
         return np.stack(np.unravel_index(np.arange(self.num_profiles), self.sizes), axis=1)
 
+    def profile_values(self) -> np.ndarray:
+        """Every bidder's values at every profile, (T, n, m)."""
+        index = self.profile_indices()
+        return np.stack([t[index[:, i]] for i, t in enumerate(self.types)], axis=1)
+
     def strides(self) -> np.ndarray:
         """Profile-index step of one type step of each bidder, (n,)."""
         return np.array([int(np.prod(self.sizes[i + 1:])) for i in range(len(self.types))])
 
 
-def finite_types(prior: Prior, grid: int) -> FiniteTypes:
-    """The finite type space of ``prior``; ``grid`` points per dimension for continuous laws."""
+def finite_types(prior: Prior, grid: int, points: str = "mid") -> FiniteTypes:
+    """The finite type space of ``prior``; ``grid`` points per dimension for continuous laws,
+    each cell's midpoint or lower end (``points``)."""
     if isinstance(prior, DiscretePrior):
         _no_grid(grid, prior)
         return _listed(prior)
@@ -78,10 +88,10 @@ def finite_types(prior: Prior, grid: int) -> FiniteTypes:
         types = [_checked_values(t, f"prior.types[{i}]") for i, t in enumerate(prior.types)]
         return _product(types, probs)
     if prior.independent:
-        return _independent_laws(prior, grid)
+        return _independent_laws(prior, grid, points)
     if grid <= 0:
         raise _grid_needed(prior)
-    return _histogram(prior, grid)
+    return _histogram(prior, grid, points)
 
 
 def _no_grid(grid: int, prior: Prior) -> None:
@@ -133,8 +143,14 @@ def _product(types: list[np.ndarray], probs: list[np.ndarray]) -> FiniteTypes:
     return _drop_null_types(list(types), joint)
 
 
-def _law_points(law, grid: int, prior: Prior) -> tuple[np.ndarray, np.ndarray]:
-    """Points and masses of one value law: its atoms, or ``grid`` cell midpoints."""
+def _cell_points(low: float, high: float, grid: int, points: str) -> np.ndarray:
+    """The representative point of each of ``grid`` equal cells of [low, high]."""
+    offset = 0.5 if points == "mid" else 0.0
+    return low + (high - low) * (np.arange(grid) + offset) / grid
+
+
+def _law_points(law, grid: int, points: str, prior: Prior) -> tuple[np.ndarray, np.ndarray]:
+    """Points and masses of one value law: its atoms, or ``grid`` cell points."""
     if law.discrete:
         atoms = np.sort(law.atoms())
         return atoms, np.diff(np.concatenate([[0.0], law.cdf(atoms)]))
@@ -143,28 +159,29 @@ def _law_points(law, grid: int, prior: Prior) -> tuple[np.ndarray, np.ndarray]:
     low, high = law.bounds()
     edges = np.linspace(low, high, grid + 1)
     cdf = np.concatenate([[0.0], law.cdf(edges[1:-1]), [1.0]])
-    return (edges[:-1] + edges[1:]) / 2, np.diff(cdf)
+    return _cell_points(low, high, grid, points), np.diff(cdf)
 
 
-def _independent_laws(prior: Prior, grid: int) -> FiniteTypes:
+def _independent_laws(prior: Prior, grid: int, points: str) -> FiniteTypes:
     laws = [[prior.marginal(i, j) for j in range(prior.num_items)]
             for i in range(prior.num_bidders)]
     if grid > 0 and all(law.discrete for row in laws for law in row):
         _no_grid(grid, prior)
     types, probs = [], []
     for row in laws:
-        points, masses = zip(*(_law_points(law, grid, prior) for law in row))
-        types.append(np.array(list(itertools.product(*points)), dtype=float))
+        axes, masses = zip(*(_law_points(law, grid, points, prior) for law in row))
+        types.append(np.array(list(itertools.product(*axes)), dtype=float))
         probs.append(np.array([np.prod(w) for w in itertools.product(*masses)]))
     return _product(types, probs)
 
 
-def _histogram(prior: Prior, grid: int) -> FiniteTypes:
+def _histogram(prior: Prior, grid: int, points: str) -> FiniteTypes:
+    """Profile-cell probabilities of a non-independent prior, estimated from draws."""
     n, m = prior.num_bidders, prior.num_items
     cells = grid ** (n * m)
     if cells > MAX_HISTOGRAM_CELLS:
-        raise AutomechError(f"grid={grid} gives {cells} profile cells for this correlated "
-                            f"prior; at most {MAX_HISTOGRAM_CELLS} are estimated")
+        raise AutomechError(f"grid={grid} gives {cells:,} profile cells for the prior "
+                            f"{prior.describe()}; at most {MAX_HISTOGRAM_CELLS:,} are estimated")
     low, high = prior.support()
     draws = prior.sample(HISTOGRAM_SAMPLES, np.random.default_rng(HISTOGRAM_SEED))
     cell = np.clip(np.floor((draws - low) / (high - low) * grid), 0, grid - 1).astype(np.int64)
@@ -172,13 +189,13 @@ def _histogram(prior: Prior, grid: int) -> FiniteTypes:
     joint = np.bincount(flat, minlength=cells).reshape((grid**m,) * n) / len(draws)
     types = []
     for i in range(n):
-        axes = [low[i, j] + (high[i, j] - low[i, j]) * (np.arange(grid) + 0.5) / grid
-                for j in range(m)]
+        axes = [_cell_points(low[i, j], high[i, j], grid, points) for j in range(m)]
         types.append(np.array(list(itertools.product(*axes)), dtype=float))
     return _drop_null_types(types, joint)
 
 
 def _drop_null_types(types: list[np.ndarray], joint: np.ndarray) -> FiniteTypes:
+    """Remove every bidder's types of marginal probability 0."""
     out = FiniteTypes(types, joint)
     for i in range(len(types)):
         keep = np.flatnonzero(out.marginal(i) > 0)

@@ -21,9 +21,13 @@ DSIC holds against every report of the others on the type product (dominant stra
 also at profiles of probability 0 of a listed correlated prior); BIC uses the conditional
 P(t_-i | c) = P(c, t_-i) / P_i(c), so correlated listed priors are handled as well.
 The constraint matrix is built as sparse COO triplets by index arithmetic; HiGHS solves
-it (``scipy.optimize.linprog``).  The run directory gets ``lp.json``: LP size, build and
-solve seconds, status, the optimum on the grid and the largest dual values (shadow
-prices, revenue per unit of relaxation) of the binding IC constraints.
+it (``scipy.optimize.linprog``).  Size: with k_i types per bidder and T = prod k_i
+profiles, T n (m + 1) variables and T sum_i (k_i - 1) DSIC rows of 2 (m + 1) nonzeros;
+one bidder on a k-point grid of m items has k^m types and about k^(2m) rows, which is
+where the LP stops scaling.  The mechanism on bids off the grid is
+:class:`automech.mechanisms.lp_table.LPTable`.  The run directory gets ``lp.json``: LP
+size, build and solve seconds, status, the optimum on the grid and the largest dual
+values (shadow prices, revenue per unit of relaxation) of the binding IC constraints.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from scipy.optimize import linprog
 from automech.errors import AutomechError
 from automech.mechanisms.lp_table import LPTable
 from automech.methods.base import Method
-from automech.methods.finite_types import FiniteTypes, finite_types
+from automech.methods.finite_types import POINTS, FiniteTypes, finite_types
 from automech.problems.setting import Setting
 from automech.runs import Run
 
@@ -91,11 +95,11 @@ class _Layout:
         self.z0 = self.p0 + num_profiles * n
         self.size = self.z0 + (num_profiles * m if with_z else 0)
 
-    def x(self, t: np.ndarray, i: int | np.ndarray) -> np.ndarray:
+    def x(self, t: np.ndarray, i: int) -> np.ndarray:
         """Columns of x_i(t) for profiles ``t`` (R,): (R, m)."""
         return ((t * self.n + i) * self.m)[:, None] + np.arange(self.m)
 
-    def p(self, t: np.ndarray, i: int | np.ndarray) -> np.ndarray:
+    def p(self, t: np.ndarray, i: int) -> np.ndarray:
         return self.p0 + t * self.n + i
 
 
@@ -121,55 +125,71 @@ class LinearProgram:
 def build(setting: Setting, ft: FiniteTypes, ic: str, ir: str) -> LinearProgram:
     """The LP of ``setting`` on the finite types ``ft`` (see the module docstring)."""
     n, m = setting.shape
-    index, strides, probs = ft.profile_indices(), ft.strides(), ft.joint.ravel()
-    num = ft.num_profiles
     costs = setting.objective.params if setting.objective.name == "revenue-minus-cost" else {}
-    lay = _Layout(num, n, m, with_z=costs.get("production_cost", 0.0) > 0)
+    lay = _Layout(ft.num_profiles, n, m, with_z=costs.get("production_cost", 0.0) > 0)
     acc = _Rows()
+    blocks = [_ic_rows(acc, lay, ft, i, ic) for i in range(n)]
+    ic_rows = {key: np.concatenate([b[key] for b in blocks]) for key in blocks[0]}
+    for i in range(n):
+        _ir_rows(acc, lay, ft, i, ir)
+    _feasibility_rows(acc, lay, setting)
+    bounds = np.zeros((lay.size, 2))
+    bounds[:, 1] = 1.0
+    bounds[lay.p0:lay.z0] = (-np.inf, np.inf)
+    a_ub, b_ub = acc.matrix(lay.size)
+    return LinearProgram(_objective(setting, ft, lay, costs), a_ub, b_ub, bounds, lay, ic_rows)
+
+
+def _conditional(ft: FiniteTypes, bidder: int) -> np.ndarray:
+    """P(t_-i | t_i) at every profile t, (T,)."""
+    return ft.joint.ravel() / ft.marginal(bidder)[ft.profile_indices()[:, bidder]]
+
+
+def _ic_rows(acc: _Rows, lay: _Layout, ft: FiniteTypes, i: int, ic: str
+             ) -> dict[str, np.ndarray]:
+    """Bidder i's DSIC or BIC rows; returns (bidder, true, report, profile) per row."""
+    k = ft.sizes[i]
+    own = ft.profile_indices()[:, i]
+    values = ft.types[i][own]                                      # (T, m)
+    t, a = np.nonzero(np.arange(k)[None, :] != own[:, None])       # truthful report excluded
+    deviated = t + (a - own[t]) * ft.strides()[i]                   # profile (a, t_-i)
+    if ic == "dsic":
+        rows = acc.block(len(t)) + np.arange(len(t))
+        weight = np.ones(len(t))
+        true, report, at = own[t], a, t
+    else:
+        cond = _conditional(ft, i)
+        pairs = np.flatnonzero(np.arange(k)[None, :] != np.arange(k)[:, None])   # c k + a
+        row_of = np.full(k * k, -1)
+        row_of[pairs] = acc.block(len(pairs)) + np.arange(len(pairs))
+        live = cond[t] > 0
+        t, a, deviated = t[live], a[live], deviated[live]
+        rows, weight = row_of[own[t] * k + a], cond[t]
+        true, report, at = pairs // k, pairs % k, np.full(len(pairs), -1)
+    _add_utility(acc, lay, rows, deviated, i, values[t], weight)
+    _add_utility(acc, lay, rows, t, i, values[t], -weight)
+    return {"bidder": np.full(len(true), i), "true": true, "report": report, "profile": at}
+
+
+def _ir_rows(acc: _Rows, lay: _Layout, ft: FiniteTypes, i: int, ir: str) -> None:
+    """Bidder i's ex-post (one per profile) or interim (one per type) IR rows."""
+    own = ft.profile_indices()[:, i]
+    values = ft.types[i][own]
+    profiles = np.arange(ft.num_profiles)
+    if ir == "ex-post":
+        rows = acc.block(len(profiles)) + profiles
+        _add_utility(acc, lay, rows, profiles, i, values, -np.ones(len(profiles)))
+    else:
+        first = acc.block(ft.sizes[i])
+        cond = _conditional(ft, i)
+        live = np.flatnonzero(cond > 0)
+        _add_utility(acc, lay, first + own[live], live, i, values[live], -cond[live])
+
+
+def _feasibility_rows(acc: _Rows, lay: _Layout, setting: Setting) -> None:
+    """Unit supply, unit demand and the cost epigraph rows x_ij(t) - z_j(t) <= 0."""
+    num, n, m = lay.T, lay.n, lay.m
     profiles = np.arange(num)
-    meta: dict[str, list[np.ndarray]] = {"bidder": [], "true": [], "report": [], "profile": []}
-
-    for i in range(n):
-        k = ft.sizes[i]
-        own = index[:, i]
-        values = ft.types[i][own]                                    # (T, m)
-        # every (profile, alternative report) pair, the truthful report excluded
-        t, a = np.nonzero(np.arange(k)[None, :] != own[:, None])
-        if ic == "dsic":
-            rows = acc.block(len(t)) + np.arange(len(t))
-            ones = np.ones(len(t))
-            _add_utility(acc, lay, rows, t + (a - own[t]) * strides[i], i, values[t], ones)
-            _add_utility(acc, lay, rows, t, i, values[t], -ones)
-            true, report, at = own[t], a, t
-        else:
-            cond = probs / ft.marginal(i)[own]                        # P(t_-i | t_i)
-            pairs = own[:, None] * k + np.arange(k)                   # row of (c, a)
-            keep = np.flatnonzero(np.arange(k)[None, :] != np.arange(k)[:, None])
-            first = acc.block(len(keep))
-            row_of = np.full(k * k, -1)
-            row_of[keep] = first + np.arange(len(keep))
-            live = cond[t] > 0
-            t, a = t[live], a[live]
-            rows = row_of[pairs[t, a]]
-            _add_utility(acc, lay, rows, t + (a - own[t]) * strides[i], i, values[t], cond[t])
-            _add_utility(acc, lay, rows, t, i, values[t], -cond[t])
-            true, report, at = keep // k, keep % k, np.full(len(keep), -1)
-        for key, arr in zip(meta, (np.full(len(true), i), true, report, at)):
-            meta[key].append(arr)
-    num_ic = acc.count
-
-    for i in range(n):
-        own = index[:, i]
-        values = ft.types[i][own]
-        if ir == "ex-post":
-            rows = acc.block(num) + profiles
-            _add_utility(acc, lay, rows, profiles, i, values, -np.ones(num))
-        else:
-            first = acc.block(ft.sizes[i])
-            cond = probs / ft.marginal(i)[own]
-            live = np.flatnonzero(cond > 0)
-            _add_utility(acc, lay, first + own[live], live, i, values[live], -cond[live])
-
     if setting.unit_supply and n > 1:                      # sum_i x_ij(t) <= 1
         rows = acc.block(num * m, 1.0) + np.arange(num * m).reshape(num, m)
         for i in range(n):
@@ -178,44 +198,44 @@ def build(setting: Setting, ft: FiniteTypes, ic: str, ir: str) -> LinearProgram:
         rows = acc.block(num * n, 1.0) + np.arange(num * n).reshape(num, n)
         for i in range(n):
             acc.add(rows[:, i:i + 1], lay.x(profiles, i), 1.0)
-    if lay.size > lay.z0:                                   # x_ij(t) - z_j(t) <= 0
+    if lay.size > lay.z0:
         zcols = lay.z0 + profiles[:, None] * m + np.arange(m)
         for i in range(n):
             rows = acc.block(num * m) + np.arange(num * m).reshape(num, m)
             acc.add(rows, lay.x(profiles, i), 1.0)
             acc.add(rows, zcols, -1.0)
 
-    c = np.zeros(lay.size)                                  # linprog minimises: c = -gain
-    values = np.stack([ft.types[i][index[:, i]] for i in range(n)], axis=1)   # (T, n, m)
+
+def _objective(setting: Setting, ft: FiniteTypes, lay: _Layout, costs: dict[str, float]
+               ) -> np.ndarray:
+    """Cost vector c = -(expected gain coefficients); linprog minimises."""
+    n, m = lay.n, lay.m
+    probs = ft.joint.ravel()
+    c = np.zeros(lay.size)
     if setting.objective.name == "welfare":
-        c[:lay.p0] = -(probs[:, None, None] * values).ravel()
-    else:
-        c[lay.p0:lay.z0] = -np.repeat(probs, n)
-        c[:lay.p0] = np.repeat(probs, n * m) * costs.get("duplication_cost", 0.0)
-        if lay.size > lay.z0:
-            c[lay.z0:] = np.repeat(probs, m) * costs["production_cost"]
-    bounds = np.zeros((lay.size, 2))
-    bounds[:, 1] = 1.0
-    bounds[lay.p0:lay.z0] = (-np.inf, np.inf)
-    a_ub, b_ub = acc.matrix(lay.size)
-    ic_rows = {k: np.concatenate(v) for k, v in meta.items()}
-    assert len(ic_rows["bidder"]) == num_ic
-    return LinearProgram(c, a_ub, b_ub, bounds, lay, ic_rows)
+        c[:lay.p0] = -(probs[:, None, None] * ft.profile_values()).ravel()
+        return c
+    c[lay.p0:lay.z0] = -np.repeat(probs, n)
+    c[:lay.p0] = np.repeat(probs, n * m) * costs.get("duplication_cost", 0.0)
+    if lay.size > lay.z0:
+        c[lay.z0:] = np.repeat(probs, m) * costs["production_cost"]
+    return c
 
 
 class LinearProgramMethod(Method):
     """Optimal randomized mechanism on a finite (or discretised) type space, by LP.
 
     Options: ``ic`` ("dsic" | "bic"), ``ir`` ("ex-post" | "interim"), ``grid`` (points per
-    dimension for continuous value laws; 0 uses a discrete prior as it is),
-    ``time_limit`` (HiGHS seconds), ``solver`` ("highs" lets HiGHS choose; "highs-ds" dual
-    simplex; "highs-ipm" interior point), ``max_nonzeros`` (refuse larger LPs before
+    dimension for continuous value laws; 0 uses a discrete prior as it is), ``points``
+    ("mid" | "low": each grid cell's midpoint or lower end), ``time_limit`` (HiGHS
+    seconds), ``solver`` ("highs" lets HiGHS choose; "highs-ds" dual simplex; "highs-ipm"
+    interior point, faster on large grids), ``max_nonzeros`` (refuse larger LPs before
     building them).
     """
 
     name = "lp"
-    defaults = {"ic": "dsic", "ir": "ex-post", "grid": 0, "time_limit": 600.0,
-                "solver": "highs", "max_nonzeros": 60_000_000}
+    defaults = {"ic": "dsic", "ir": "ex-post", "grid": 0, "points": "mid",
+                "time_limit": 600.0, "solver": "highs", "max_nonzeros": 60_000_000}
 
     def applicable(self, setting: Setting) -> str | None:
         if setting.objective.name not in OBJECTIVES:
@@ -229,9 +249,10 @@ class LinearProgramMethod(Method):
         return mechanism
 
 
-def _check_options(ic: str, ir: str, grid: int, time_limit: float, solver: str) -> None:
+def _check_options(ic: str, ir: str, grid: int, points: str, time_limit: float,
+                   solver: str) -> None:
     for key, value, allowed in (("ic", ic, IC_CHOICES), ("ir", ir, IR_CHOICES),
-                                ("solver", solver, SOLVERS)):
+                                ("points", points, POINTS), ("solver", solver, SOLVERS)):
         if value not in allowed:
             raise AutomechError(f"option {key!r} of method 'lp' must be one of "
                                 f"{', '.join(allowed)}; got {value!r}")
@@ -249,15 +270,15 @@ def _estimated_nonzeros(setting: Setting, ft: FiniteTypes, ic: str) -> int:
 
 
 def solve(setting: Setting, ic: str = "dsic", ir: str = "ex-post", grid: int = 0,
-          time_limit: float = 600.0, solver: str = "highs",
+          points: str = "mid", time_limit: float = 600.0, solver: str = "highs",
           max_nonzeros: int = 60_000_000) -> tuple[LPTable, dict[str, Any]]:
     """Build and solve the LP of ``setting``; the table mechanism and the ``lp.json`` report."""
-    _check_options(ic, ir, grid, time_limit, solver)
+    _check_options(ic, ir, grid, points, time_limit, solver)
     problem = LinearProgramMethod().applicable(setting)
     if problem:
         raise AutomechError(f"method 'lp': {problem}")
     start = time.perf_counter()
-    ft = finite_types(setting.prior, grid)
+    ft = finite_types(setting.prior, grid, points)
     estimate = _estimated_nonzeros(setting, ft, ic)
     if estimate > max_nonzeros:
         raise AutomechError(f"the LP would have about {estimate:,} nonzeros "
@@ -273,7 +294,7 @@ def solve(setting: Setting, ic: str = "dsic", ir: str = "ex-post", grid: int = 0
                             f"{lp.a.shape[0]:,} constraints): {res.message}")
     mechanism = _mechanism(setting, ft, lp.layout, res.x, ir)
     report = {
-        "ic": ic, "ir": ir, "grid": grid, "solver": solver,
+        "ic": ic, "ir": ir, "grid": grid, "points": points, "solver": solver,
         "types_per_bidder": list(ft.sizes), "profiles": ft.num_profiles,
         "variables": int(lp.a.shape[1]), "constraints": int(lp.a.shape[0]),
         "ic_constraints": int(len(lp.ic_rows["bidder"])), "nonzeros": int(lp.a.nnz),
@@ -321,10 +342,8 @@ def _mechanism(setting: Setting, ft: FiniteTypes, lay: _Layout, x: np.ndarray,
         alloc /= np.maximum(alloc.sum(axis=1, keepdims=True), 1.0)
     if setting.unit_demand:
         alloc /= np.maximum(alloc.sum(axis=2, keepdims=True), 1.0)
-    index = ft.profile_indices()
-    values = np.stack([ft.types[i][index[:, i]] for i in range(n)], axis=1)
     if ir == "ex-post":
-        pay = np.minimum(pay, (values * alloc).sum(axis=-1))
+        pay = np.minimum(pay, (ft.profile_values() * alloc).sum(axis=-1))
     types = np.zeros((n, max(ft.sizes), m))
     for i, t in enumerate(ft.types):
         types[i, :len(t)] = t
