@@ -1,0 +1,331 @@
+"""Dynamic AMAs on MDPs (automech.dynamic): inner solvers, IC/IR, environments, methods, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from automech.cli import app
+from automech.dynamic import (
+    DYNAMIC_METHODS,
+    DynamicAMA,
+    RewardTables,
+    TabularMDP,
+    evaluate_dynamic,
+    get_dynamic_setting,
+    is_dynamic,
+)
+from automech.dynamic.evaluate import misreport_gains
+from automech.dynamic.optimise import ZerothOrder, signed_objective
+from automech.dynamic.solvers import (
+    occupancy,
+    soft_occupancy,
+    soft_solve,
+    solve,
+    solve_lp,
+    solve_split,
+)
+from automech.errors import AutomechError
+
+D = torch.float64
+
+
+def random_mdp(rng, S=6, A=3, gamma=None, layers=None) -> TabularMDP:
+    """A random stochastic MDP: layered (finite horizon) when ``layers`` is given, else a
+    dense discounted one."""
+    P = np.zeros((S, A, S))
+    if layers:
+        bounds = np.linspace(0, S, layers + 1).astype(int)
+        for k in range(layers - 1):
+            nxt = range(bounds[k + 1], bounds[k + 2])
+            for s in range(bounds[k], bounds[k + 1]):
+                for a in range(A):
+                    p = rng.random(len(nxt)) * (rng.random(len(nxt)) < 0.7)
+                    p[rng.integers(len(nxt))] += 0.1
+                    P[s, a, list(nxt)] = p / p.sum() * rng.uniform(0.7, 1.0)
+    else:
+        P = rng.random((S, A, S)) ** 3
+        P /= P.sum(-1, keepdims=True)
+    mu0 = np.zeros(S)
+    mu0[: (max(1, S // layers) if layers else S)] = 1.0
+    return TabularMDP(torch.tensor(P), torch.tensor(mu0 / mu0.sum()),
+                      gamma if gamma else 1.0)
+
+
+MDPS = {
+    "finite": lambda rng: random_mdp(rng, S=9, A=3, layers=3),
+    "discounted": lambda rng: random_mdp(rng, S=6, A=3, gamma=0.8),
+}
+
+
+# ------------------------------------------------------------------ inner solvers
+
+
+@pytest.mark.parametrize("kind", list(MDPS))
+def test_lp_and_batched_solver_agree(kind):
+    rng = np.random.default_rng(0)
+    mdp = MDPS[kind](rng)
+    assert mdp.finite == (kind == "finite")
+    R = torch.tensor(rng.normal(size=(5, mdp.num_states, mdp.num_actions)))
+    V, policy = solve(R, mdp)
+    nu = occupancy(policy, mdp)
+    for k in range(len(R)):
+        value, nu_lp = solve_lp(R[k].numpy(), mdp)
+        assert float(V[k] @ mdp.mu0) == pytest.approx(value, abs=1e-8)
+        assert float((nu[k] * R[k]).sum()) == pytest.approx(value, abs=1e-8)
+        # optimal LP vertex = the deterministic policy's occupancy (no ties a.s.)
+        assert np.allclose(nu[k].numpy(), nu_lp, atol=1e-7)
+        # constraints of Eq. (2)
+        flow = mdp.gamma * torch.einsum("sat,sa->t", mdp.P, nu[k])
+        assert torch.allclose(nu[k].sum(-1), flow + mdp.mu0, atol=1e-10)
+
+
+def test_environment_lp_matches_backward_induction():
+    rng = np.random.default_rng(1)
+    for name in ("seq-sales-3x2", "scheduling-2x3", "gridworld-2x3"):
+        env = get_dynamic_setting(name)
+        types = env.sample(3, rng)
+        b = torch.tensor(rng.normal(size=(env.mdp.num_states, env.mdp.num_actions)))
+        w = torch.tensor(rng.uniform(0.5, 1.5, env.n))
+        c = (env.rewards(types) * w[:, None, None]).sum(1) + b
+        V, _ = solve(c, env.mdp)
+        for k in range(3):
+            value, _ = solve_lp(c[k].numpy(), env.mdp)
+            assert float(V[k] @ env.mdp.mu0) == pytest.approx(value, abs=1e-8)
+
+
+@pytest.mark.parametrize("kind", list(MDPS))
+def test_regularised_policy_tends_to_exact(kind):
+    rng = np.random.default_rng(2)
+    mdp = MDPS[kind](rng)
+    R = torch.tensor(rng.normal(size=(4, mdp.num_states, mdp.num_actions)))
+    V, policy = solve(R, mdp)
+    exact_nu = occupancy(policy, mdp)
+    value = V @ mdp.mu0
+    gaps = []
+    for alpha in (0.1, 0.01, 0.001):
+        Vs, pi = soft_solve(R, mdp, alpha)
+        nu = soft_occupancy(pi, mdp)
+        # soft value exceeds the exact one by at most alpha log(A) per (discounted) step
+        steps = mdp.horizon if mdp.finite else 1 / (1 - mdp.gamma)
+        bound = alpha * math.log(mdp.num_actions) * steps
+        assert torch.all(Vs @ mdp.mu0 >= value - 1e-9)
+        assert torch.all(Vs @ mdp.mu0 <= value + bound + 1e-9)
+        gaps.append(float((nu - exact_nu).abs().sum(-1).sum(-1).max()))
+    assert gaps[0] > gaps[1] > gaps[2]
+    assert gaps[2] < 1e-6
+
+
+def test_soft_solver_gradient_matches_finite_differences():
+    rng = np.random.default_rng(3)
+    for mdp in (MDPS["finite"](rng), MDPS["discounted"](rng)):
+        R = torch.tensor(rng.normal(size=(mdp.num_states, mdp.num_actions)),
+                         requires_grad=True)
+        q = torch.tensor(rng.normal(size=R.shape))
+
+        def f(x):
+            return (soft_occupancy(soft_solve(x, mdp, 0.3)[1], mdp) * q).sum()
+
+        (grad,) = torch.autograd.grad(f(R), R)
+        h = 1e-6
+        for s, a in [(0, 0), (1, 2), (2, 1)]:
+            e = torch.zeros_like(R)
+            e[s, a] = h
+            fd = (f(R.detach() + e) - f(R.detach() - e)) / (2 * h)
+            assert float(grad[s, a]) == pytest.approx(float(fd), abs=1e-6)
+
+
+def test_split_policy_is_optimal_and_symmetric_at_ties():
+    env = get_dynamic_setting("seq-sales-3x2")
+    types = torch.tensor([[[0.9], [0.8], [0.1]]], dtype=D)
+    c = env.rewards(types).sum(1)                       # VCG: selling order is a tie
+    V, pi = solve_split(c, env.mdp)
+    nu = soft_occupancy(pi, env.mdp)
+    assert float((nu * c).sum()) == pytest.approx(float(V[0] @ env.mdp.mu0))
+    assert float(nu[0, 0, 1]) == pytest.approx(0.5) and float(nu[0, 0, 2]) == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------------ the AMA: IC and IR
+
+
+def _random_ama(env, rng):
+    S, A = env.mdp.num_states, env.mdp.num_actions
+    return DynamicAMA(env, rng.uniform(0.5, 2.0, env.n), rng.normal(0, 0.3, (S, A)))
+
+
+@pytest.mark.parametrize("kind", list(MDPS))
+def test_ic_by_misreported_reward_functions(kind):
+    """Reports are whole reward functions r_i(s, a) on a random stochastic MDP."""
+    rng = np.random.default_rng(4)
+    env = RewardTables(MDPS[kind](rng), n=3)
+    for mech in (DynamicAMA.vcg(env), _random_ama(env, rng)):
+        types = env.sample(40, rng)
+        gains = misreport_gains(mech, types, 24, rng)
+        assert float(gains.max()) <= 1e-9
+        out = mech.outcome(types)
+        assert float(out.utilities.min()) >= -1e-9                       # IR
+        assert torch.allclose(out.utilities,
+                              (out.asw[:, :1] - out.asw[:, 1:]) / mech.weights, atol=1e-9)
+
+
+def test_ic_check_detects_a_non_ic_rule():
+    """Without payments the welfare-maximising policy invites overbidding: the same
+    misreport search must find positive gains (the IC test has teeth)."""
+
+    class NoPayments(DynamicAMA):
+        def outcome(self, types, reports=None, chunk=4096):
+            out = super().outcome(types, reports, chunk)
+            out.payments = torch.zeros_like(out.payments)
+            return out
+
+    env = get_dynamic_setting("seq-sales-3x1")
+    rng = np.random.default_rng(5)
+    gains = misreport_gains(NoPayments(env), env.sample(50, rng), 8, rng)
+    assert float(gains.max()) > 0.1
+
+
+@pytest.mark.parametrize("name", ["seq-sales-3x2", "seq-sales-asym-2x2", "scheduling-2x3",
+                                  "gridworld-2x3"])
+def test_environments_ic_and_ir(name):
+    rng = np.random.default_rng(6)
+    env = get_dynamic_setting(name)
+    mech = _random_ama(env, rng)
+    report = evaluate_dynamic(mech, samples=400, ic_profiles=40, ic_misreports=12,
+                              with_vcg=False)
+    assert report.ic_max_gain <= 1e-9
+    assert report.ir_violation_rate == 0.0
+
+
+# ------------------------------------------------------------------ environments
+
+
+def test_vcg_matches_closed_forms():
+    # m units to n > m unit-demand bidders: each winner pays the (m+1)-th highest value
+    for name, exact in (("seq-sales-3x2", 0.5), ("seq-sales-4x3", 0.6)):
+        r = evaluate_dynamic(DynamicAMA.vcg(get_dynamic_setting(name)), samples=4000,
+                             ic_profiles=0, with_vcg=False)
+        assert abs(r.revenue - exact) < 4 * r.revenue_se
+    # the asymmetric prior of the paper's Table 2: 2 E[min(U[0,1], U[0,1/2], U[0,1/3])]
+    r = evaluate_dynamic(DynamicAMA.vcg(get_dynamic_setting("seq-sales-asym-3x2")),
+                         samples=4000, ic_profiles=0, with_vcg=False)
+    assert abs(r.revenue - 19 / 81) < 4 * r.revenue_se
+
+
+def test_makespan_rule():
+    env = get_dynamic_setting("scheduling-2x3")
+    types = torch.tensor([[[0.5, 2.0, 0.2], [3.0, 3.0, 3.0]]], dtype=D)
+    only_first = torch.tensor([[0, 0, 0]])
+    # published rule: 0.5 -> -0.5 (idle credit) -> 1.5 -> 0.5 + 0.2 = 0.7
+    assert float(env.makespans(types, only_first)) == pytest.approx(0.7)
+    env.makespan_rule = "queue"
+    try:   # plain queue: 0.5 -> 0 -> 2.0 -> 1.0 + 0.2 = 1.2
+        assert float(env.makespans(types, only_first)) == pytest.approx(1.2)
+    finally:
+        env.makespan_rule = "published"
+
+
+def test_gridworld_structure():
+    env = get_dynamic_setting("gridworld-2x3")
+    assert env.mdp.num_states == 9 and env.mdp.num_actions == 4 and not env.mdp.finite
+    types = env.sample(500, np.random.default_rng(7))
+    assert torch.all((types > 0).sum(-1) == 1)
+    assert torch.all(types[..., 0] == 0)                       # never the start cell
+    # moving "left" from the start wraps to the far column
+    assert env.mdp.next_state[0, 2] == 2
+
+
+def test_registry():
+    assert is_dynamic("seq-sales-3x2") and is_dynamic("gridworld-5x4")
+    assert is_dynamic("scheduling-asym-3x5") and not is_dynamic("2x2-uniform")
+    env = get_dynamic_setting("seq-sales-4x3")
+    assert (env.n, env.mdp.num_states, env.mdp.num_actions, env.mdp.horizon) == (4, 31, 5, 3)
+    with pytest.raises(AutomechError):
+        get_dynamic_setting("seq-sales-9x9")                   # too many states
+
+
+# ------------------------------------------------------------------ methods
+
+
+def test_zeroth_order_gradient_matches_finite_differences():
+    env = get_dynamic_setting("seq-sales-2x2")
+    S, A = env.mdp.num_states, env.mdp.num_actions
+    w, b = torch.ones(2, dtype=D), torch.zeros(S, A, dtype=D)
+    b[:, 0] = 0.2
+    types = env.sample(3000, np.random.default_rng(8))
+    gen = torch.Generator().manual_seed(0)
+    options = dict(ZerothOrder.defaults)
+    _, g, _ = ZerothOrder().gradient(env, w, b, types, options, gen)
+    h = 0.02
+    for s, a in [(0, 0), (0, 1)]:
+        e = torch.zeros_like(b)
+        e[s, a] = h
+        fd = (signed_objective(env, w, b + e, types).mean()
+              - signed_objective(env, w, b - e, types).mean()) / (2 * h)
+        assert float(g[s, a]) == pytest.approx(float(fd), abs=0.05)
+
+
+@pytest.mark.parametrize("method", ["zeroth-order", "regularized-lp"])
+def test_gradient_methods_beat_vcg(method):
+    env = get_dynamic_setting("seq-sales-3x2")
+    options = dict(DYNAMIC_METHODS[method].defaults, steps=40, batch_size=64,
+                   validate_every=20, validation_samples=1000, lr_final=0.05)
+    mech = DYNAMIC_METHODS[method].fit(env, options, seed=0, run=None)
+    r = evaluate_dynamic(mech, samples=4000, ic_profiles=20, ic_misreports=8)
+    assert r.objective_value > r.vcg["objective_value"] + 0.05
+    assert r.ic_max_gain <= 1e-9 and r.ir_violation_rate == 0.0
+
+
+def test_grid_search_scores_vcg_and_sobol_points():
+    env = get_dynamic_setting("scheduling-2x3")
+    options = dict(DYNAMIC_METHODS["grid-search"].defaults, candidates=32, profiles=200)
+    mech = DYNAMIC_METHODS["grid-search"].fit(env, options, seed=0, run=None)
+    types = env.sample(200, np.random.default_rng([0, 3]))
+    # the winner is at least as good as VCG (which is a candidate) on the scoring profiles
+    best = float(signed_objective(env, mech.weights, mech.boosts, types).mean())
+    vcg = float(signed_objective(env, torch.ones(2, dtype=D),
+                                 torch.zeros_like(mech.boosts), types).mean())
+    assert best >= vcg - 1e-12
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_cli_train_and_evaluate(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "seq-sales-2x2", "--method", "grid-search",
+                                 "--set", "candidates=16", "--set", "profiles=100",
+                                 "--eval-samples", "2000", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert "dynamic-vcg" in data["results"]      # the AMA's row (unless VCG won) and VCG
+    for name in ("config.json", "metrics.json", "checkpoint.pt", "history.jsonl"):
+        assert (out / name).exists()
+    result = runner.invoke(app, ["evaluate", str(out), "--samples", "1000", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["results"]
+    assert all(r["samples"] == 1000 for r in rows.values())
+    result = runner.invoke(app, ["train", "seq-sales-2x2", "--method", "rochetnet"])
+    assert result.exit_code == 2
+    assert "unknown method" in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("name", ["scheduling-2x3", "gridworld-2x3", "seq-sales-asym-3x2"])
+@pytest.mark.parametrize("method", ["zeroth-order", "regularized-lp"])
+def test_gradient_methods_run_on_every_objective(name, method):
+    """Makespan (no analytic partial), discounted MDPs, and tuned weights."""
+    env = get_dynamic_setting(name)
+    options = dict(DYNAMIC_METHODS[method].defaults, steps=3, batch_size=16,
+                   perturbations=4, validate_every=3, validation_samples=200) \
+        if method == "zeroth-order" else dict(DYNAMIC_METHODS[method].defaults, steps=3,
+                                              batch_size=16, validate_every=3,
+                                              validation_samples=200)
+    mech = DYNAMIC_METHODS[method].fit(env, options, seed=1, run=None)
+    assert torch.all(mech.weights >= 0.05) and torch.isfinite(mech.boosts).all()
+    if env.optimize_weights:
+        assert not torch.all(mech.weights == 1) or mech.is_vcg
