@@ -211,9 +211,13 @@ def test_vcg_matches_closed_forms():
                              ic_profiles=0, with_vcg=False)
         assert abs(r.revenue - exact) < 4 * r.revenue_se
     # the asymmetric prior of the paper's Table 2: 2 E[min(U[0,1], U[0,1/2], U[0,1/3])]
-    r = evaluate_dynamic(DynamicAMA.vcg(get_dynamic_setting("seq-sales-asym-3x2")),
+    r = evaluate_dynamic(DynamicAMA.vcg(get_dynamic_setting("seq-sales-asym-inv-3x2")),
                          samples=4000, ic_profiles=0, with_vcg=False)
     assert abs(r.revenue - 19 / 81) < 4 * r.revenue_se
+    # the asymmetric prior: 2 E[min(U[0,1], U[0,2], U[0,3])] = 2 * 9/24
+    r = evaluate_dynamic(DynamicAMA.vcg(get_dynamic_setting("seq-sales-asym-3x2")),
+                         samples=4000, ic_profiles=0, with_vcg=False)
+    assert abs(r.revenue - 0.75) < 4 * r.revenue_se
 
 
 def test_makespan_rule():

@@ -133,26 +133,36 @@ class SequentialSales(DynamicEnv):
     """``m`` identical items sold sequentially to ``n`` unit-demand bidders.
 
     Action 0 sells the round's item to no one, action ``i`` (1..n) to bidder ``i``; bidder
-    ``i`` gets reward ``v_i`` when it receives its first item.  Symmetric prior: ``v_i ~
-    U[0, 1]``.  Asymmetric prior: ``v_i ~ U[0, 1/i]`` -- the prior behind the paper's
-    Table 2 (its VCG row, e.g. 0.2348 for n=3, m=2, is ``2 E[min] = 0.2346`` under
-    ``U[0, 1/i]``; under ``U[0, i]`` it would be 0.75), and the one in the published code.
+    ``i`` gets reward ``v_i`` when it receives its first item.  Priors (``asymmetric``):
+
+    * None: ``v_i ~ U[0, 1]``;
+    * ``"increasing"``: ``v_i ~ U[0, i]``, the asymmetric prior as our issue states it
+      (VCG revenue for n=3, m=2 is ``2 E[min] = 0.75``);
+    * ``"decreasing"``: ``v_i ~ U[0, 1/i]``, the prior behind the paper's Table 2 (its VCG
+      row, 0.2348 for n=3, m=2, is ``2 E[min] = 19/81``) and the published code.
     """
 
     kind = "sequential-sales"
     type_shape = (1,)
 
-    def __init__(self, n: int, m: int, asymmetric: bool = False, name: str | None = None):
+    ASYMMETRIC = {"increasing": ("-asym", "v_i ~ U[0, i]", lambda i: float(i)),
+                  "decreasing": ("-asym-inv", "v_i ~ U[0, 1/i]", lambda i: 1.0 / i)}
+
+    def __init__(self, n: int, m: int, asymmetric: str | None = None, name: str | None = None):
         if n < 1 or m < 1:
             raise AutomechError(f"sequential sales needs n, m >= 1, got n={n}, m={m}")
+        if asymmetric is not None and asymmetric not in self.ASYMMETRIC:
+            raise AutomechError(f"asymmetric must be one of {list(self.ASYMMETRIC)} or None, "
+                                f"got {asymmetric!r}")
         mdp, states = _tree_mdp(n + 1, m, lambda a: "none" if a == 0 else f"bidder {a}")
-        super().__init__(name or f"seq-sales{'-asym' if asymmetric else ''}-{n}x{m}", n, mdp)
+        suffix, self._prior_text, high = (self.ASYMMETRIC[asymmetric] if asymmetric
+                                          else ("", "v_i ~ U[0, 1]", lambda i: 1.0))
+        super().__init__(name or f"seq-sales{suffix}-{n}x{m}", n, mdp)
         self.m = m
         self.asymmetric = asymmetric
-        self.optimize_weights = asymmetric
+        self.optimize_weights = asymmetric is not None
         self.boost_bound = float(n)
-        self.high = torch.tensor([1.0 / (i + 1) if asymmetric else 1.0 for i in range(n)],
-                                 dtype=DTYPE)
+        self.high = torch.tensor([high(i + 1) for i in range(n)], dtype=DTYPE)
         # mask[i, s, a] = 1 when action a gives bidder i its first item in state s
         mask = torch.zeros(n, mdp.num_states, n + 1, dtype=DTYPE)
         for k, h in enumerate(states):
@@ -172,7 +182,7 @@ class SequentialSales(DynamicEnv):
         return torch.zeros(self.n, 1, dtype=DTYPE)
 
     def describe_prior(self):
-        return "v_i ~ U[0, 1/i]" if self.asymmetric else "v_i ~ U[0, 1]"
+        return self._prior_text
 
 
 # ------------------------------------------------------------------ task scheduling

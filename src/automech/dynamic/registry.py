@@ -4,7 +4,8 @@ Names follow the paper's ``n agents x m`` convention (m: items, tasks, or grid s
 
 ==========================  =====================================================
 ``seq-sales-{n}x{m}``       sequential sales, values U[0, 1] (Table 1)
-``seq-sales-asym-{n}x{m}``  sequential sales, values U[0, 1/i], weights tuned (Table 2)
+``seq-sales-asym-{n}x{m}``  sequential sales, values U[0, i], weights tuned (our issue)
+``seq-sales-asym-inv-{n}x{m}`` values U[0, 1/i], weights tuned (the paper's Table 2)
 ``scheduling-{n}x{m}``      task scheduling, times U[0, 3], makespan (Table 3)
 ``scheduling-asym-{n}x{m}`` task scheduling, times U[0, 3 i], weights tuned (Table 4)
 ``gridworld-{n}x{m}``       m x m gridworld, discount 0.9, revenue (Table 5)
@@ -26,8 +27,11 @@ _FAMILIES: list[tuple[re.Pattern[str], Callable[[int, int, str], DynamicEnv], li
      lambda n, m, name: SequentialSales(n, m, name=name),
      [f"seq-sales-{n}x{m}" for m in (2, 3) for n in (2, 3, 4, 5)]),
     (re.compile(r"seq-sales-asym-(?P<n>\d+)x(?P<m>\d+)"),
-     lambda n, m, name: SequentialSales(n, m, asymmetric=True, name=name),
+     lambda n, m, name: SequentialSales(n, m, asymmetric="increasing", name=name),
      [f"seq-sales-asym-{n}x{m}" for m in (2, 3) for n in (2, 3, 4, 5)]),
+    (re.compile(r"seq-sales-asym-inv-(?P<n>\d+)x(?P<m>\d+)"),
+     lambda n, m, name: SequentialSales(n, m, asymmetric="decreasing", name=name),
+     [f"seq-sales-asym-inv-{n}x{m}" for m in (2, 3) for n in (2, 3, 4, 5)]),
     (re.compile(r"scheduling-(?P<n>\d+)x(?P<m>\d+)"),
      lambda n, m, name: TaskScheduling(n, m, name=name),
      [f"scheduling-{n}x{m}" for n in (2, 3) for m in (4, 5)]),
@@ -66,7 +70,7 @@ def get_dynamic_setting(name: str) -> DynamicEnv:
                                    f"(more than {MAX_STATES})")
             return build(n, m, name)
     raise SettingError("setting", f"unknown dynamic setting {name!r}; known families: "
-                       "seq-sales-NxM, seq-sales-asym-NxM, scheduling-NxM, "
+                       "seq-sales-NxM, seq-sales-asym-NxM, seq-sales-asym-inv-NxM, scheduling-NxM, "
                        "scheduling-asym-NxM, gridworld-NxM")
 
 
