@@ -18,3 +18,4 @@ __all__ = [
     "IndependentDiscretePrior", "SphericalPrior", "CorrelatedPrior", "Setting", "get_setting",
     "register", "register_family", "setting_names",
 ]
+from automech.problems import tedi_settings  # noqa: E402,F401  (registers the TEDI family)

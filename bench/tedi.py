@@ -1,0 +1,156 @@
+"""Reproduce TEDI's Table 1 rows (Ma et al., AAMAS 2026) on this machine, with wall time.
+
+1. Baseline rows (VCG, Separable-OPT, Bundle-OPT and, where it applies and is available,
+   MD-LotteryAMA / MD-MenuNet) on ``--samples`` test profiles of the shared protocol.
+2. TEDI runs (``automech.experiment.train`` with the method's defaults unless ``--set``),
+   scored by the shared protocol on ``--samples`` profiles (objective = principal utility,
+   revenue, IR) and regret on ``--regret-profiles`` of them with a reduced misreport budget
+   (TEDI is not differentiable in bids: random + scaled misreports, each solved by the
+   inner solver).
+3. ``--scaling``: seconds per TEDI training step for n = 3, m in {10, 20, 30}.
+
+Writes/updates ``bench/results/tedi.json``.  Single-threaded torch (the machine is shared:
+more threads only fight).
+
+    python bench/tedi.py --baselines
+    python bench/tedi.py --cases B-1x10-cp0-cd0 U-1x10-cp0-cd0
+    python bench/tedi.py --scaling
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from automech import RegretSearch, evaluate, get_setting
+from automech.experiment import parse_assignments, train
+from automech.mechanisms import VCG
+from automech.mechanisms.cost_baselines import BundleOPT, SeparableOPT
+
+ROOT = Path(__file__).resolve().parent
+OUT = ROOT / "results" / "tedi.json"
+#: Table 1 of the paper: TEDI, MD-MenuNet, MD-LotteryAMA, Separable-OPT, Bundle-OPT.
+PAPER = {
+    "U-1x10-cp0-cd0": {"tedi": 3.4620, "md-menunet": 3.4472, "separable-opt": 2.5000,
+                       "bundle-opt": 3.4477, "vcg": 0.0},
+    "B-1x10-cp0-cd0": {"tedi": 4.9128, "md-menunet": 4.0565, "separable-opt": 5.0000,
+                       "bundle-opt": 3.3059, "vcg": 0.0},
+    "U-3x10-cp1-cd0": {"tedi": 1.7285, "md-lotteryama": 1.2050, "separable-opt": 1.3019,
+                       "bundle-opt": 0.3616, "vcg": "<0"},
+    "U-3x10-cp0-cd0.5": {"tedi": 2.1989, "md-lotteryama": 0.3089, "separable-opt": 1.8752,
+                         "bundle-opt": 0.4709, "vcg": 0.0},
+}
+TARGETS = {"B-1x10-cp0-cd0": 4.85, "U-1x10-cp0-cd0": 3.44, "U-3x10-cp1-cd0": 1.65,
+           "U-3x10-cp0-cd0.5": 2.1}
+SEARCH = RegretSearch(profiles=500, random=64, scales=16, grid=0)
+
+
+def _load() -> dict:
+    return json.loads(OUT.read_text()) if OUT.exists() else {}
+
+
+def _save(update: dict) -> None:
+    data = _load()
+    for key, val in update.items():
+        data.setdefault(key, {}).update(val) if isinstance(val, dict) else data.update({key: val})
+    data["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(),
+                       "torch_threads": torch.get_num_threads(),
+                       "loadavg": os.getloadavg()}
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(json.dumps(data, indent=2))
+
+
+def _row(ev, seconds: float, setting: str, key: str) -> dict:
+    paper = PAPER.get(setting, {}).get(key)
+    row = {"objective": ev.objective_value, "objective_se": ev.objective_se,
+           "revenue": ev.revenue, "cost": ev.revenue - ev.objective_value,
+           "regret_mean": ev.regret_mean, "regret_max": ev.regret_max,
+           "ir_violation_rate": ev.ir_violation_rate, "samples": ev.samples,
+           "regret_profiles": ev.regret_samples, "seconds": seconds, "paper": paper}
+    if isinstance(paper, float) and paper > 0:
+        row["rel_diff"] = ev.objective_value / paper - 1
+    return row
+
+
+def baselines(settings, samples: int) -> None:
+    for name in settings:
+        s = get_setting(name)
+        rows = {}
+        for cls in (VCG, SeparableOPT, BundleOPT):
+            t = time.perf_counter()
+            mech = cls(s)
+            ev = evaluate(mech, s, samples=samples, search=SEARCH)
+            rows[cls.name] = _row(ev, time.perf_counter() - t, name, cls.name)
+            print(name, cls.name, f"{ev.objective_value:.4f}", rows[cls.name].get("paper"),
+                  flush=True)
+        _save({"baselines": {name: rows}})
+
+
+def tedi(cases, samples: int, overrides: dict, seed: int) -> None:
+    for name in cases:
+        s = get_setting(name)
+        t = time.perf_counter()
+        mech, run = train(s, "tedi", overrides, seed=seed, out=ROOT / "runs" / f"tedi-{name}",
+                          eval_samples=1_000, search=None)
+        train_s = time.perf_counter() - t
+        t = time.perf_counter()
+        ev = evaluate(mech, s, samples=samples, search=SEARCH)
+        row = _row(ev, time.perf_counter() - t, name, "tedi")
+        row.update(train_seconds=train_s, target=TARGETS.get(name),
+                   reached=ev.objective_value >= TARGETS.get(name, float("inf")),
+                   options=overrides, seed=seed)
+        print(name, "tedi", json.dumps(row), flush=True)
+        _save({"tedi": {name: row}})
+
+
+def scaling(steps: int) -> None:
+    from automech.experiment import resolve_options
+    from automech.methods import get_method
+    from automech.runs import Run
+    out = {}
+    for m in (10, 20, 30):
+        s = get_setting(f"U-3x{m}-cp1-cd0")
+        meth = get_method("tedi")
+        opts = resolve_options(meth.defaults, {"steps": steps, "validate_every": 10**9,
+                                               "log_every": 10**9, "validation_samples": 8,
+                                               "checkpoint_every": 10**9}, "tedi")
+        path = ROOT / "runs" / f"scaling-m{m}"
+        if path.exists():
+            import shutil
+            shutil.rmtree(path)
+        t = time.perf_counter()
+        meth.fit(s, opts, 0, Run(path))
+        out[f"m={m}"] = {"seconds_per_step": (time.perf_counter() - t) / steps, "steps": steps,
+                         "batch_size": opts["batch_size"]}
+        print(m, out[f"m={m}"], flush=True)
+    _save({"scaling_n3": out})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--baselines", action="store_true")
+    ap.add_argument("--settings", nargs="*", default=list(PAPER))
+    ap.add_argument("--cases", nargs="*", default=[])
+    ap.add_argument("--samples", type=int, default=100_000)
+    ap.add_argument("--set", nargs="*", default=[], help="TEDI option overrides key=value")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scaling", action="store_true")
+    ap.add_argument("--scaling-steps", type=int, default=10)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if args.baselines:
+        baselines(args.settings, args.samples)
+    if args.cases:
+        tedi(args.cases, args.samples, parse_assignments(args.set), args.seed)
+    if args.scaling:
+        scaling(args.scaling_steps)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""TEDI (Ma et al., AAMAS 2026): settings family, cost baselines, Partial GroupMax Network,
+menu inference, and the covariance-trick gradient."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from automech import get_setting
+from automech.mechanisms.cost_baselines import BundleOPT, SeparableOPT, best_bundle_price
+from automech.mechanisms.tedi import PartialGroupMaxNet, TEDIMechanism
+from automech.methods import METHODS
+from automech.methods.tedi import covariance_loss
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_family_names():
+    s = get_setting("C-3x10-cp0-cd0.5")
+    assert s.shape == (3, 10) and s.supply == "unlimited"
+    assert s.objective.params == {"production_cost": 0.0, "duplication_cost": 0.5}
+    b = get_setting("B-1x10-cp0-cd0").sample(1000, 0)
+    assert set(np.unique(b)) == {0.0, 1.0}
+    assert "tedi" in METHODS
+
+
+def test_separable_opt_closed_forms():
+    # one bidder, U[0,1], cost c_p + c_d = 0.5: price (1 + 0.5) / 2 = 0.75 per good
+    s = get_setting("U-1x3-cp0.25-cd0.25")
+    mech = SeparableOPT(s)
+    alloc, pay = mech(torch.tensor([[[0.8, 0.7, 0.76]]], dtype=torch.float64))
+    assert alloc.tolist() == [[[1.0, 0.0, 1.0]]]
+    assert pay.item() == pytest.approx(1.5, abs=1e-3)
+    # three bidders, c_p = 1: the others' virtual surplus lowers the threshold
+    s = get_setting("U-3x1-cp1-cd0")
+    mech = SeparableOPT(s)
+    bids = torch.tensor([[[0.9], [0.8], [0.1]]], dtype=torch.float64)
+    alloc, pay = mech(bids)   # phi = 0.8, 0.6, <0: sum 1.4 >= 1, both top served
+    assert alloc.flatten().tolist() == [1.0, 1.0, 0.0]
+    # bidder 0's threshold: phi >= 1 - 0.6 = 0.4 -> v = 0.7; bidder 1: phi >= 0.2 -> 0.6
+    assert pay.flatten()[:2].tolist() == pytest.approx([0.7, 0.6], abs=1e-3)
+    # Bernoulli: sell at price 1
+    s = get_setting("B-1x4-cp0-cd0")
+    alloc, pay = SeparableOPT(s)(torch.tensor([[[1.0, 0.0, 1.0, 1.0]]]))
+    assert alloc.flatten().tolist() == [1, 0, 1, 1] and pay.item() == pytest.approx(3.0)
+
+
+def test_separable_opt_is_truthful():
+    s = get_setting("U-3x2-cp1-cd0")
+    mech = SeparableOPT(s)
+    v = torch.as_tensor(s.sample(200, 1))
+    util = s.utilities(v, *mech(v))
+    assert (util > -1e-9).all()
+    grid = torch.linspace(0, 1, 21, dtype=torch.float64)
+    for i in range(3):
+        for a in grid:
+            for b in grid:
+                lie = v.clone()
+                lie[:, i] = torch.stack([a, b])
+                x, p = mech(lie)
+                gain = (v[:, i] * x[:, i]).sum(-1) - p[:, i] - util[:, i]
+                assert gain.max() < 1e-6
+
+
+def test_bundle_opt_price():
+    s = get_setting("U-1x10-cp0-cd0")
+    price, value = best_bundle_price(s)
+    assert 3.8 < price < 4.1 and value == pytest.approx(3.448, abs=0.02)
+    assert best_bundle_price(get_setting("U-3x2-cp1-cd0"))[0] == float("inf")
+    mech = BundleOPT(get_setting("U-3x2-cp1-cd0"))
+    alloc, pay = mech(torch.ones(2, 3, 2))
+    assert alloc.sum() == 0 and pay.sum() == 0
+
+
+def _random_nets():
+    for seed in range(3):
+        net = PartialGroupMaxNet(4, 6, groups=(8, 8), group_size=3, seed=seed).double()
+        torch.manual_seed(seed)
+        for p in net.parameters():   # random parameters, not just the initialisation
+            p.data.add_(0.5 * torch.randn_like(p))
+        yield net
+
+
+def test_partial_groupmax_convex_in_x():
+    for net in _random_nets():
+        y = torch.rand(500, 6, dtype=torch.float64)
+        a = 2 * torch.rand(500, 4, dtype=torch.float64) - 0.5
+        b = 2 * torch.rand(500, 4, dtype=torch.float64) - 0.5
+        lam = torch.rand(500, 1, dtype=torch.float64)
+        with torch.no_grad():
+            mid = net(lam * a + (1 - lam) * b, y)
+            chord = lam.squeeze(1) * net(a, y) + (1 - lam.squeeze(1)) * net(b, y)
+        assert (mid <= chord + 1e-10).all()
+        # not convex in y in general (the point of "partial"): just check it varies
+        assert not torch.allclose(net(a, y), net(a, torch.rand_like(y)))
+
+
+def _mech(setting_name: str, seed: int) -> TEDIMechanism:
+    mech = TEDIMechanism(get_setting(setting_name), groups=(8, 8), pan_hidden=16,
+                         solver_steps=300, init_seed=seed)
+    torch.manual_seed(seed)
+    for p in mech.parameters():
+        p.data.add_(0.3 * torch.randn_like(p))
+    return mech
+
+
+def test_no_buy_no_pay_and_ir():
+    for seed in range(2):
+        mech = _mech("U-2x3-cp0-cd0", seed)
+        s = mech.setting
+        v = torch.as_tensor(s.sample(100, seed), dtype=torch.float32)
+        b = 100
+        params = mech.net.affine(mech.others(v).reshape(2 * b, -1))
+        with torch.no_grad():
+            assert mech.prices(torch.zeros(2 * b, 1, 3), params).abs().max() == 0
+            alloc, pay = mech(v)
+        assert (s.utilities(v, alloc, pay) >= -1e-5).all()
+        assert ((alloc >= 0) & (alloc <= 1)).all()
+        zero_bid = v.clone()
+        zero_bid[:, 0] = 0.0
+        with torch.no_grad():
+            a0, p0 = mech(zero_bid)
+        assert (p0[:, 0] <= 1e-5).all()    # nothing valued: pays nothing (no-buy-no-pay)
+
+
+def test_inferred_mechanism_is_truthful():
+    """Random misreports never beat the truth by more than the solver's tolerance."""
+    for seed in range(2):
+        mech = _mech("U-2x3-cp0-cd0", seed)
+        s = mech.setting
+        v = torch.as_tensor(s.sample(40, 10 + seed), dtype=torch.float32)
+        with torch.no_grad():
+            truth = s.utilities(v, *mech(v))
+            gen = torch.Generator().manual_seed(seed)
+            worst = 0.0
+            for _ in range(8):
+                lie = v.clone()
+                lie[:, 0] = torch.rand(40, 3, generator=gen)
+                x, p = mech(lie)
+                gain = (v[:, 0] * x[:, 0]).sum(-1) - p[:, 0] - truth[:, 0]
+                worst = max(worst, float(gain.max()))
+        assert worst < 5e-3
+
+
+def test_solver_matches_brute_force_on_one_good():
+    mech = _mech("U-1x1-cp0-cd0", 0)
+    v = torch.linspace(0, 1, 41).view(-1, 1, 1)
+    with torch.no_grad():
+        alloc, pay = mech(v)
+        params = mech.net.affine(v.new_zeros(41, 0))
+        grid = torch.linspace(0, 1, 2001).view(1, -1, 1)
+        prices = mech.prices(grid.expand(1, -1, -1), params)          # (1, G)
+        best = (v.view(-1, 1) * grid.view(1, -1) - prices).max(dim=1).values
+    util = (v.view(-1) * alloc.view(-1) - pay.view(-1))
+    assert (best - util).max() < 2e-3
+
+
+def test_covariance_gradient_matches_finite_difference():
+    """On a tiny problem (1 bidder, 1 good) the covariance-trick gradient with exact
+    samples from q^beta equals a finite-difference derivative of the smoothed objective
+    (Eq. 9), computed by quadrature."""
+    torch.manual_seed(0)
+    s = get_setting("U-1x1-cp0-cd0.1")
+    mech = TEDIMechanism(s, groups=(4,), group_size=3, pan_hidden=4, init_seed=1).double()
+    beta = 8.0
+    values = torch.tensor([[[0.3]], [[0.7]], [[0.9]]], dtype=torch.float64)
+    grid = torch.linspace(0, 1, 4001, dtype=torch.float64)
+
+    def smoothed() -> torch.Tensor:
+        params = mech.net.affine(values.new_zeros(1, 0))
+        pay = mech.prices(grid.view(1, -1, 1), params).view(-1)        # (G,)
+        total = 0.0
+        for v in values.view(-1):
+            u = v * grid - pay
+            w = torch.softmax(beta * u, 0)                             # q^beta on the grid
+            total = total + (w * (pay - 0.1 * grid)).sum()
+        return total / len(values)
+
+    theta = mech.net.d_heads[0].bias                                   # the linear price
+    with torch.no_grad():
+        eps = 1e-5
+        theta += eps
+        up = smoothed()
+        theta -= 2 * eps
+        down = smoothed()
+        theta += eps
+    fd = float((up - down) / (2 * eps))
+    # exact samples from q^beta by inverse CDF on the grid, many pairs per profile
+    with torch.no_grad():
+        params = mech.net.affine(values.new_zeros(1, 0))
+        pay = mech.prices(grid.view(1, -1, 1), params).view(-1)
+    k = 20000
+    gen = torch.Generator().manual_seed(0)
+    ys, zs = [], []
+    for v in values.view(-1):
+        cdf = torch.cumsum(torch.softmax(beta * (v * grid - pay), 0), 0)
+        for store in (ys, zs):
+            idx = torch.searchsorted(cdf, torch.rand(k, generator=gen, dtype=torch.float64))
+            store.append(grid[idx.clamp(max=len(grid) - 1)])
+    y = torch.stack(ys, 1).view(k * 3, 1, 1)
+    z = torch.stack(zs, 1).view(k * 3, 1, 1)
+    vals = values.repeat(k, 1, 1)
+    mech.zero_grad()
+    surrogate, _ = covariance_loss(mech, vals, y, z, beta)
+    surrogate.backward()
+    est = float(theta.grad.sum())
+    assert est == pytest.approx(fd, abs=0.05 * abs(fd) + 0.01)
