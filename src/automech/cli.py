@@ -86,6 +86,8 @@ def settings() -> None:
         table.add_row(name, str(s.num_bidders), str(s.num_items), s.valuation, s.supply,
                       s.prior.describe())
     console.print(table)
+    from automech.dynamic.cli import settings_table  # dynamic settings: own subpackage
+    console.print(settings_table())
 
 
 @app.command()
@@ -143,6 +145,11 @@ def evaluate_cmd(
 ) -> None:
     """Evaluate a saved mechanism with the shared protocol."""
     with _clean_errors():
+        from automech.dynamic import cli as dynamic_cli  # dynamic runs: own subpackage
+        if dynamic_cli.is_dynamic_run(run):
+            return dynamic_cli.evaluate(run, setting=setting, samples=samples, seed=seed,
+                                        as_json=as_json, console=console,
+                                        progress=not as_json and sys.stderr.isatty())
         mech = load(run)
         s = get_setting(setting) if setting else mech.setting
         kwargs = {} if seed is None else {"seed": seed}
@@ -171,6 +178,13 @@ def train(
 ) -> None:
     """Design a mechanism for SETTING with METHOD; write a run directory."""
     with _clean_errors():
+        from automech.dynamic import cli as dynamic_cli  # dynamic settings: own subpackage
+        if dynamic_cli.is_dynamic(setting):
+            return dynamic_cli.train(setting, method, steps=steps, seed=seed, out=out,
+                                     assignments=set_, config=config,
+                                     eval_samples=eval_samples, as_json=as_json,
+                                     console=console,
+                                     progress=not as_json and sys.stderr.isatty())
         s = get_setting(setting)
         options = options_from_file(config) if config else {}
         options.update(parse_assignments(set_))
@@ -213,10 +227,11 @@ def sweep(
             console.print(f"[dim]note: {_escape(note)}[/]")
         with Store(db) as store:
             if dry_run:
-                rows = store.sync(spec.jobs)
                 for job in spec.jobs:
-                    console.print(f"{rows[job.key]['status']:8} {job.describe()}",
-                                  markup=False, highlight=False)
+                    row = store.row(job)
+                    state = "skipped" if job.skip else row["status"] if row else "new"
+                    console.print(f"{state:8} {job.describe()}", markup=False,
+                                  highlight=False)
                 return
             try:
                 summary = run_sweep(spec, store, backend=backend, workers=workers,
@@ -298,6 +313,52 @@ def _cell(value) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_cell(v) for v in value) + "]"
     return str(value)
+
+
+@app.command(name="plot")
+def plot_cmd(
+    run: Path = typer.Argument(..., help="run directory"),
+    out: Optional[Path] = typer.Option(None, help="folder for the PNG files "
+                                       "(default RUN/figures)"),
+    bidder: int = typer.Option(0, help="bidder whose value square is plotted (0-based)"),
+    others: str = typer.Option("mean", help="where the other values are held: mean, mid "
+                               "(of the support box) or a number"),
+    items: str = typer.Option("0,1", help="the two items on the axes (0-based), e.g. 0,1"),
+) -> None:
+    """Write PNG figures of a run: allocation and payment maps, menu entries, training
+    curves and the regret histogram."""
+    with _clean_errors():
+        from automech.plot import save_all
+
+        try:
+            pair = tuple(int(x) for x in items.split(","))
+        except ValueError:
+            raise AutomechError(f"--items must be two integers like 0,1; got {items!r}") from None
+        paths, skipped = save_all(run, out, bidder=bidder, others=others, items=pair)
+        for name, path in paths.items():
+            console.print(f"{name:<11} {path}", markup=False, highlight=False)
+        for name, reason in skipped.items():
+            console.print(f"[dim]skipped {name}: {escape(reason)}[/]")
+
+
+@app.command(name="report")
+def report_cmd(
+    runs: list[Path] = typer.Argument(..., help="run directories (several: side by side)"),
+    out: Path = typer.Option(Path("report.html"), help="output file: .html (self-contained) "
+                             "or .md (figures written beside it)"),
+    baseline_samples: int = typer.Option(20_000, help="test profiles for the classical "
+                                         "baselines"),
+    bidder: int = typer.Option(0, help="bidder of the allocation maps (0-based)"),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="embed the figures"),
+) -> None:
+    """Write one report of RUNS: setting, hyperparameters, evaluation, classical baselines,
+    reference numbers, the mechanism's entries and figures."""
+    with _clean_errors():
+        from automech.report import write as write_report
+
+        path = write_report(runs, out, baseline_samples=baseline_samples, bidder=bidder,
+                            figures=figures)
+        console.print(f"report: {path}", markup=False, highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from automech.mechanisms import register_mechanism
 from automech.mechanisms.base import Mechanism
 from automech.problems.setting import Setting
 
@@ -38,7 +37,6 @@ TIE = 1e-9
 BLOCK = 2**22
 
 
-@register_mechanism
 class LPTable(Mechanism):
     """Outcome table on a finite type grid; ``num_types[i]`` = k_i types for bidder i."""
 

@@ -119,8 +119,7 @@ class GradientMethod(Method):
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 mechanism.train()
-                values = torch.as_tensor(setting.sample(options["batch_size"], rng),
-                                         dtype=mechanism.dtype, device=device)
+                values = self.sample(mechanism, setting, options, rng, step)
                 metrics = self._step(mechanism, optimizer, values, options, temperature, step)
                 record = {"step": step + 1, "lr": lr, "temperature": temperature, **metrics}
                 last = step + 1 == steps
@@ -145,7 +144,7 @@ class GradientMethod(Method):
             weight = len(part) / len(values)
             loss, metrics = self.loss(mechanism, part, options, temperature, step)
             (loss * weight).backward()
-            for k, v in {"loss": float(loss), **metrics}.items():
+            for k, v in {"loss": float(loss.detach()), **metrics}.items():
                 totals[k] = totals.get(k, 0.0) + weight * v
         optimizer.step()
         self.after_step(mechanism, options)
@@ -153,6 +152,21 @@ class GradientMethod(Method):
 
     def after_step(self, mechanism: Mechanism, options: dict[str, Any]) -> None:
         """Hook run after each optimiser step (e.g. a projection of parameters)."""
+
+    def sample(self, mechanism: Mechanism, setting: Setting, options: dict[str, Any],
+               rng: np.random.Generator, step: int) -> torch.Tensor:
+        """The training profiles of ``step``: by default ``batch_size`` fresh draws from the
+        prior with the run's generator ``rng`` (a method may cycle a fixed training set)."""
+        return torch.as_tensor(setting.sample(options["batch_size"], rng),
+                               dtype=mechanism.dtype, device=mechanism.device)
+
+    def training_state(self, mechanism: Mechanism) -> dict[str, Any] | None:
+        """Extra state a method keeps outside the mechanism's parameters (misreport caches,
+        Lagrange multipliers, an adversary network...), saved in checkpoints."""
+        return None
+
+    def load_training_state(self, mechanism: Mechanism, state: dict[str, Any]) -> None:
+        """Restore what :meth:`training_state` saved (on resume)."""
 
     @staticmethod
     def validate(mechanism: Mechanism, values: torch.Tensor) -> dict[str, float]:
@@ -169,6 +183,7 @@ class GradientMethod(Method):
         run.save(mechanism, training_state={
             "method": self.name, "step": step, "finished": False,
             "optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,
+            "extra": self.training_state(mechanism),
         })
 
     def _resume(self, run, mechanism, optimizer, rng) -> int | None:
@@ -185,6 +200,8 @@ class GradientMethod(Method):
             return None
         optimizer.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["rng"]
+        if state.get("extra") is not None:
+            self.load_training_state(mechanism, state["extra"])
         step = int(state["step"])
         kept = [r for r in run.history() if r.get("step", 0) <= step]
         (run.path / HISTORY).write_text("".join(json.dumps(r) + "\n" for r in kept))

@@ -1,0 +1,309 @@
+"""Affine maximizer auctions (lottery and deterministic): exact DSIC and IR for any
+parameters, feasible allocations, Eq. (1)-(2) by brute force, the surrogate and its
+hand-written backward, pruning, save/load, weights, short training runs, ``describe``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import cached_setting
+from typer.testing import CliRunner
+
+import automech
+from automech import Setting, evaluate
+from automech.cli import app
+from automech.errors import AutomechError
+from automech.evaluation import RegretSearch
+from automech.experiment import train
+from automech.mechanisms import MECHANISMS
+from automech.mechanisms.affine_maximizer import (
+    DeterministicAMA,
+    LotteryAMA,
+    SoftmaxSurrogate,
+    symmetric_prior,
+)
+from automech.methods import METHODS
+
+SMALL_SEARCH = RegretSearch(profiles=150, random=64, scales=8, grid=8)
+
+
+def unlimited(valuation: str) -> Setting:
+    return Setting.from_dict({"name": f"2x2-unlimited-{valuation}", "bidders": 2, "items": 2,
+                              "valuation": valuation, "supply": "unlimited",
+                              "prior": {"kind": "uniform"}})
+
+
+def randomised(mech, seed: int = 0, boost_scale: float = 0.15):
+    """Random boosts and (where learned) random weights, on top of random allocations."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        mech.boosts.copy_(torch.randn(mech.boosts.shape, generator=gen) * boost_scale)
+        if mech.learn_weights:
+            mech.log_weights.copy_(torch.randn(mech.log_weights.shape, generator=gen) * 0.4)
+    return mech
+
+
+def random_lottery(setting, seed=0, **kw):
+    kw = {"allocations": 48, "init": "random", "init_seed": seed, "learn_weights": True, **kw}
+    return randomised(LotteryAMA(setting, **kw), seed)
+
+
+# ------------------------------------------------------------------ DSIC, IR, feasibility
+
+
+@pytest.mark.parametrize("setting", ["2x2-uniform", "2x2-unit-uniform", "unlimited-additive",
+                                     "unlimited-unit-demand"])
+@pytest.mark.parametrize("kind", ["lottery", "deterministic"])
+def test_zero_regret_and_ir_on_random_parameters(setting, kind):
+    s = unlimited(setting.split("-", 1)[1]) if setting.startswith("unlimited") \
+        else cached_setting(setting)
+    mech = (random_lottery(s, seed=3) if kind == "lottery"
+            else randomised(DeterministicAMA(s, learn_weights=True), 3))
+    report = evaluate(mech, s, samples=2_000, search=SMALL_SEARCH)
+    assert report.regret_max <= 1e-5, report.regret_max
+    assert report.ir_violation_rate == 0.0
+    assert report.infeasible_rate == 0.0
+    assert report.revenue > 0.0
+
+
+def test_regret_search_would_catch_a_broken_payment_rule():
+    """Negative control: the same search finds regret once Eq. (2) is altered."""
+    s = cached_setting("2x2-uniform")
+
+    class Broken(DeterministicAMA):
+        def forward(self, bids):
+            alloc, pay = super().forward(bids)
+            return alloc, pay + 0.3 * alloc.sum(dim=2) * bids.sum(dim=2)
+
+    mech = randomised(Broken(s), 1, boost_scale=0.2)
+    report = evaluate(mech, s, samples=500, search=SMALL_SEARCH)
+    assert report.regret_max > 1e-2
+
+
+@pytest.mark.parametrize("setting", ["2x2-uniform", "2x2-unit-uniform", "2x4-unit-spherical",
+                                     "unlimited-additive", "unlimited-unit-demand"])
+def test_every_parameterised_allocation_is_feasible(setting):
+    s = unlimited(setting.split("-", 1)[1]) if setting.startswith("unlimited") \
+        else cached_setting(setting)
+    for init, scale in [("random", 1.0), ("random", 6.0), ("deterministic", 1.0)]:
+        alloc = LotteryAMA(s, allocations=500, init=init, init_scale=scale).allocations().detach()
+        assert alloc.shape == (500, *s.shape)
+        assert float(s.infeasibility(alloc).max()) <= 1e-6
+
+
+def test_deterministic_init_starts_near_every_deterministic_allocation():
+    s = cached_setting("2x2-uniform")
+    alloc = LotteryAMA(s, allocations=20).allocations()
+    det = DeterministicAMA(s).allocations()
+    assert len(det) == 8                     # 3^2 - 1 non-empty, bidder 0 may get both
+    assert torch.allclose(alloc[:8], det, atol=0.02)
+
+
+def test_exact_outcome_matches_equations_1_and_2_by_brute_force():
+    s = cached_setting("2x2-uniform")
+    mech = random_lottery(s, seed=5, allocations=6)
+    alloc, boosts, _ = (t.detach().double().numpy() for t in mech.table())
+    w = mech.weights().detach().double().numpy()
+    bids = s.sample(40, 2)
+    got_alloc, got_pay = mech.outcome(bids)
+    for b, v in enumerate(bids):
+        score = [sum(w[i] * v[i] @ a[i] for i in range(2)) + lam for a, lam in zip(alloc, boosts)]
+        k = int(np.argmax(score))
+        np.testing.assert_allclose(got_alloc[b], alloc[k], atol=1e-6)
+        for i in range(2):
+            without = [score[j] - w[i] * v[i] @ alloc[j][i] for j in range(len(alloc))]
+            np.testing.assert_allclose(got_pay[b, i], (max(without) - without[k]) / w[i],
+                                       atol=1e-5)
+
+
+# ------------------------------------------------------------------ surrogate
+
+
+def test_surrogate_tends_to_the_exact_mechanism():
+    s = cached_setting("2x2-uniform")
+    mech = random_lottery(s, seed=2).double()
+    bids = torch.as_tensor(s.sample(300, 4))
+    exact_alloc, exact_pay = mech(bids)
+    with torch.no_grad():
+        alloc, pay = mech.relaxed(bids, 1e6)
+    assert torch.allclose(alloc, exact_alloc, atol=1e-4)
+    assert torch.allclose(pay, exact_pay, atol=1e-4)
+
+
+def test_fused_backward_matches_autograd():
+    s = cached_setting("2x2-unit-uniform")
+    mech = random_lottery(s, seed=7).double()
+    bids = torch.as_tensor(s.sample(200, 1))
+    grads = []
+    for fused in (False, True):
+        mech.fused = fused
+        mech.zero_grad()
+        alloc, pay = mech.relaxed(bids, 30.0)
+        ((alloc * bids).sum() * 0.3 - pay.sum()).backward()
+        grads.append([p.grad.clone() for p in mech.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_gap_restriction_keeps_the_surrogate():
+    s = cached_setting("2x2-uniform")
+    mech = random_lottery(s, seed=8, allocations=200).double()
+    bids = torch.as_tensor(s.sample(256, 3))
+    with torch.no_grad():
+        full = mech.relaxed(bids, 100.0)
+        mech.softmax_gap = 30.0
+        gap = mech.relaxed(bids, 100.0)
+    for a, b in zip(full, gap):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
+
+
+# ------------------------------------------------------------------ pruning, save/load
+
+
+def test_pruning_restricts_the_set_and_keeps_dsic(tmp_path):
+    s = cached_setting("2x2-uniform")
+    mech = random_lottery(s, seed=4, allocations=200)
+    bids = torch.as_tensor(s.sample(4_096, 6), dtype=torch.float32)
+    left = mech.prune(bids, 100.0, 1e-3)
+    assert 0 < left < 200 and int(mech.active.sum()) == left
+    report = evaluate(mech, s, samples=1_000, search=SMALL_SEARCH)
+    assert report.regret_max <= 1e-5 and report.ir_violation_rate == 0.0
+    # the active set and the outcomes survive a save/load round trip
+    automech.save(mech, tmp_path / "run")
+    loaded = automech.load(tmp_path / "run")
+    assert torch.equal(loaded.active, mech.active)
+    test = s.sample(2_000, 9)
+    for x, y in zip(mech.outcome(test), loaded.outcome(test)):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("cls, kwargs", [
+    (LotteryAMA, {"allocations": 32, "learn_weights": True, "init": "random", "init_seed": 3}),
+    (LotteryAMA, {"allocations": 16, "learn_weights": False}),
+    (DeterministicAMA, {"learn_weights": True}),
+])
+def test_save_load_identical_outcomes(tmp_path, cls, kwargs):
+    s = cached_setting("2x2-unit-uniform")
+    mech = randomised(cls(s, **kwargs), 2)
+    automech.save(mech, tmp_path / "run")
+    loaded = automech.load(tmp_path / "run")
+    assert type(loaded) is cls and loaded.config() == mech.config()
+    bids = s.sample(1_000, 3)
+    for x, y in zip(mech.outcome(bids), loaded.outcome(bids)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_registered():
+    assert MECHANISMS["lottery-ama"] is LotteryAMA
+    assert MECHANISMS["deterministic-ama"] is DeterministicAMA
+    assert {"rochetnet", "lottery-ama", "deterministic-ama"} <= set(METHODS)
+
+
+# ------------------------------------------------------------------ weights, applicability
+
+
+def test_weights_fixed_or_learned():
+    s = cached_setting("2x2-uniform")
+    fixed = LotteryAMA(s, allocations=4, learn_weights=False)
+    assert "log_weights" not in dict(fixed.named_parameters())
+    assert torch.equal(fixed.weights(), torch.ones(2))
+    learned = LotteryAMA(s, allocations=4, learn_weights=True)
+    assert "log_weights" in dict(learned.named_parameters())
+    # "auto": fixed on symmetric priors, learned on asymmetric ones
+    assert symmetric_prior(s) and symmetric_prior(cached_setting("2x4-unit-spherical"))
+    assert not symmetric_prior(cached_setting("3x10-asym-uniform"))
+    method = METHODS["lottery-ama"]
+    opts = {**method.defaults, "allocations": 8, "init_reserve": 0.0}
+    assert not method.build(s, opts, 0).learn_weights
+    assert method.build(cached_setting("3x10-asym-uniform"), opts, 0).learn_weights
+    assert method.build(s, {**opts, "learn_weights": True}, 0).learn_weights
+
+
+def test_deterministic_ama_not_applicable_when_too_many_allocations():
+    s = cached_setting("3x10-uniform")
+    reason = METHODS["deterministic-ama"].applicable(s)
+    assert reason and "too many" in reason
+    assert METHODS["lottery-ama"].applicable(s) is None
+    with pytest.raises(AutomechError, match="does not apply"):
+        train(s, "deterministic-ama", {"steps": 1})
+
+
+def test_reserve_start_is_separate_myerson_on_2x2():
+    """Weights 1, every deterministic allocation, boosts -0.5 per item sold: per item a
+    second-price auction with reserve 1/2 (revenue 5/6)."""
+    s = cached_setting("2x2-uniform")
+    mech = DeterministicAMA(s)
+    mech.reset_boosts(0.5)
+    sm = MECHANISMS["separate-myerson"](s)
+    bids = s.sample(2_000, 5)
+    for x, y in zip(mech.outcome(bids), sm.outcome(bids)):
+        np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+# ------------------------------------------------------------------ training, describe
+
+
+def test_short_lottery_training_beats_fixed_price_baselines_on_1x2(tmp_path):
+    """1 bidder: the lottery AMA is a RochetNet menu.  Separate sale earns 0.5, the best
+    bundle price 0.5443; 200 small steps should clear the separate sale clearly."""
+    opts = {"steps": 200, "batch_size": 1024, "chunk_size": 0, "allocations": 32,
+            "validate_every": 100, "validation_samples": 2048, "prune_after": 0,
+            "init_reserve": 0.0}
+    mech, run = train(cached_setting("1x2-uniform"), "lottery-ama", opts, seed=0,
+                      out=tmp_path / "run", eval_samples=20_000, search=SMALL_SEARCH)
+    report = run.read_json("metrics.json")
+    assert report["revenue"] > 0.5 + 4 * report["revenue_se"] + 0.02, report["revenue"]
+    assert report["regret_max"] <= 1e-5 and report["ir_violation_rate"] == 0.0
+
+
+def test_short_rochetnet_training_beats_separate_sale_on_1x2(tmp_path):
+    opts = {"steps": 300, "batch_size": 1024, "menu_size": 64, "validate_every": 150,
+            "validation_samples": 2048}
+    mech, run = train(cached_setting("1x2-uniform"), "rochetnet", opts, seed=0,
+                      out=tmp_path / "run", eval_samples=20_000, search=None)
+    report = run.read_json("metrics.json")
+    assert report["revenue"] > 0.5 + 4 * report["revenue_se"] + 0.02, report["revenue"]
+
+
+def test_short_deterministic_ama_training_beats_separate_myerson_on_2x2(tmp_path):
+    """Starting from the separate-Myerson boosts (5/6), 60 steps move clearly above."""
+    opts = {"steps": 60, "batch_size": 2048, "validate_every": 60,
+            "validation_samples": 2048}
+    mech, run = train(cached_setting("2x2-uniform"), "deterministic-ama", opts, seed=0,
+                      out=tmp_path / "run", eval_samples=20_000, search=SMALL_SEARCH)
+    report = run.read_json("metrics.json")
+    assert report["revenue"] > 5 / 6 + 4 * report["revenue_se"], report["revenue"]
+    assert report["regret_max"] <= 1e-5
+    # resuming a finished run does not train again and gives the same mechanism
+    again, _ = train(cached_setting("2x2-uniform"), "deterministic-ama", opts, seed=0,
+                     out=tmp_path / "run", eval_samples=1_000, search=None)
+    assert torch.equal(again.boosts, mech.boosts)
+
+
+def test_describe_lists_used_allocations(tmp_path):
+    s = cached_setting("2x2-uniform")
+    mech = random_lottery(s, seed=1, allocations=40)
+    info = mech.describe(s.sample(5_000, 2))
+    entries = info["entries"]
+    assert info["kind"] == "lottery-ama" and entries
+    assert abs(sum(e["share"] for e in entries) - 1.0) < 1e-9
+    assert info["allocations_used"] == len(entries) <= 41
+    shares = [e["share"] for e in entries]
+    assert shares == sorted(shares, reverse=True)
+    for e in entries:
+        assert set(e) == {"entry", "allocation", "boost", "share", "lottery", "mean_revenue"}
+        assert np.array(e["allocation"]).shape == (2, 2)
+    # through the CLI: a table, and describe.json in the run directory
+    automech.save(mech, tmp_path / "run")
+    result = CliRunner().invoke(app, ["describe", str(tmp_path / "run"), "--samples", "3000"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "run" / "describe.json").read_text())
+    assert saved["samples"] == 3000
+    assert abs(sum(e["share"] for e in saved["entries"]) - 1.0) < 1e-9
+
+
+def test_surrogate_function_is_exported():
+    assert SoftmaxSurrogate.apply is not None

@@ -1,0 +1,205 @@
+"""RegretNet, ALGNet and MyersonNet: feasibility and IR by construction, exact DSIC of
+MyersonNet, the regret evaluator finds the regret of untrained networks and of first
+price, a short training run lowers regret, save/load and resume keep everything."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import cached_setting
+
+import automech
+from automech import RegretSearch, evaluate
+from automech.experiment import train
+from automech.mechanisms import MECHANISMS, FirstPrice
+from automech.mechanisms.myersonnet import MyersonNetMechanism
+from automech.mechanisms.regretnet import (ALGNetMechanism, RegretNetMechanism,
+                                           misreport_utilities, substitute)
+from automech.methods import get_method
+from automech.methods.algnet import misreporter_regret
+from automech.methods.regretnet import ascend, attacker_regret
+
+SMALL = RegretSearch(profiles=100, random=64, scales=16, grid=8, ascent_starts=4,
+                     ascent_steps=30)
+TINY_REGRETNET = {"steps": 4, "batch_size": 32, "train_profiles": 64, "misreport_steps": 3,
+                  "hidden": 16, "validate_every": 2, "validation_samples": 256,
+                  "checkpoint_every": 2, "log_every": 1}
+
+
+def _scramble(mech: torch.nn.Module, scale: float, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in mech.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=gen))
+
+
+@pytest.mark.parametrize("cls", [RegretNetMechanism, ALGNetMechanism])
+@pytest.mark.parametrize("setting", ["2x2-uniform", "2x2-unit-uniform", "1x2-uniform",
+                                     "3x10-uniform", "3x1-exponential"])
+def test_networks_feasible_and_ir_by_construction(cls, setting):
+    s = cached_setting(setting)
+    for seed, scale in [(0, None), (1, 3.0), (2, 30.0)]:
+        mech = cls(s, hidden=32, layers=2, init_seed=seed)
+        if scale:
+            _scramble(mech, scale, seed)
+        bids = torch.as_tensor(s.sample(2_000, seed), dtype=torch.float32)
+        with torch.no_grad():
+            alloc, pay = mech(bids)
+        assert float(s.infeasibility(alloc).max()) <= 1e-6
+        assert float(s.utilities(bids, alloc, pay).min()) >= -1e-6
+        assert float(pay.min()) >= 0
+        # also on arbitrary reports: payments never exceed the reported value
+        reports = 5 * torch.rand(500, *s.shape, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            alloc, pay = mech(reports)
+        assert float(s.infeasibility(alloc).max()) <= 1e-6
+        assert bool(((alloc * reports).sum(-1) - pay >= -1e-5).all())
+
+
+def test_unit_demand_rows_and_columns():
+    s = cached_setting("2x2-unit-uniform")
+    mech = RegretNetMechanism(s, hidden=32, init_seed=3)
+    _scramble(mech, 10.0, 3)
+    with torch.no_grad():
+        alloc, _ = mech(torch.rand(1_000, 2, 2))
+    assert float(alloc.sum(-1).max()) <= 1 + 1e-6 and float(alloc.sum(-2).max()) <= 1 + 1e-6
+
+
+def test_batched_misreports_match_one_bidder_at_a_time():
+    s = cached_setting("2x2-uniform")
+    mech = RegretNetMechanism(s, hidden=16, init_seed=0)
+    v, b = torch.rand(64, 2, 2), torch.rand(64, 2, 2)
+    u = misreport_utilities(mech, v, b)
+    for i in range(2):
+        bids = v.clone()
+        bids[:, i] = b[:, i]
+        alloc, pay = mech(bids)
+        assert torch.allclose(u[:, i], (alloc[:, i] * v[:, i]).sum(-1) - pay[:, i], atol=1e-6)
+    x = substitute(v, b)
+    assert torch.equal(x[:, 0, 1], v[:, 1]) and torch.equal(x[:, 1, 1], b[:, 1])
+
+
+@pytest.mark.parametrize("setting", ["3x1-uniform", "3x1-exponential", "2x1-asym-uniform"])
+def test_myersonnet_dsic_and_ir_for_any_parameters(setting):
+    s = cached_setting(setting)
+    mech = MyersonNetMechanism(s, groups=4, lines=4, init_seed=1)
+    _scramble(mech, 0.5, 1)
+    y = torch.linspace(-1, 3, 50).view(-1, 1).expand(-1, s.num_bidders)
+    phi = mech.virtual_bids(mech.inverse(y).unsqueeze(-1))
+    assert torch.allclose(phi, y, atol=1e-4)                 # the inverse is exact
+    report = evaluate(mech, samples=2_000, search=SMALL)
+    assert report.regret_max <= 1e-5
+    assert report.ir_violation_rate == 0.0 and report.infeasible_rate == 0.0
+
+
+def test_regret_evaluator_finds_regret_of_untrained_network_and_first_price():
+    s = cached_setting("2x2-uniform")
+    quick = RegretSearch(profiles=50, random=32, scales=8, grid=4, ascent_starts=2,
+                         ascent_steps=20)
+    untrained = evaluate(RegretNetMechanism(s, hidden=32, init_seed=0), samples=1_000,
+                         search=quick)
+    assert untrained.regret_mean > 1e-3 and untrained.regret_max > untrained.regret_mean
+    first_price = evaluate(FirstPrice(s), samples=1_000, search=quick)
+    assert first_price.regret_mean > 0.05
+
+
+def test_attacker_ascent_raises_misreport_utility():
+    s = cached_setting("2x2-uniform")
+    mech = RegretNetMechanism(s, hidden=32, init_seed=0)
+    v = torch.as_tensor(s.sample(256, 5), dtype=torch.float32)
+    start = torch.rand(256, 2, 2, generator=torch.Generator().manual_seed(0))
+    before = misreport_utilities(mech, v, start).sum()
+    after = misreport_utilities(mech, v, ascend(mech, v, start, 10, 0.1)).sum()
+    assert float(after.detach()) > float(before.detach())
+    assert all(p.requires_grad for p in mech.parameters())   # unfrozen after the attack
+
+
+def test_short_regretnet_run_lowers_regret(tmp_path):
+    s = cached_setting("2x2-uniform")
+    options = {"steps": 40, "batch_size": 64, "train_profiles": 640, "misreport_steps": 5,
+               "hidden": 32, "lagrange_init": 20.0, "lr": 0.005, "validate_every": 40,
+               "validation_samples": 512}
+    v = torch.as_tensor(s.sample(500, 11), dtype=torch.float32)
+    before = float(attacker_regret(RegretNetMechanism(s, hidden=32, init_seed=0), v).mean())
+    mech, run = train(s, "regretnet", options, seed=0, out=tmp_path / "run", search=None,
+                      eval_samples=1_000)
+    after = float(attacker_regret(mech, v).mean())
+    assert after < 0.5 * before, (before, after)
+    history = run.history()
+    assert history[-1]["step"] == 40 and "train_regret" in history[-1]
+
+
+@pytest.mark.parametrize("method", ["regretnet", "algnet"])
+def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch, method):
+    s = cached_setting("1x2-uniform")
+    opts = dict(TINY_REGRETNET, lagrange_every=1) if method == "regretnet" else {
+        "steps": 4, "batch_size": 32, "misreporter_steps": 2, "reset_every": 3,
+        "hidden": 16, "misreporter_hidden": 16, "validate_every": 2,
+        "validation_samples": 256, "checkpoint_every": 2, "log_every": 1}
+    whole, _ = train(s, method, opts, seed=0, out=tmp_path / "whole", search=None,
+                     eval_samples=256)
+    meth = get_method(method)
+    calls = {"n": 0}
+    original = type(meth).after_step
+
+    def interrupt(self, mechanism, options):
+        original(self, mechanism, options)
+        calls["n"] += 1
+        if calls["n"] == 3:                      # after the checkpoint of step 2
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(meth), "after_step", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(s, method, opts, seed=0, out=tmp_path / "cut", search=None, eval_samples=256)
+    extra = automech.runs.Run(tmp_path / "cut").checkpoint()["training_state"]["extra"]
+    assert extra is not None and extra["step"] == 1
+    monkeypatch.setattr(type(meth), "after_step", original)
+    resumed, _ = train(s, method, opts, seed=0, out=tmp_path / "cut", search=None,
+                       eval_samples=256)
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    if method == "regretnet":
+        w, r = meth.state(whole), meth.state(resumed)
+        assert torch.equal(w.misreports, r.misreports) and torch.equal(w.lagrange, r.lagrange)
+
+
+def test_save_load_and_describe(tmp_path):
+    for name, setting in [("regretnet", "2x2-uniform"), ("algnet", "2x2-unit-uniform"),
+                          ("myersonnet", "3x1-uniform")]:
+        s = cached_setting(setting)
+        cls = MECHANISMS[name]
+        mech = cls(s, init_seed=4)
+        automech.save(mech, tmp_path / name)
+        loaded = automech.load(tmp_path / name)
+        assert type(loaded) is cls and loaded.config() == mech.config()
+        bids = s.sample(300, 2)
+        for a, b in zip(mech.outcome(bids), loaded.outcome(bids)):
+            np.testing.assert_array_equal(a, b)
+        info = loaded.describe(bids)
+        assert info["kind"] == name and "revenue" in info
+
+
+def test_algnet_short_run_and_misreporter_reset(tmp_path):
+    s = cached_setting("2x2-uniform")
+    options = {"steps": 7, "batch_size": 32, "misreporter_steps": 2, "reset_every": 3,
+               "hidden": 16, "misreporter_hidden": 16, "refine_steps": 2,
+               "validate_every": 3, "validation_samples": 256, "checkpoint_every": 2}
+    mech, run = train(s, "algnet", options, seed=0, out=tmp_path / "run", search=None,
+                      eval_samples=256)
+    state = get_method("algnet").state(mech)
+    assert state.resets == 2
+    assert all(np.isfinite(r["loss"]) for r in run.history())
+    r = misreporter_regret(mech, torch.rand(64, 2, 2))
+    assert r.shape == (64, 2) and float(r.min()) >= 0
+    assert misreporter_regret(automech.load(run.path), torch.rand(4, 2, 2)) is None
+
+
+def test_myersonnet_short_run_learns_a_reserve(tmp_path):
+    s = cached_setting("2x1-uniform")
+    mech, _ = train(s, "myersonnet", {"steps": 150, "batch_size": 1024, "groups": 4,
+                                      "lines": 4, "validate_every": 150,
+                                      "validation_samples": 1024},
+                    seed=0, out=tmp_path / "run", search=None, eval_samples=1_000)
+    reserves = mech.describe(s.sample(10, 0))["reserve_prices"]
+    assert all(r > 0.2 for r in reserves), reserves           # Myerson's reserve is 0.5
