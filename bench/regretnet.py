@@ -114,7 +114,8 @@ def run_case(case: str, args, overrides: dict) -> dict:
     setting = get_setting(setting_name)
     meth = get_method(method)
     options = {**meth.defaults, **overrides}
-    out = ROOT / "runs" / f"{method}-{setting_name}-seed{args.seed}"
+    tag = f"-{args.tag}" if args.tag else ""
+    out = ROOT / "runs" / f"{method}-{setting_name}-seed{args.seed}{tag}"
     print(f"[{case}] training into {out}", file=sys.stderr, flush=True)
     reused = False
     if (out / "checkpoint.pt").exists():
@@ -186,7 +187,7 @@ def main(argv=None, default_method: str = "regretnet") -> None:
                         help="method option key=value, applied to every case (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=100_000, help="test profiles")
-    parser.add_argument("--regret-profiles", type=int, default=1_000)
+    parser.add_argument("--regret-profiles", type=int, default=10_000)
     parser.add_argument("--random", type=int, default=1_000,
                         help="random misreports per profile and bidder")
     parser.add_argument("--ascent-starts", type=int, default=8)
@@ -196,6 +197,8 @@ def main(argv=None, default_method: str = "regretnet") -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--quick", action="store_true",
                         help="small evaluation (10,000 test profiles, regret on 500)")
+    parser.add_argument("--tag", default="", help="suffix of the run directory and result "
+                        "file names (to keep runs with other options apart)")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args(argv)
     if args.quick:
@@ -205,7 +208,8 @@ def main(argv=None, default_method: str = "regretnet") -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for case in args.cases.split(","):
         result = run_case(case.strip(), args, overrides)
-        path = args.out / f"{result['method']}-{result['setting']}.json"
+        tag = f"-{args.tag}" if args.tag else ""
+        path = args.out / f"{result['method']}-{result['setting']}{tag}.json"
         path.write_text(json.dumps(result, indent=2))
         print(json.dumps({k: result[k] for k in ("case", "revenue", "revenue_se")} | {
             "regret_protocol": result["regret_protocol"]["mean"],

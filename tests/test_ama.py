@@ -248,18 +248,21 @@ def test_reserve_start_is_separate_myerson_on_2x2():
 
 def test_short_lottery_training_beats_fixed_price_baselines_on_1x2(tmp_path):
     """1 bidder: the lottery AMA is a RochetNet menu.  Separate sale earns 0.5, the best
-    bundle price 0.5443; 200 small steps should clear the separate sale clearly."""
+    bundle price 0.5443 (optimum 0.5492); 200 small steps clear the separate sale clearly
+    and match the bundle price (0.556 on seeds 0-2 when written)."""
     opts = {"steps": 200, "batch_size": 1024, "chunk_size": 0, "allocations": 32,
-            "validate_every": 100, "validation_samples": 2048, "prune_after": 0,
-            "init_reserve": 0.0}
+            "validate_every": 100, "validation_samples": 2048, "prune_after": 0}
     mech, run = train(cached_setting("1x2-uniform"), "lottery-ama", opts, seed=0,
                       out=tmp_path / "run", eval_samples=20_000, search=SMALL_SEARCH)
     report = run.read_json("metrics.json")
-    assert report["revenue"] > 0.5 + 4 * report["revenue_se"] + 0.02, report["revenue"]
+    se = report["revenue_se"]
+    assert report["revenue"] > 0.5 + 4 * se + 0.02, report["revenue"]
+    assert report["revenue"] > 0.544331 - 3 * se, report["revenue"]
     assert report["regret_max"] <= 1e-5 and report["ir_violation_rate"] == 0.0
 
 
 def test_short_rochetnet_training_beats_separate_sale_on_1x2(tmp_path):
+    """RochetNet gets the same check (0.553-0.555 on seeds 0-2 when written)."""
     opts = {"steps": 300, "batch_size": 1024, "menu_size": 64, "validate_every": 150,
             "validation_samples": 2048}
     mech, run = train(cached_setting("1x2-uniform"), "rochetnet", opts, seed=0,
@@ -269,7 +272,8 @@ def test_short_rochetnet_training_beats_separate_sale_on_1x2(tmp_path):
 
 
 def test_short_deterministic_ama_training_beats_separate_myerson_on_2x2(tmp_path):
-    """Starting from the separate-Myerson boosts (5/6), 60 steps move clearly above."""
+    """Starting from separate-Myerson-like boosts, 60 small steps move clearly above
+    separate Myerson's 5/6 (0.848 on seeds 0-2 when written; SE 0.0013)."""
     opts = {"steps": 60, "batch_size": 2048, "validate_every": 60,
             "validation_samples": 2048}
     mech, run = train(cached_setting("2x2-uniform"), "deterministic-ama", opts, seed=0,

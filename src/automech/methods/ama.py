@@ -6,19 +6,27 @@ mechanism; the exact AMA (argmax) is what is validated, saved and evaluated, and
 exactly DSIC and IR for every parameter value
 (:mod:`automech.mechanisms.affine_maximizer`).
 
-Speed (see ``bench/README.md``, ``bench/results/ama.json``): the training step costs
-O(batch x bidders x allocations) in memory traffic, so the recipe here keeps all three
-small where it can:
+Deviations from the paper's recipe, all for speed on small CPUs (measured in
+``bench/README.md`` and ``bench/results/ama.json``); the mechanism class is the paper's:
 
+* start: ``init="deterministic"`` puts every feasible deterministic allocation (when they
+  fit) in the starting set next to random ones (``init="random"`` is the paper's), and the
+  boosts start at ``-r * (quantity allocated)`` (``init_reserve``; "auto" takes the
+  smallest r on a grid whose exact revenue is within 5% of the best: near-equal starts
+  with more trade give more training signal), so that 512 allocations and 1,000 steps of
+  8,192 profiles do what took the paper 4,096 allocations and 9,000 steps of 32,768;
 * pruning: from step ``prune_after`` on, every ``prune_every`` steps, allocations whose
   softmax weight stays below ``prune_threshold`` on ``prune_samples`` fresh profiles (in
-  the choice and in every bidder's counterfactual choice) are dropped, and later steps
-  compute on the remaining ones only.  The paper's Table 4 finds that almost all of the
-  thousands of initial allocations end up unused;
-* a good start (``init="deterministic"``: the deterministic allocations are in the initial
-  set), so that fewer allocations and fewer steps are needed than the paper's 4,096 and
-  9,000;
-* ``chunk_size`` (gradient accumulation) bounds the (profiles x allocations) temporaries.
+  the choice and in every bidder's counterfactual choice) are dropped for good, and later
+  steps compute on the remaining ones only.  The paper's Table 4 finds that almost all of
+  the thousands of initial allocations end up unused;
+* discrete priors with few profiles (the spherical setting: 25) are trained on the exact
+  expectation over all profiles (``exact_expectation``) rather than on samples;
+* the surrogate's backward is written by hand (``fused``); ``chunk_size`` (gradient
+  accumulation) bounds the (profiles x allocations) temporaries; ``softmax_gap`` can
+  further restrict each batch to the allocations that carry softmax weight in it.
+
+The deterministic AMA shares all of this except the allocations, which are fixed.
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ _AMA_DEFAULTS: dict[str, Any] = {
     "prune_threshold": 1e-3,      # softmax mass below which an allocation is dropped
     "prune_samples": 16384,       # fresh profiles on which the mass is measured
     "init_reserve": "auto",       # boosts start at -r * (quantity allocated): a number r,
-                                  # or "auto" (best r on a grid, by exact revenue)
+                                  # or "auto" (smallest r within 5% of the best on a grid)
     "softmax_gap": 0.0,           # >0: per batch, drop allocations with softmax weight
                                   # below exp(-softmax_gap) everywhere (speed)
     "fused": True,                # hand-written backward of the surrogate (speed)

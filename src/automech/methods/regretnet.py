@@ -13,7 +13,8 @@ where b'_i is the misreport found by the attacker below, each step minimises
 
 over the network weights w (Adam), and every ``lagrange_every`` steps the multipliers
 move by ``lambda_i <- lambda_i + rho * rgt_i`` (rgt_i averaged over those steps); ``rho``
-grows by ``rho_add`` every ``rho_every`` steps (the paper's schedule, Section 5.1).
+grows by ``rho_add`` every ``rho_every`` steps (the paper's scheme; the default values
+here are ours, tuned for a few thousand steps on a CPU instead of the paper's 400,000).
 
 Training-time attacker (as in the original code): the training sample is a **fixed** set of
 ``train_profiles`` profiles drawn once from the prior with the run seed (the paper uses
