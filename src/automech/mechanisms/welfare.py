@@ -38,7 +38,7 @@ def count_deterministic_allocations(setting: Setting) -> int:
 
 
 def deterministic_allocations(setting: Setting) -> np.ndarray:
-    """Every feasible deterministic allocation, shape (K, n, m), the empty one first.
+    """Every feasible deterministic allocation, shape (K, n, m), the empty one included.
 
     Unit supply: each item goes to one bidder or none; unlimited supply: any 0/1 matrix.
     Unit-demand bidders receive at most one item.
