@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import tomllib
 from pathlib import Path
@@ -17,7 +16,7 @@ from automech.evaluation import RegretSearch, evaluate
 from automech.mechanisms.base import Mechanism
 from automech.methods import get_method
 from automech.problems.setting import Setting
-from automech.runs import CONFIG, METRICS, Run
+from automech.runs import METRICS, Run, open_run
 
 
 def seed_everything(seed: int) -> None:
@@ -93,14 +92,7 @@ def train(setting: Setting, method: str, options: dict[str, Any] | None = None, 
     out = Path(out) if out else Path("runs") / f"{setting.name or 'setting'}-{method}-seed{seed}"
     config = {"automech": __version__, "setting": setting.to_dict(), "method": method,
               "options": opts, "seed": seed}
-    if (out / CONFIG).exists():
-        previous = json.loads((out / CONFIG).read_text())
-        previous.pop("automech", None)
-        if {k: v for k, v in config.items() if k != "automech"} != previous:
-            raise AutomechError(f"run directory {str(out)!r} holds a different run; "
-                                "choose another --out")
-    run = Run(out)
-    run.write_json(CONFIG, config)
+    run = open_run(out, config)
     seed_everything(seed)
     mechanism = meth.fit(setting, opts, seed, run, progress=progress)
     run.save(mechanism, training_state={"finished": True})

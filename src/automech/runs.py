@@ -78,6 +78,22 @@ class Run:
             raise RunError(f"cannot read checkpoint {str(path)!r}: {err}") from None
 
 
+def open_run(path: str | Path, config: dict[str, Any]) -> Run:
+    """The run directory ``path`` for a run described by ``config`` (written to
+    ``config.json``).  An existing directory is reused only if it holds the same run
+    (the ``automech`` version key aside), so a rerun resumes instead of mixing runs."""
+    path = Path(path)
+    if (path / CONFIG).exists():
+        previous = json.loads((path / CONFIG).read_text())
+        previous.pop("automech", None)
+        if {k: v for k, v in config.items() if k != "automech"} != previous:
+            raise RunError(f"run directory {str(path)!r} holds a different run; "
+                           "choose another --out")
+    run = Run(path)
+    run.write_json(CONFIG, config)
+    return run
+
+
 def save(mechanism: Mechanism, run_dir: str | Path) -> Run:
     """Save a mechanism to ``run_dir`` so that :func:`load` can rebuild it."""
     run = Run(run_dir)

@@ -12,7 +12,6 @@ its registered name); :func:`is_dynamic_run` tells such a run from a static one.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from automech.dynamic.optimise import get_dynamic_method
 from automech.dynamic.registry import get_dynamic_setting
 from automech.errors import AutomechError, RunError
 from automech.experiment import resolve_options, seed_everything
-from automech.runs import CHECKPOINT, CONFIG, METRICS, Run
+from automech.runs import CHECKPOINT, METRICS, Run, open_run
 
 KIND = "dynamic"
 
@@ -86,15 +85,8 @@ def train_dynamic(setting: str | DynamicEnv, method: str,
     out = Path(out) if out else Path("runs") / f"{env.name}-{method}-seed{seed}"
     config = {"automech": __version__, "kind": KIND, "setting": env.to_dict(),
               "method": method, "options": opts, "seed": seed}
-    if (out / CONFIG).exists():
-        previous = json.loads((out / CONFIG).read_text())
-        previous.pop("automech", None)
-        if {k: v for k, v in config.items() if k != "automech"} != previous:
-            raise AutomechError(f"run directory {str(out)!r} holds a different run; "
-                                "choose another --out")
-        (out / "history.jsonl").unlink(missing_ok=True)
-    run = Run(out)
-    run.write_json(CONFIG, config)
+    run = open_run(out, config)
+    (run.path / "history.jsonl").unlink(missing_ok=True)  # dynamic runs retrain, not resume
     seed_everything(seed)
     start = time.perf_counter()
     mechanism = meth.fit(env, opts, seed, run, progress=progress)
