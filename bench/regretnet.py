@@ -92,9 +92,17 @@ def training_attacker_regret(method: str, mechanism, values: torch.Tensor,
         from automech.methods.algnet import misreporter_regret
         r = misreporter_regret(mechanism, values)
         if r is None:
-            return None
+            return {"attacker": "none: the misreporter is not saved with the mechanism and "
+                                "this run was reused, not trained in this process",
+                    "regret_mean": None, "regret_max": None}
+        refined = misreporter_regret(mechanism, values, options["refine_steps"],
+                                     options["refine_lr"])
         return {"attacker": "final misreporter network", "regret_mean": float(r.mean()),
-                "regret_max": float(r.max())}
+                "regret_max": float(r.max()),
+                "refined": {"attacker": f"misreporter + {options['refine_steps']} Adam steps "
+                                        "(the training attacker)",
+                            "regret_mean": float(refined.mean()),
+                            "regret_max": float(refined.max())}}
     return None
 
 
@@ -159,7 +167,7 @@ def run_case(case: str, args, overrides: dict) -> dict:
         "wall_seconds_training": wall, "training_seconds_in_loop": train_seconds,
         "steps": steps, "steps_per_second": steps / train_seconds if train_seconds else None,
     }
-    if attacker and attacker["regret_mean"] > 0 and report.regret_mean is not None:
+    if attacker and attacker["regret_mean"] and report.regret_mean is not None:
         result["protocol_over_attacker"] = report.regret_mean / attacker["regret_mean"]
     if method == "myersonnet":
         ref = evaluate(Myerson(setting), setting, samples=args.samples, search=None)

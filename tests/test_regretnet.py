@@ -193,6 +193,8 @@ def test_algnet_short_run_and_misreporter_reset(tmp_path):
     r = misreporter_regret(mech, torch.rand(64, 2, 2))
     assert r.shape == (64, 2) and float(r.min()) >= 0
     assert misreporter_regret(automech.load(run.path), torch.rand(4, 2, 2)) is None
+    refined = misreporter_regret(mech, torch.rand(64, 2, 2), refine_steps=3)
+    assert refined.shape == (64, 2)
 
 
 def test_myersonnet_short_run_learns_a_reserve(tmp_path):

@@ -75,6 +75,7 @@ class ALGNetTrainingState:
     seed: int
     resets: int = 0
     step: int = 0
+    updates: int = 0          # misreporter updates made (0: untrained, e.g. after a reload)
 
 
 class ALGNet(GradientMethod):
@@ -134,6 +135,7 @@ class ALGNet(GradientMethod):
                 state.optimizer.zero_grad(set_to_none=True)
                 (-gain).backward()
                 state.optimizer.step()
+                state.updates += 1
         with torch.no_grad():
             reports = net(values)
         if options["refine_steps"]:
@@ -164,20 +166,27 @@ class ALGNet(GradientMethod):
         state = self.state(mechanism)
         return {"misreporter": state.misreporter.state_dict(),
                 "optimizer": state.optimizer.state_dict(), "resets": state.resets,
-                "step": state.step}
+                "step": state.step, "updates": state.updates}
 
     def load_training_state(self, mechanism, saved) -> None:
         state = self.state(mechanism)
         state.misreporter.load_state_dict(saved["misreporter"])
         state.optimizer.load_state_dict(saved["optimizer"])
         state.resets, state.step = int(saved["resets"]), int(saved["step"])
+        state.updates = int(saved.get("updates", 0))
 
 
-def misreporter_regret(mechanism: Mechanism, values: torch.Tensor) -> torch.Tensor | None:
-    """Regret (P, n) against the training misreporter left on ``mechanism`` (None if the
-    mechanism carries none, e.g. after :func:`automech.load`)."""
+def misreporter_regret(mechanism: Mechanism, values: torch.Tensor, refine_steps: int = 0,
+                       refine_lr: float = 0.05) -> torch.Tensor | None:
+    """Regret (P, n) against the training misreporter left on ``mechanism``, its reports
+    refined by ``refine_steps`` Adam steps as in training; None when the mechanism carries
+    no trained misreporter (e.g. after :func:`automech.load` or a reused finished run)."""
     state = getattr(mechanism, STATE_ATTR, None)
-    if state is None:
+    if state is None or state.updates == 0:
         return None
     with torch.no_grad():
-        return regrets(mechanism, values, state.misreporter.to(values.device)(values))[0]
+        reports = state.misreporter.to(values.device)(values)
+    if refine_steps:
+        reports = ascend(mechanism, values, reports, refine_steps, refine_lr)
+    with torch.no_grad():
+        return regrets(mechanism, values, reports)[0]
