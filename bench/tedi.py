@@ -126,8 +126,10 @@ def scaling(steps: int) -> None:
             shutil.rmtree(path)
         t = time.perf_counter()
         meth.fit(s, opts, 0, Run(path))
-        out[f"m={m}"] = {"seconds_per_step": (time.perf_counter() - t) / steps, "steps": steps,
-                         "batch_size": opts["batch_size"]}
+        total = time.perf_counter() - t
+        out[f"m={m}"] = {"seconds_per_step": total / steps, "seconds_total": total,
+                         "steps": steps, "batch_size": opts["batch_size"],
+                         "langevin_steps": opts["langevin_steps"]}
         print(m, out[f"m={m}"], flush=True)
     _save({"scaling_n3": out})
 

@@ -104,7 +104,7 @@ def test_partial_groupmax_convex_in_x():
 
 def _mech(setting_name: str, seed: int) -> TEDIMechanism:
     mech = TEDIMechanism(get_setting(setting_name), groups=(8, 8), pan_hidden=16,
-                         solver_steps=300, init_seed=seed)
+                         init_seed=seed)
     torch.manual_seed(seed)
     for p in mech.parameters():
         p.data.add_(0.3 * torch.randn_like(p))
@@ -212,3 +212,74 @@ def test_covariance_gradient_matches_finite_difference():
     surrogate.backward()
     est = float(theta.grad.sum())
     assert est == pytest.approx(fd, abs=0.05 * abs(fd) + 0.01)
+
+
+def test_hand_written_gradient_matches_autograd():
+    for net in _random_nets():
+        y = torch.rand(7, 6, dtype=torch.float64)
+        params = [tuple(None if t is None else t.detach() for t in p) for p in net.affine(y)]
+        x = torch.rand(7, 5, 4, dtype=torch.float64)
+        for tau in (0.0, 0.05):
+            val, grad = net.value_and_grad(x, params, tau)
+            xx = x.clone().requires_grad_(True)
+            ref = net.evaluate(xx, params, tau)
+            (ref_grad,) = torch.autograd.grad(ref.sum(), xx)
+            assert torch.allclose(val, ref.detach()) and torch.allclose(grad, ref_grad)
+
+
+def _lp_utility(mech: TEDIMechanism, v: np.ndarray, params, row: int) -> float:
+    """max_x <v, x> - p(x) over the box by the exact LP of the (nonnegative-weight)
+    GroupMax network: epigraph variables z_k >= every piece of group k, and one for the
+    fee term's max_j x_j."""
+    from scipy.optimize import linprog
+    e = mech.net.group_size
+    layers = [tuple(None if t is None else t[0 if t.shape[0] == 1 else row].double().numpy()
+                    for t in p) for p in params]
+    m = len(v)
+    sizes = [layer[0].shape[0] // e for layer in layers[:-1]] + [1]
+    offs = np.cumsum([m, *sizes])
+    c = np.zeros(offs[-1])
+    w_last, _, d_last, fee = layers[-1]
+    c[:m] = -v + (d_last[0] if d_last is not None else 0.0)
+    c[offs[-3]:offs[-2]] = w_last[0]
+    c[offs[-1] - 1] = fee[0] if fee is not None else 0.0
+    rows, rhs, prev = [], [], (0, m)
+    for j, (w, b, *_) in enumerate(layers[:-1]):
+        a = np.zeros((w.shape[0], offs[-1]))
+        a[:, prev[0]:prev[1]] = w
+        for g in range(sizes[j]):
+            a[g::sizes[j], offs[j] + g] = -1.0       # group g holds units e * G + g
+        rows.append(a)
+        rhs.append(-b)
+        prev = (offs[j], offs[j + 1])
+    a = np.zeros((m, offs[-1]))                      # z_fee >= x_j
+    a[:, :m] = np.eye(m)
+    a[:, -1] = -1.0
+    rows.append(a)
+    rhs.append(np.zeros(m))
+    res = linprog(c, A_ub=np.vstack(rows), b_ub=np.concatenate(rhs),
+                  bounds=[(0, 1)] * m + [(None, None)] * (offs[-1] - m), method="highs")
+    x = torch.tensor(res.x[:m]).view(1, 1, m)
+    with torch.no_grad():
+        one = [tuple(None if t is None else t[row:row + 1] if t.shape[0] > 1 else t for t in p)
+               for p in params]
+        util = float((torch.tensor(v) * x).sum() - mech.prices(x, one).squeeze())
+    return max(0.0, util)
+
+
+def test_solver_matches_exact_lp():
+    """The inference solver's utility is within 1e-4 of the LP optimum on random networks."""
+    for name, seed in (("U-2x4-cp0-cd0", 0), ("U-1x5-cp0-cd0", 1)):
+        mech = _mech(name, seed).double()
+        s = mech.setting
+        n, m = s.shape
+        v = torch.as_tensor(s.sample(15, seed + 3), dtype=torch.float64)
+        types = v.reshape(-1, m)
+        with torch.no_grad():
+            params = mech.net.affine(mech.others(v).reshape(len(types), -1))
+            x, p = mech.solve(types, params)
+        util = (types * x).sum(-1) - p
+        exact = torch.tensor([_lp_utility(mech, types[r].numpy(), params, r)
+                              for r in range(len(types))], dtype=torch.float64)
+        assert (util <= exact + 1e-7).all()
+        assert (exact - util).max() < 1e-4

@@ -209,6 +209,44 @@ def allocation(mech: Mechanism, setting: Setting | None = None, bidder: int = 0,
     return fig
 
 
+def adjustment(mech: Mechanism, setting: Setting | None = None, bidder: int = 0,
+               items: Sequence[int] = (0, 1), others: Any = "mean", grid: int = 101,
+               label: str | None = None) -> Figure:
+    """A GemNet mechanism before (top row) and after (bottom row) its price adjustment:
+    allocation probabilities of ``items`` and payment of ``bidder`` over its value square,
+    other bids held at ``others`` (the survey's Figure 4 view)."""
+    setting = setting or mech.setting
+    if not getattr(mech, "adjusted", False):
+        raise AutomechError(f"{mech.name} has no price adjustment to compare with")
+    if setting.num_items < 2 or len(items) != 2 or items[0] == items[1]:
+        raise AutomechError(f"items must name two different items; got {list(items)}")
+    rows = [("before adjustment", mech.network()), ("after adjustment", mech)]
+    grids = [outcome_grid(m, setting, bidder, items, others, grid) for _, m in rows]
+    pays = np.concatenate([g[2].ravel() for g in grids])
+    fig = Figure(figsize=(13.5, 8.2), layout="constrained")
+    panels = fig.subplots(2, 3)
+    for (name, _), (axes, alloc, pay), row in zip(rows, grids, panels):
+        extent = (axes[0][0], axes[0][-1], axes[1][0], axes[1][-1])
+        maps = [(alloc[..., items[0]], f"P(item {items[0]} to bidder {bidder})", "viridis",
+                 0.0, 1.0),
+                (alloc[..., items[1]], f"P(item {items[1]} to bidder {bidder})", "viridis",
+                 0.0, 1.0),
+                (pay, f"payment of bidder {bidder}", "magma", float(pays.min()),
+                 max(float(pays.max()), float(pays.min()) + 1e-9))]
+        for ax, (data, title, cmap, lo, hi) in zip(row, maps):
+            im = ax.imshow(data.T, origin="lower", extent=extent, cmap=cmap, vmin=lo, vmax=hi,
+                           aspect="auto", interpolation="nearest")
+            ax.set(title=f"{title}, {name}", xlabel=f"value of item {items[0]}",
+                   ylabel=f"value of item {items[1]}")
+            fig.colorbar(im, ax=ax, shrink=0.9)
+    base = reference_profile(setting, others)
+    held = "; ".join(f"bidder {k}: {_fmt_profile(base[k:k + 1])}"
+                     for k in range(setting.num_bidders) if k != bidder)
+    fig.suptitle(f"{label or _title(mech, setting)}: bidder {bidder}, others held at {held}",
+                 fontsize=10)
+    return fig
+
+
 # ---------------------------------------------------------------------- menus
 
 
@@ -542,7 +580,8 @@ def figures(run_dir: str | Path, bidder: int = 0, others: Any = "mean",
             ) -> tuple[dict[str, Figure], dict[str, str]]:
     """Every figure that applies to a run: ``({name: figure}, {name: why skipped})``.
 
-    Names: ``allocation``, ``menu``, ``training``, ``regret``.
+    Names: ``allocation``, ``adjustment`` (GemNet: before and after the price
+    adjustment), ``menu``, ``training``, ``regret``.
     """
     from automech.runs import load
 
@@ -555,6 +594,9 @@ def figures(run_dir: str | Path, bidder: int = 0, others: Any = "mean",
     _check_bidder(setting, bidder)
     figs["allocation"] = allocation(mech, setting, bidder=bidder, items=items, others=others,
                                     label=label)
+    if getattr(mech, "adjusted", False) and setting.num_items >= 2:
+        figs["adjustment"] = adjustment(mech, setting, bidder=bidder, items=items,
+                                        others=others, label=label)
     info = describe_entries(mech, setting, describe_samples)
     if has_menu(info):
         figs["menu"] = menu(mech, setting, samples=describe_samples, description=info,
@@ -584,6 +626,6 @@ def save_all(run_dir: str | Path, out_dir: str | Path | None = None, bidder: int
     return paths, skipped
 
 
-__all__ = ["allocation", "menu", "training_curves", "regret_histogram", "save_all", "figures",
+__all__ = ["allocation", "adjustment", "menu", "training_curves", "regret_histogram", "save_all", "figures",
            "outcome_grid", "reference_profile", "describe_entries", "run_regrets", "to_png",
            "save"]

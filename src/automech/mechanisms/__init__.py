@@ -10,6 +10,7 @@ from automech.mechanisms.base import Mechanism, check_bids
 from automech.mechanisms.bundle import BundlePostedPrice, GrandBundle
 from automech.mechanisms.cost_baselines import BundleOPT, SeparableOPT
 from automech.mechanisms.first_price import FirstPrice
+from automech.mechanisms.gemnet import GemNetMechanism
 from automech.mechanisms.lp_table import LPTable
 from automech.mechanisms.menu import MenuMechanism
 from automech.mechanisms.myerson import Myerson, SeparateMyerson
@@ -26,7 +27,7 @@ CLASSICAL: tuple[type[Mechanism], ...] = (
 
 LEARNED: tuple[type[Mechanism], ...] = (
     LPTable, MenuMechanism, LotteryAMA, DeterministicAMA, RegretNetMechanism, ALGNetMechanism,
-    MyersonNetMechanism, TEDIMechanism,
+    MyersonNetMechanism, TEDIMechanism, GemNetMechanism,
 )
 
 MECHANISMS: dict[str, type[Mechanism]] = {cls.name: cls for cls in (*CLASSICAL, *LEARNED)}

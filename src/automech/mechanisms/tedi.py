@@ -8,9 +8,10 @@ Bidder i faces the pricing rule (Eq. 2)
 with f convex in x_i (Definitions 3.1-3.3), shared by all bidders, so the rule satisfies
 no-buy-no-pay and partial convexity and the induced direct mechanism is DSIC and IR
 (Theorem 2.9).  Inference (Eq. 4) solves each bidder's concave utility maximisation
-``max_x <t_i, x> - p_i(x; t_-i)`` over the box by projected (sub)gradient ascent, batched
-over profiles and bidders, keeping the best iterate and the null outcome (x = 0, u = 0),
-so IR holds exactly and the only loss of truthfulness is the solver's suboptimality.
+``max_x <t_i, x> - p_i(x; t_-i)`` over the box by smoothing continuation with accelerated
+projected gradient ascent (:meth:`TEDIMechanism.solve`), batched over profiles and bidders,
+keeping the best candidate under the exact utility and the null outcome (x = 0, u = 0), so
+IR holds exactly and the only loss of truthfulness is the solver's suboptimality.
 """
 
 from __future__ import annotations
@@ -30,8 +31,22 @@ from automech.problems.setting import Setting
 
 
 def group_max(h: torch.Tensor, group: int) -> torch.Tensor:
-    """GroupMax activation (Definition 3.1): (..., G * E) -> (..., G), max within groups."""
-    return h.unflatten(-1, (-1, group)).amax(dim=-1)
+    """GroupMax activation (Definition 3.1): (..., G * E) -> (..., G), max within groups.
+
+    Group g holds the units ``e * G + g`` (e < E): any fixed partition of the G * E units
+    into G groups of E is the same activation, and this one makes the reduction run over
+    contiguous slices, several times faster on CPU than groups of adjacent units."""
+    return h.unflatten(-1, (group, -1)).amax(dim=-2)
+
+
+def _smooth_max(hg: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``tau * logsumexp(hg / tau)`` over the group dimension (-2, see :func:`group_max`)
+    and its softmax weights.  Exponents are clamped at -60 (weights below e^-60 are zero
+    anyway): exp of tiny arguments produces subnormal floats, which are slow on CPUs."""
+    top = hg.amax(-2, keepdim=True)
+    e = torch.exp((hg - top).mul_(1.0 / tau).clamp_(min=-60.0))
+    total = e.sum(-2, keepdim=True)
+    return (top + tau * torch.log(total)).squeeze(-2), e / total
 
 
 def _inv_softplus(x: torch.Tensor) -> torch.Tensor:
@@ -48,15 +63,23 @@ class PartialGroupMaxNet(nn.Module):
     ``f = W_K(y) x_K + b_K(y) + D(y) x``, where the optional residual (skip) term
     ``D(y) x`` from the input is affine in x (any sign), so convexity is kept (Footnote 7);
     it starts at ``init_slope`` per good, i.e. f starts near a separable linear price.
+    The optional fee term ``c(y) max_j x_j`` with ``c = softplus(.) >= 0`` (``fee``) is a
+    second residual connection: a GroupMax over the input coordinates with a nonnegative
+    weight, so f stays convex in x.  On integral bundles it is an entry fee charged on
+    any purchase, which lets f express two-part tariffs and grand-bundle pricing
+    (``c max_j x_j`` alone prices the grand bundle at c and makes every other bundle
+    dominated) without first learning a GroupMax over all m goods; it starts at
+    ``init_fee``.
     """
 
     def __init__(self, d_x: int, d_y: int, groups: tuple[int, ...] = (32, 32),
                  group_size: int = 4, pan_hidden: int = 64, pan_layers: int = 2,
-                 skip: bool = True, init_slope: float = 0.5, seed: int = 0) -> None:
+                 skip: bool = True, init_slope: float = 0.5, fee: bool = True,
+                 init_fee: float = 0.25, seed: int = 0) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         self.d_x, self.d_y, self.groups, self.group_size = d_x, d_y, tuple(groups), group_size
-        self.skip = skip
+        self.skip, self.fee = skip, fee
         trunk, width = [], max(d_y, 1)
         for _ in range(pan_layers):
             trunk += [nn.Linear(width, pan_hidden), nn.Tanh()]
@@ -87,6 +110,12 @@ class PartialGroupMaxNet(nn.Module):
                     d.weight.mul_(0.1 / math.sqrt(width))
                     d.bias.fill_(init_slope)
                 self.d_heads.append(d)
+        self.c_head = None
+        if fee:
+            self.c_head = nn.Linear(width, 1)
+            with torch.no_grad():
+                self.c_head.weight.mul_(0.1 / math.sqrt(width))
+                self.c_head.bias.fill_(float(_inv_softplus(torch.tensor(max(init_fee, 1e-4)))))
 
     def affine(self, y: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
         """Per-row affine maps from y (R, d_y): [(W_k, b_k, D_k or None)] for k = 0..K."""
@@ -100,17 +129,22 @@ class PartialGroupMaxNet(nn.Module):
                 w = F.softplus(w)
             last = k == len(self.shapes) - 1
             d = self.d_heads[0](h).view(-1, o, self.d_x) if self.skip and last else None
-            params.append((w, self.b_heads[k](h), d))
+            c = F.softplus(self.c_head(h)) if self.fee and last else None
+            params.append((w, self.b_heads[k](h), d, c))
         return params
 
-    def evaluate(self, x: torch.Tensor, params) -> torch.Tensor:
+    def evaluate(self, x: torch.Tensor, params, tau: float = 0.0) -> torch.Tensor:
         """f(x, y) for x (R, S, d_x) (S points per row) and the rows' affine maps: (R, S).
-        Maps with a leading dimension of 1 (no y: one bidder) are shared by all rows."""
+        Maps with a leading dimension of 1 (no y: one bidder) are shared by all rows.
+
+        ``tau > 0`` replaces every GroupMax by its smooth upper bound
+        ``tau * logsumexp(. / tau)`` (still convex in x; within ``tau log E`` of the max per
+        group), which the inference solver uses for continuation."""
         r, s_, _ = x.shape
         shared = params[0][0].shape[0] == 1
         z = x.reshape(r * s_, -1) if shared else x
         flat_x = z
-        for k, (w, b, d) in enumerate(params):
+        for k, (w, b, d, *_) in enumerate(params):
             if shared:
                 h = z @ w[0].T + b[0]
                 if d is not None:
@@ -119,8 +153,72 @@ class PartialGroupMaxNet(nn.Module):
                 h = torch.matmul(z, w.transpose(-1, -2)) + b.unsqueeze(1)
                 if d is not None:
                     h = h + torch.matmul(flat_x, d.transpose(-1, -2))
-            z = group_max(h, self.group_size) if k < len(params) - 1 else h
+            if k == len(params) - 1:
+                z = h
+            elif tau > 0:
+                z = _smooth_max(h.unflatten(-1, (self.group_size, -1)), tau)[0]
+            else:
+                z = group_max(h, self.group_size)
+        fee = params[-1][3] if len(params[-1]) > 3 else None
+        if fee is not None:
+            top = (_smooth_max(flat_x.unsqueeze(-1), tau)[0] if tau > 0
+                   else flat_x.amax(-1, keepdim=True))
+            z = z + top * (fee[0] if shared else fee.unsqueeze(1))
         return z.reshape(r, s_)
+
+    def value_and_grad(self, x: torch.Tensor, params, tau: float = 0.0
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """f (R, S) and its gradient in x (R, S, d_x), by a hand-written backward pass (no
+        autograd graph: the inference solver and Langevin steps call this in a loop).
+        With ``tau = 0`` the gradient is the subgradient of the selected (arg)max pieces."""
+        r, s_, _ = x.shape
+        shared = params[0][0].shape[0] == 1
+        z = x.reshape(r * s_, -1) if shared else x
+        flat_x = z
+        weights, mats = [], []
+        for k, (w, b, d, *_) in enumerate(params):
+            w_ = w[0] if shared else w
+            if shared:
+                h = z @ w_.T + b[0]
+            else:
+                h = torch.matmul(z, w_.transpose(-1, -2)) + b.unsqueeze(1)
+            if d is not None:
+                h = h + (flat_x @ d[0].T if shared
+                         else torch.matmul(flat_x, d.transpose(-1, -2)))
+            mats.append(w_)
+            if k == len(params) - 1:
+                z = h
+            else:
+                hg = h.unflatten(-1, (self.group_size, -1))
+                if tau > 0:
+                    z, wts = _smooth_max(hg, tau)
+                    weights.append(wts)
+                else:
+                    z, arg = hg.max(-2)
+                    weights.append(F.one_hot(arg, self.group_size).to(h.dtype).transpose(-1, -2))
+        # backward: d f / d z_K = W_K (one output), then through each GroupMax
+        w_last, d_last = mats[-1], params[-1][2]
+        if shared:
+            g = w_last[0].expand(*z.shape[:-1], -1)
+        else:
+            g = w_last[:, 0].unsqueeze(1).expand(-1, z.shape[-2], -1)
+        for k in range(len(params) - 2, -1, -1):
+            gh = (g.unsqueeze(-2) * weights[k]).flatten(-2)
+            g = gh @ mats[k] if shared else torch.matmul(gh, mats[k])
+        if d_last is not None:
+            g = g + (d_last[0, 0] if shared else d_last[:, 0].unsqueeze(1))
+        fee = params[-1][3] if len(params[-1]) > 3 else None
+        if fee is not None:
+            c = fee[0] if shared else fee.unsqueeze(1)
+            if tau > 0:
+                top, wts = _smooth_max(flat_x.unsqueeze(-1), tau)
+                wts = wts.squeeze(-1)
+            else:
+                top, arg = flat_x.max(-1, keepdim=True)
+                wts = F.one_hot(arg.squeeze(-1), flat_x.shape[-1]).to(flat_x.dtype)
+            z = z + top * c
+            g = g + c * wts
+        return z.reshape(r, s_), g.reshape(r, s_, -1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """f(x, y) for x (R, d_x), y (R, d_y): (R,)."""
@@ -135,8 +233,10 @@ class TEDIMechanism(Mechanism):
 
     def __init__(self, setting: Setting, groups: tuple[int, ...] | list[int] = (16, 16),
                  group_size: int = 4, pan_hidden: int = 64, pan_layers: int = 2,
-                 skip: bool = True, init_slope: float | None = None,
-                 solver_steps: int = 100, solver_lr: float = 0.2, solver_lr_final: float = 1e-4,
+                 skip: bool = True, init_slope: float | None = None, fee: bool = True,
+                 init_fee: float | None = None,
+                 solver_steps: int = 300, solver_lr: float = 2.0, solver_tau: float = 0.1,
+                 solver_tau_final: float = 1e-5,
                  chunk_rows: int = 8192, init_seed: int = 0) -> None:
         super().__init__(setting)
         problem = self.applicable(setting)
@@ -145,12 +245,16 @@ class TEDIMechanism(Mechanism):
         n, m = setting.shape
         if init_slope is None:
             init_slope = 0.5 * float(np.max(setting.prior.support()[1]))
+        if init_fee is None:
+            init_fee = 0.5 * init_slope
         self.net = PartialGroupMaxNet(m, (n - 1) * m, tuple(groups), group_size, pan_hidden,
-                                      pan_layers, skip, init_slope, init_seed)
+                                      pan_layers, skip, init_slope, fee, init_fee, init_seed)
         self.cfg = dict(groups=list(groups), group_size=group_size, pan_hidden=pan_hidden,
-                        pan_layers=pan_layers, skip=skip, init_slope=init_slope,
+                        pan_layers=pan_layers, skip=skip, init_slope=init_slope, fee=fee,
+                        init_fee=init_fee,
                         solver_steps=solver_steps, solver_lr=solver_lr,
-                        solver_lr_final=solver_lr_final, chunk_rows=chunk_rows,
+                        solver_tau=solver_tau, solver_tau_final=solver_tau_final,
+                        chunk_rows=chunk_rows,
                         init_seed=init_seed)
 
     @classmethod
@@ -176,47 +280,59 @@ class TEDIMechanism(Mechanism):
         zero = x.new_zeros(x.shape[0], 1, x.shape[2])
         return self.net.evaluate(x, params) - self.net.evaluate(zero, params)
 
-    def price_gradient(self, x: torch.Tensor, params) -> tuple[torch.Tensor, torch.Tensor]:
-        """f(x) (R, S) and its (sub)gradient in x (R, S, m), parameters held fixed."""
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
-            val = self.net.evaluate(x, [tuple(None if t is None else t.detach() for t in p)
-                                        for p in params])
-            (grad,) = torch.autograd.grad(val.sum(), x)
-        return val.detach(), grad
+    def price_gradient(self, x: torch.Tensor, params, tau: float = 0.0
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """f(x) (R, S) and its (sub)gradient in x (R, S, m), parameters held fixed
+        (``tau > 0``: of the smoothed network, see :meth:`PartialGroupMaxNet.evaluate`)."""
+        with torch.no_grad():
+            return self.net.value_and_grad(
+                x, [tuple(None if t is None else t.detach() for t in p) for p in params], tau)
 
     # ---------------------------------------------------------------- inference (Eq. 4)
 
     def solve(self, types: torch.Tensor, params) -> tuple[torch.Tensor, torch.Tensor]:
         """Each row's utility-maximising bundle and its price: types (R, m) -> (R, m), (R,).
 
-        Projected subgradient ascent on ``<t, x> - f(x)`` from x = 1/2 with a geometrically
-        decaying step, keeping the best iterate; x = 0 (utility 0) and the rounding of the
-        best iterate to {0, 1}^m are candidates too.
+        ``max_x <t, x> - f(x)`` over [0, 1]^m is a concave piecewise-linear program.  It is
+        solved by smoothing continuation: accelerated projected gradient ascent (Nesterov
+        momentum) on the smoothed utility, every GroupMax replaced by
+        ``tau logsumexp(. / tau)``, with tau decaying geometrically from ``solver_tau`` to
+        ``solver_tau_final`` and step ``solver_lr * tau`` (the smoothed gradient is
+        Lipschitz with a constant of order 1 / tau).  Candidates scored with the exact
+        (unsmoothed) utility: the iterates, their rounding to {0, 1}^m, the last iterate
+        with coordinates within 1e-4 ... 3e-2 of a bound snapped to it, and x = 0 (u = 0).
+        The best candidate is returned with its exact price, so IR and no-buy-no-pay hold
+        exactly and truthfulness is lost only by the solver's suboptimality (measured
+        against an exact LP in the tests).
         """
         r, m = types.shape
-        steps, lr0, lr1 = (self.cfg["solver_steps"], self.cfg["solver_lr"],
-                           self.cfg["solver_lr_final"])
+        steps, lr = self.cfg["solver_steps"], self.cfg["solver_lr"]
+        tau0, tau1 = self.cfg["solver_tau"], self.cfg["solver_tau_final"]
         t = types.unsqueeze(1)                                            # (R, 1, m)
         f0 = self.net.evaluate(types.new_zeros(r, 1, m), params)          # (R, 1)
         best_x = types.new_zeros(r, 1, m)
         best_u = types.new_zeros(r, 1)
-        x = torch.full_like(t, 0.5)
-        for s in range(steps + 1):
-            val, grad = self.price_gradient(x, params)
-            u = (t * x).sum(-1) - (val - f0)
-            better = u > best_u
-            best_u = torch.where(better, u, best_u)
-            best_x = torch.where(better.unsqueeze(-1), x, best_x)
-            if s == steps:
-                break
-            lr = lr0 * (lr1 / lr0) ** (s / max(1, steps - 1))
-            x = (x + lr * (t - grad)).clamp(0.0, 1.0)
-        for cand in (best_x.round(), (best_x > 0.99).to(types.dtype)):
+
+        def consider(cand: torch.Tensor) -> None:
+            nonlocal best_x, best_u
             u = (t * cand).sum(-1) - (self.net.evaluate(cand, params) - f0)
             better = u > best_u
             best_u = torch.where(better, u, best_u)
             best_x = torch.where(better.unsqueeze(-1), cand, best_x)
+
+        x = torch.full_like(t, 0.5)
+        prev = x
+        for s in range(steps):
+            tau = tau0 * (tau1 / tau0) ** (s / max(1, steps - 1))
+            look = x + (s / (s + 3)) * (x - prev)
+            _, grad = self.price_gradient(look, params, tau)
+            prev, x = x, (look + lr * tau * (t - grad)).clamp(0.0, 1.0)
+            if s % 10 == 9 or s >= steps - 5:
+                consider(x)
+        consider(x.round())
+        for tol in (1e-4, 1e-3, 1e-2, 3e-2):
+            consider(torch.where(x < tol, 0.0, torch.where(x > 1 - tol, 1.0, x)))
+        consider(best_x.round())
         price = (t * best_x).sum(-1) - best_u
         return best_x.squeeze(1), price.squeeze(1)
 

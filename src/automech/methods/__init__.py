@@ -10,6 +10,7 @@ from automech.mechanisms import CLASSICAL
 from automech.methods.ama import DeterministicAMAMethod, LotteryAMAMethod
 from automech.methods.algnet import ALGNet
 from automech.methods.base import Classical, Method
+from automech.methods.gemnet import GemNet
 from automech.methods.lp import LinearProgramMethod
 from automech.methods.myersonnet import MyersonNet
 from automech.methods.regretnet import RegretNet
@@ -26,6 +27,7 @@ METHODS: dict[str, Method] = {
     LotteryAMAMethod.name: LotteryAMAMethod(),
     DeterministicAMAMethod.name: DeterministicAMAMethod(),
     TEDI.name: TEDI(),
+    GemNet.name: GemNet(),
 }
 
 

@@ -1,0 +1,150 @@
+"""GemNet: DSIC and IR by construction, over-allocation detected before and absent after
+the MILP price adjustment, the certificate, save/load, training and errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from automech import evaluate, get_setting, load
+from automech.errors import AutomechError, NotApplicableError
+from automech.evaluation import RegretSearch
+from automech.experiment import train
+from automech.mechanisms.gemnet import GemNetMechanism
+from automech.methods import menu_compatibility as mc
+from automech.methods.gemnet import incompatibility
+from automech.runs import save
+
+SEARCH = RegretSearch(profiles=200, random=64, scales=8, grid=8)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """A random (untrained) 2x2 menu network and its adjustment on a coarse grid."""
+    setting = get_setting("2x2-uniform")
+    network = GemNetMechanism(setting, menu_size=6, hidden=(16,), init_seed=3, grid=6)
+    adjusted, report = mc.adjust(network, snap=0.01)
+    return setting, network, adjusted, report
+
+
+@pytest.mark.parametrize("name", ["2x2-uniform", "2x3-unit-uniform", "3x10-uniform"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_networks_are_dsic_and_ir(name, seed):
+    setting = get_setting(name)
+    mech = GemNetMechanism(setting, menu_size=8, hidden=(16,), init_seed=seed).double()
+    report = evaluate(mech, setting, samples=2000, search=SEARCH)
+    assert report.ir_violation_rate == 0
+    assert report.regret_max < 1e-9
+
+
+def test_unit_demand_entries_are_feasible_per_bidder():
+    setting = get_setting("2x3-unit-uniform")
+    mech = GemNetMechanism(setting, menu_size=8, hidden=(16,), init_seed=0)
+    alloc, _ = mech.network_menus(torch.rand(100, 2, 3))
+    assert alloc.min() >= 0 and (alloc.sum(-1) <= 1 + 1e-6).all()
+
+
+def test_evaluator_detects_over_allocation_of_unadjusted_menus(toy):
+    setting, network, _, _ = toy
+    report = evaluate(network, setting, samples=20_000, search=None)
+    assert report.infeasible_rate > 0.01
+    assert report.infeasibility_max > 0.1
+
+
+def test_adjustment_removes_over_allocation(toy):
+    setting, _, adjusted, report = toy
+    assert report.violating_pairs_before > 0 and report.violating_pairs_after == 0
+    assert report.binaries < report.binaries_without_speedup
+    evaluation = evaluate(adjusted, setting, samples=50_000, search=SEARCH)
+    assert evaluation.infeasible_rate == 0 and evaluation.infeasibility_max <= 1e-9
+    assert evaluation.ir_violation_rate == 0
+    assert evaluation.regret_max < 1e-9
+
+
+def test_certificate_covers_cell_edges_and_bids_outside_the_support(toy):
+    """Bids on the grid lines, at 0, and far above the support never over-allocate."""
+    setting, _, adjusted, _ = toy
+    rng = np.random.default_rng(0)
+    edges = np.linspace(0, 1, 7)
+    bids = rng.choice(edges, size=(20_000, 2, 2))
+    bids[:5000] = rng.uniform(0, 3, size=(5000, 2, 2))        # above the support too
+    alloc, pay = adjusted.outcome(bids)
+    assert (alloc.sum(axis=1) <= 1 + 1e-9).all()
+    capped = np.minimum(bids, 1.0)
+    assert ((bids * alloc).sum(-1) - pay >= -1e-9).all()     # IR at the true (uncapped) bid
+    assert ((capped * alloc).sum(-1) - pay >= -1e-9).all()
+
+
+def test_certify_counts_violations_of_a_clashing_pair():
+    """Two fixed menus that both sell item 0 cheaply clash everywhere; the adjustment
+    must leave at most one of them able to sell it."""
+    grid, k = 2, 1
+    alloc = np.zeros((2, grid * grid, k + 1, 2))
+    alloc[:, :, 1, 0] = 1.0
+    price = np.zeros((2, grid * grid, k + 1))
+    price[:, :, 1] = 0.1
+    corners = mc.own_boxes(np.zeros(2), np.ones(2), grid)
+    assert mc.certify(alloc, price, corners) > 0
+    stats = {"milps": 0, "binaries": 0, "binaries_without_speedup": 0, "rows": 0}
+    mc.adjust_bidder(alloc, price, corners, 0, False, stats)
+    assert mc.certify(alloc, price, corners) == 0 and stats["milps"] > 0
+
+
+def test_save_load_round_trip(toy, tmp_path):
+    setting, _, adjusted, _ = toy
+    save(adjusted, tmp_path / "run")
+    again = load(tmp_path / "run")
+    bids = setting.sample(1000, 1)
+    for a, b in zip(adjusted.outcome(bids), again.outcome(bids)):
+        np.testing.assert_array_equal(a, b)
+    assert again.config()["adjusted"] is True
+
+
+def test_unadjusted_view_matches_the_network(toy):
+    setting, network, adjusted, _ = toy
+    bids = setting.sample(500, 2)
+    np.testing.assert_allclose(adjusted.network().outcome(bids)[1],
+                               network.double().outcome(bids)[1], atol=1e-6)
+
+
+def test_pairwise_incompatibility_sees_split_choices():
+    """Two bidders indifferent between nothing and two entries selling item 0: the mean
+    allocations (2/3 each) over-allocate by 1/3, the independent draws by 4/9."""
+    setting = get_setting("2x2-uniform")
+    mech = GemNetMechanism(setting, menu_size=2, hidden=(4,), init_seed=0)
+    with torch.no_grad():
+        for w in mech.weights:
+            w.zero_()
+        bias = mech.biases[-1]
+        bias.zero_()
+        bias[:, 0], bias[:, 1] = 50.0, -50.0                  # entry 1 = item 0 only
+        bias[:, 2], bias[:, 3] = 50.0, -50.0                  # entry 2 = item 0 only
+        bias[:, 4] = bias[:, 5] = 0.0                          # both free
+    values = torch.full((4, 2, 2), 0.0)                        # indifferent: 3-way tie
+    with torch.no_grad():
+        alloc, prices = mech.network_menus(mech.opponent_features(values))
+        util = (values.unsqueeze(2) * alloc).sum(-1) - prices
+        over = float(incompatibility(alloc, util, temperature=1.0))
+    assert over == pytest.approx((2 / 3) ** 2, rel=1e-3)
+
+
+def test_short_training_run_then_adjustment(tmp_path):
+    setting = get_setting("2x2-uniform")
+    _, run = train(setting, "gemnet", {"steps": 150, "batch_size": 1024, "menu_size": 8,
+                                    "hidden": 32, "grid": 6, "validate_every": 75,
+                                    "lr": 3e-3},
+                seed=0, out=tmp_path / "run", eval_samples=20_000, search=SEARCH)
+    metrics = run.read_json("metrics.json")
+    assert metrics["infeasible_rate"] == 0
+    assert metrics["regret_max"] < 1e-9
+    assert (tmp_path / "run" / "adjustment.json").exists()
+    assert (tmp_path / "run" / "unadjusted.json").exists()
+    assert metrics["revenue"] > 0.5          # a random menu network earns about 0.25
+
+
+def test_errors():
+    with pytest.raises(NotApplicableError, match="unit-supply"):
+        GemNetMechanism(get_setting("U-1x10-cp0-cd0"))
+    with pytest.raises(AutomechError, match="two bidders"):
+        mc.adjust(GemNetMechanism(get_setting("3x10-uniform"), menu_size=2, hidden=(4,)))
+    with pytest.raises(NotApplicableError, match="grid"):
+        GemNetMechanism(get_setting("2x2-uniform"), adjusted=True)
