@@ -11,7 +11,8 @@ from automech.evaluation import RegretSearch
 from automech.experiment import train
 from automech.mechanisms.gemnet import GemNetMechanism
 from automech.methods import menu_compatibility as mc
-from automech.methods.gemnet import incompatibility
+from automech.mechanisms.affine_maximizer import DeterministicAMA
+from automech.methods.gemnet import ama_menus, distil, incompatibility
 from automech.runs import save
 
 SEARCH = RegretSearch(profiles=200, random=64, scales=8, grid=8)
@@ -131,7 +132,9 @@ def test_short_training_run_then_adjustment(tmp_path):
     setting = get_setting("2x2-uniform")
     _, run = train(setting, "gemnet", {"steps": 150, "batch_size": 1024, "menu_size": 8,
                                     "hidden": 32, "grid": 6, "validate_every": 75,
-                                    "lr": 3e-3},
+                                    "lr": 3e-3, "lr_final": 1e-4, "temperature": 20.0,
+                                    "temperature_final": 200.0, "penalty": 1.0,
+                                    "init": "random"},
                 seed=0, out=tmp_path / "run", eval_samples=20_000, search=SEARCH)
     metrics = run.read_json("metrics.json")
     assert metrics["infeasible_rate"] == 0
@@ -139,6 +142,37 @@ def test_short_training_run_then_adjustment(tmp_path):
     assert (tmp_path / "run" / "adjustment.json").exists()
     assert (tmp_path / "run" / "unadjusted.json").exists()
     assert metrics["revenue"] > 0.5          # a random menu network earns about 0.25
+
+
+def test_ama_menus_are_second_price_with_reserve():
+    """VCG with reserve r as a deterministic AMA: bidder 0's cheapest entry for item 0
+    alone costs max(v_10, r), for both items the sum of those."""
+    setting = get_setting("2x2-uniform")
+    ama = DeterministicAMA(setting).double()
+    ama.reset_boosts(0.3)
+    bids = torch.as_tensor(setting.sample(200, 4))
+    alloc, prices = ama_menus(ama, bids)
+    share = alloc[:, 0]
+    only_first = (share == torch.tensor([1.0, 0.0], dtype=share.dtype)).all(dim=1)
+    both = (share == 1).all(dim=1)
+    expected = torch.maximum(bids[:, 1], torch.tensor(0.3, dtype=bids.dtype))
+    np.testing.assert_allclose(prices[:, 0, only_first].min(dim=1).values, expected[:, 0],
+                               atol=1e-12)
+    np.testing.assert_allclose(prices[:, 0, both].min(dim=1).values, expected.sum(dim=1),
+                               atol=1e-12)
+
+
+def test_distilled_network_reproduces_the_ama():
+    setting = get_setting("2x2-uniform")
+    ama = DeterministicAMA(setting).double()
+    ama.reset_boosts(0.3)
+    net = GemNetMechanism(setting, menu_size=4, hidden=(32, 32), init_seed=0, grid=10)
+    error = distil(net, ama, steps=300, batch_size=1024, lr=3e-3,
+                   rng=np.random.default_rng(0))
+    assert error < 0.05
+    target = evaluate(ama, setting, samples=20_000, search=None).revenue
+    copy = evaluate(net.double(), setting, samples=20_000, search=None)
+    assert copy.revenue == pytest.approx(target, abs=0.03)
 
 
 def test_errors():

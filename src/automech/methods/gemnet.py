@@ -1,34 +1,44 @@
-"""GemNet: train menu networks on revenue plus menu incompatibility, then adjust prices.
+"""GemNet: menu networks trained on revenue plus menu incompatibility, then price-adjusted.
 
 Wang, Jiang and Parkes (2024); survey Section 5.3.  The mechanism is
-:class:`~automech.mechanisms.gemnet.GemNetMechanism`.  Each step minimises, on fresh
-profiles and the softmax relaxation of every bidder's choice (weights
-``softmax(T u_i)`` over its K + 1 entries, expected allocation ``x_i`` and payment),
+:class:`~automech.mechanisms.gemnet.GemNetMechanism`, trained on the grid of opponent
+cells it will be deployed on.
 
-    L = - objective(x, p) + lambda_t * sum_j max(0, sum_i x_ij - 1),
+1. **Start** (``init``): from random weights, or from an affine maximizer's menus
+   (:func:`distil`): every AMA is a menu mechanism (:func:`ama_menus`), so GemNet can start
+   as a copy of one and move beyond it.  ``auto`` trains the deterministic AMA (its
+   defaults, into ``RUN/init-ama``) where it applies -- our choice; the paper starts from
+   random weights, which on this CPU budget ends well below the AMA (see the README).
+2. **Training**: each step minimises, on fresh profiles and the softmax relaxation of every
+   bidder's choice (weights ``softmax(T u_i)`` over its K + 1 entries),
 
-the second term being the menu-incompatibility loss: over-allocation when every bidder
-picks from its own menu.  ``lambda_t`` grows geometrically from ``penalty`` to
-``penalty_final`` (our choice of schedule; the paper tunes a fixed weight per setting),
-the temperature from ``temperature`` to ``temperature_final``.
+       L = - objective(x, p) + lambda_t * E[ sum_j max(0, sum_i a_ij - 1) ],
 
-With ``adjust`` (the default) the trained network then goes through the MILP price
-adjustment of :mod:`automech.methods.menu_compatibility` on a grid of ``grid`` cells per
-coordinate (0: about 400 opponent cells), which returns the certified, exactly feasible
-mechanism; its report is written to ``adjustment.json`` in the run directory, and the
-network before adjustment is evaluated with the same protocol into ``unadjusted.json``.
+   the menu-incompatibility loss being the expected over-allocation when the bidders
+   draw their entries independently from those weights (:func:`incompatibility`).
+   ``lambda_t`` grows geometrically from ``penalty`` to ``penalty_final`` (our schedule;
+   the paper tunes a fixed weight per setting), ``T`` from ``temperature`` to
+   ``temperature_final``.
+3. **Adjustment** (``adjust``, the default): the MILP price adjustment of
+   :mod:`automech.methods.menu_compatibility` on ``grid`` cells per coordinate (0: about
+   1,600 opponent cells) returns the certified, exactly feasible mechanism.  Its report
+   goes to ``adjustment.json`` in the run directory; the network before adjustment is
+   scored with the same protocol into ``unadjusted.json``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from automech.errors import AutomechError
 from automech.evaluation import RegretSearch, evaluate
+from automech.mechanisms.affine_maximizer import AffineMaximizer, DeterministicAMA
 from automech.mechanisms.base import Mechanism
 from automech.mechanisms.gemnet import GemNetMechanism
+from automech.methods.ama import DeterministicAMAMethod, LotteryAMAMethod
 from automech.methods.menu_compatibility import adjust, auto_grid
 from automech.problems.setting import Setting
 from automech.runs import CHECKPOINT, Run, load
@@ -55,22 +65,113 @@ def incompatibility(alloc: torch.Tensor, util: torch.Tensor, temperature: float)
     return torch.einsum("bk,bkl,bl->b", weights[:, 0], pair, weights[:, 1]).mean()
 
 
+def ama_menus(ama: AffineMaximizer, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The menus an affine maximizer offers each bidder (Curry et al. 2023, Eq. 2): entry
+    k gives bidder i its share ``a_ki`` of allocation k at price
+    ``(max_l s^{-i}_l - s^{-i}_k) / w_i``, where ``s^{-i}_k`` is allocation k's affine
+    score without bidder i -- a function of ``v_-i`` only, so the AMA *is* a menu
+    mechanism.  Returns allocations (K', n, m) (empty allocation first) and prices
+    (B, n, K') for the other bids in ``bids`` (B, n, m)."""
+    alloc, boosts, _ = ama.table()
+    weights = ama.weights().detach()
+    _, _, s_minus = ama._scores(bids, alloc.detach(), boosts.detach(), weights)
+    prices = (s_minus.amax(dim=2, keepdim=True) - s_minus) / weights[:, None]
+    return alloc.detach(), prices
+
+
+def distil(mechanism: GemNetMechanism, ama: AffineMaximizer, steps: int, batch_size: int,
+           lr: float, rng: np.random.Generator, snap: float = 0.01,
+           usage_samples: int = 2**16) -> float:
+    """Make ``mechanism``'s menus those of ``ama``.  The AMA allocations chosen on
+    ``usage_samples`` prior draws give each bidder its distinct shares (within ``snap`` of
+    0 or 1 rounded; the most used first, at most ``menu_size``); entry d of bidder i's menu
+    gets the d-th share (fixed, through the last layer's bias) and its price is regressed
+    on the cheapest AMA price among allocations giving that share, over fresh prior draws
+    of ``v_-i`` (Adam on the mean squared error, step size ``lr`` decaying to ``lr / 30``
+    on a cosine).  Returns the final root-mean-square
+    price error.  GemNet then starts as (a close copy of) the AMA."""
+    setting = mechanism.setting
+    n, m = setting.shape
+    k, width = mechanism.menu_size, mechanism.width
+    alloc, boosts, _ = ama.table()
+    probe = torch.as_tensor(setting.sample(usage_samples, rng), dtype=torch.float64)
+    with torch.no_grad():
+        choice = ama._exact(probe, alloc, boosts)[2]
+    used, counts = torch.unique(choice, return_counts=True)
+    snapped = alloc.detach().double().clone()
+    snapped[snapped < snap] = 0.0
+    snapped[snapped > 1 - snap] = 1.0
+    snapped = snapped.round(decimals=6)
+    groups, members = [], []
+    for i in range(n):
+        usage: dict[tuple[float, ...], int] = {}
+        for a, c in zip(used.tolist(), counts.tolist()):
+            share = tuple(snapped[a, i].tolist())
+            if any(share):
+                usage[share] = usage.get(share, 0) + c
+        if not usage:
+            raise AutomechError(f"the affine maximizer allocates nothing to bidder {i}; "
+                                "there is no menu to start from")
+        shares = sorted(usage, key=lambda sh: -usage[sh])[:k]
+        rows = torch.tensor([shares[d % len(shares)] for d in range(k)], dtype=torch.float64)
+        groups.append(rows)
+        members.append(torch.stack([(snapped[:, i] == row).all(dim=1)
+                                    & torch.isin(torch.arange(len(alloc)), used)
+                                    for row in rows]))                  # (K, K')
+    with torch.no_grad():
+        last_w, last_b = mechanism.weights[-1], mechanism.biases[-1]
+        last_w[:, :, :k * width] = 0.0
+        for i, rows in enumerate(groups):
+            p = rows.clamp(1e-4, 1 - 1e-4)
+            if setting.unit_demand:
+                rest = (1 - rows.sum(dim=1, keepdim=True)).clamp(1e-4, 1)
+                logits = torch.cat([p.log(), rest.log()], dim=1)
+            else:
+                logits = (p / (1 - p)).log()
+            last_b[i, :k * width] = logits.reshape(-1).to(last_b.dtype)
+    optimizer = torch.optim.Adam(mechanism.parameters(), lr=lr)
+    error = float("nan")
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = schedule("cosine", lr, lr / 30, step, steps)
+        values = torch.as_tensor(setting.sample(batch_size, rng), dtype=mechanism.dtype)
+        with torch.no_grad():
+            _, ama_price = ama_menus(ama, values.double())
+            target = torch.stack([
+                torch.where(members[i][None], ama_price[:, i, None, :],
+                            torch.full_like(ama_price[:, i, None, :], float("inf"))).amin(-1)
+                for i in range(n)], dim=1).to(values.dtype)            # (B, n, K)
+        _, price = mechanism.network_menus(mechanism.opponent_features(values))
+        loss = ((price[..., 1:] - target) ** 2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            mechanism.weights[-1].grad[:, :, :k * width] = 0.0      # allocations stay fixed
+            mechanism.biases[-1].grad[:, :k * width] = 0.0
+        optimizer.step()
+        error = float(loss.detach().sqrt())
+    return error
+
+
 class GemNet(GradientMethod):
     name = "gemnet"
     defaults = {
         **GradientMethod.defaults,
-        "menu_size": 32,          # K entries per menu (plus the null entry)
-        "hidden": 128,            # width of each hidden layer
+        "menu_size": 16,          # K entries per menu (plus the null entry)
+        "hidden": 64,             # width of each hidden layer
         "layers": 2,              # hidden layers
-        "steps": 3000,
+        "init": "auto",           # "random", an AMA method name, or an AMA run directory
+        "init_steps": 1500,       # distillation steps when starting from an AMA
+        "init_lr": 3e-3,          # ... and their Adam step size (cosine to 1/30 of it)
+        "steps": 1000,            # revenue steps after the start
         "batch_size": 4096,
-        "lr": 3e-3,
-        "lr_final": 1e-4,
-        "temperature": 20.0,
-        "temperature_final": 500.0,
-        "penalty": 1.0,           # incompatibility weight at step 0
+        "lr": 3e-4,
+        "lr_final": 1e-5,
+        "temperature": 200.0,
+        "temperature_final": 1000.0,
+        "penalty": 10.0,          # incompatibility weight at step 0
         "penalty_final": 100.0,   # ... and at the last step (geometric schedule)
-        "penalty_temperature": 25.0,  # softmax temperature of the incompatibility term
+        "penalty_temperature": 0.0,  # softmax temperature of that term (0: the training one)
         "penalty_batch": 1024,    # profiles of each batch it is computed on (0: all)
         "adjust": True,           # run the MILP price adjustment after training
         "grid": 0,                # cells per coordinate of the other bid (0: automatic)
@@ -102,6 +203,35 @@ class GemNet(GradientMethod):
                           options["steps"])
         return -objective + weight * over, {"train_objective": float(objective.detach()),
                                             "incompatibility": float(over.detach())}
+
+    def initialise(self, mechanism: Mechanism, setting: Setting, options: dict[str, Any],
+                   seed: int, run: Run, progress: bool = False) -> None:
+        """Start from an affine maximizer's menus (see :func:`distil`) unless ``init`` is
+        ``random``.  ``auto``: the deterministic AMA where it applies (it enumerates the
+        deterministic allocations, so small settings), else random."""
+        init = options["init"]
+        if init == "auto":
+            init = "random" if DeterministicAMA.applicable(setting) else "deterministic-ama"
+        if init == "random":
+            return
+        from automech.experiment import train      # a method module must not import it at top
+        from automech.methods import METHODS
+        if init in METHODS:
+            if not isinstance(METHODS[init], (LotteryAMAMethod, DeterministicAMAMethod)):
+                raise AutomechError(f"GemNet can start from an affine maximizer "
+                                    f"(lottery-ama, deterministic-ama), not {init!r}")
+            ama, _ = train(setting, init, {}, seed=seed, out=run.path / "init-ama",
+                           search=None, eval_samples=10_000, progress=progress)
+        else:
+            ama = load(init)
+            if not isinstance(ama, AffineMaximizer):
+                raise AutomechError(f"init run {init!r} holds a {ama.name}, not an affine "
+                                    "maximizer")
+        error = distil(mechanism, ama.double(), options["init_steps"], options["batch_size"],
+                       lr=options["init_lr"], rng=np.random.default_rng([seed, 2]),
+                       snap=options["snap"])
+        run.write_json("init.json", {"init": init, "price_rmse": error,
+                                     "steps": options["init_steps"]})
 
     @staticmethod
     def validate(mechanism: Mechanism, values: torch.Tensor) -> dict[str, float]:

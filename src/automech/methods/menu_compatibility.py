@@ -2,7 +2,7 @@
 
 Survey Section 5.3 (Wang, Jiang and Parkes 2024).  Two bidders, unit supply.  The
 adjusted mechanism (:class:`~automech.mechanisms.gemnet.GemNetMechanism` with
-``grid > 0``) splits each bidder's support box into ``G^m`` cells; bidder i's menu on
+``adjusted=True``) splits each bidder's support box into ``G^m`` cells; bidder i's menu on
 the cell ``c`` holding the other bid is the network's menu at the centre of ``c``
 (allocations within ``snap`` of 0 or 1 rounded), plus price shifts ``delta[i, c]``.
 
@@ -30,23 +30,26 @@ Lipschitz bound (reported by :func:`lipschitz_bound`) is far too loose to extend
 check between grid points, which is why the adjusted menus are constant on opponent
 cells -- there the network's Lipschitz constant does not enter at all.
 
-**Adjustment.**  Bidder 1's cells ``c`` are independent given bidder 2's menus, so each
-violating ``c`` gets one MILP (HiGHS through :func:`scipy.optimize.milp`) over the price
-shifts ``d_k`` of its K entries (null entry fixed at 0), minimising ``sum_k |d_k|``:
+**Adjustment.**  Entries that no bid chooses on a fine grid of own values, in any menu,
+leave the menus first (a trained network uses a handful of its K entries).  Bidder 1's
+cells ``c`` are independent given bidder 2's menus, so each violating ``c`` gets one
+MILP (HiGHS through :func:`scipy.optimize.milp`) over the price shifts ``d_k`` of its
+entries (null entry fixed at 0), minimising ``sum_k max(d_k, 0) + DOWN_COST max(-d_k, 0)``:
 
 * own cells ``e`` with no incompatible candidate keep their structure: every entry
-  incompatible with one of bidder 2's candidates stays dominated by the same candidate
-  that dominates it now (one linear row per entry pair, the tightest corner);
-* own cells with an incompatible candidate get binaries ``z_el`` over the compatible
-  entries l (null included): exactly one of them must dominate every incompatible entry
-  (big-M rows).
+  incompatible with one of bidder 2's candidates stays dominated by the candidate that
+  dominates it most now (one linear row per entry pair, at its tightest cell);
+* own cells with an incompatible candidate get binaries ``z_el`` over compatible entries l:
+  exactly one of them must dominate every incompatible entry (big-M rows).
 
 Keeping the compatible cells' structure is the paper's speed-up: binaries exist only for
 violating cells, and a menu with no violating cell needs no MILP at all.  Raising every
 non-null price by the largest utility is always feasible (everyone falls back to the
-null entry where needed), so each MILP has a solution; its optimum changes prices least.
-If a certificate still fails (HiGHS tolerances), the pass repeats, then bidder 2's menus
-are adjusted the same way against bidder 1's.
+null entry where needed), so each MILP has a solution.  Passes (:data:`PASSES`): first
+each bidder only *trims* -- fixes the cells where one of its current candidates is
+compatible, by keeping that candidate (moving its own decision boundary out of the cell,
+a small price change) -- then full passes fix whatever remains, until the certificate
+holds.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ PASSES = ((0, True), (1, True), (0, False), (1, False), (0, False), (1, False))
 #: removed from the menu (and from the MILPs).
 REMOVED_PRICE = 10.0
 #: Opponent cells per bidder the automatic grid aims at.
-AUTO_CELLS = 400
+AUTO_CELLS = 1600
 
 
 def auto_grid(setting) -> int:
@@ -186,16 +189,21 @@ def violations(alloc: np.ndarray, price: np.ndarray, corners: np.ndarray, i: int
     return (cand_i & disallowed).any(axis=-1), disallowed, own
 
 
-def used_entries(alloc: np.ndarray, price: np.ndarray, corners: np.ndarray,
-                 chunk: int = 4) -> np.ndarray:
-    """Indices of the entries (null first) that are a candidate somewhere: on some own cell
-    of some menu of some bidder.  The others can never be chosen."""
+def used_entries(alloc: np.ndarray, price: np.ndarray, low: np.ndarray, high: np.ndarray,
+                 grid: int, chunk: int = 64) -> np.ndarray:
+    """Indices of the entries (null first) some bidder chooses at some point of a grid of
+    ``2 grid + 1`` own values per coordinate, in some menu.  The others leave the menu;
+    removing an entry never breaks DSIC, IR or the certificate (which is computed
+    without it), it only forgoes the rare bids that would have chosen it."""
+    axes = [np.linspace(min(lo, 0.0), hi, 2 * grid + 1) for lo, hi in zip(low, high)]
+    points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(low))
     used = np.zeros(price.shape[-1], dtype=bool)
     used[0] = True
     for i in range(price.shape[0]):
         for s in range(0, price.shape[1], chunk):
-            used |= candidates(alloc[i, s:s + chunk], price[i, s:s + chunk],
-                               corners).any(axis=(0, 1))
+            util = np.einsum("pj,ckj->cpk", points, alloc[i, s:s + chunk]) \
+                - price[i, s:s + chunk, None, :]
+            used[np.unique(util.argmax(axis=-1))] = True
     return np.nonzero(used)[0]
 
 
@@ -342,7 +350,7 @@ def adjust(mech: GemNetMechanism, grid: int = 0, snap: float = 0.01
                             "support box")
     corners = own_boxes(low[0].astype(np.float64), high[0].astype(np.float64), grid)
     full_alloc, full_price = alloc, price.copy()
-    active = used_entries(alloc, price, corners)
+    active = used_entries(alloc, price, low[0], high[0], grid)
     alloc, price = alloc[:, :, active].copy(), price[:, :, active].copy()
     tables_s = time.perf_counter() - started
 

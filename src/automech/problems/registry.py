@@ -78,7 +78,8 @@ for _n, _m in [(1, 2), (2, 2), (2, 3)]:
 register("1x2-asym-uniform", _uniform(1, 2, low=[4.0, 4.0], high=[16.0, 7.0]))
 register("3x10-asym-uniform", _uniform(3, 10, high=[[1.0] * 10, [2.0] * 10, [3.0] * 10]))
 register("2x4-unit-spherical", {"bidders": 2, "items": 4, "valuation": "unit-demand",
-                                "prior": {"kind": "spherical", "points": 5}})
+                                "prior": {"kind": "spherical", "points": 5, "ratio": 3.0,
+                                          "scale": 8.0, "construction_seed": 264}})
 register("3x10-correlated", {"bidders": 3, "items": 10,
                              "prior": {"kind": "correlated"}})
 

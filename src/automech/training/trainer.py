@@ -101,6 +101,8 @@ class GradientMethod(Method):
         start_step = self._resume(run, mechanism, optimizer, rng)
         if start_step is None:
             return mechanism.eval()
+        if start_step == 0:
+            self.initialise(mechanism, setting, options, seed, run, progress)
         validation = torch.as_tensor(setting.sample(options["validation_samples"],
                                                     np.random.default_rng([seed, 1])),
                                      dtype=mechanism.dtype, device=device)
@@ -149,6 +151,11 @@ class GradientMethod(Method):
         optimizer.step()
         self.after_step(mechanism, options)
         return totals
+
+    def initialise(self, mechanism: Mechanism, setting: Setting, options: dict[str, Any],
+                   seed: int, run: Run, progress: bool = False) -> None:
+        """Hook run once before the first step of a fresh run (not on resume), e.g. to
+        start from another design; by default nothing."""
 
     def after_step(self, mechanism: Mechanism, options: dict[str, Any]) -> None:
         """Hook run after each optimiser step (e.g. a projection of parameters)."""
