@@ -88,7 +88,7 @@ def train(setting: Setting, method: str, options: dict[str, Any] | None = None, 
     if problem:
         raise AutomechError(f"method {method!r} does not apply to "
                             f"{setting.name or 'this setting'}: {problem}")
-    opts = resolve_options(meth.defaults, options or {}, method)
+    opts = meth.resolve(setting, resolve_options(meth.defaults, options or {}, method))
     out = Path(out) if out else Path("runs") / f"{setting.name or 'setting'}-{method}-seed{seed}"
     config = {"automech": __version__, "setting": setting.to_dict(), "method": method,
               "options": opts, "seed": seed}

@@ -26,6 +26,11 @@ class Method(ABC):
         """None if the method applies to ``setting``, else the reason it does not."""
         return None
 
+    def resolve(self, setting: Setting, options: dict[str, Any]) -> dict[str, Any]:
+        """Options with setting-dependent choices made (e.g. an ``auto`` recipe), before
+        they are written to the run's config; by default unchanged."""
+        return options
+
     @abstractmethod
     def fit(self, setting: Setting, options: dict[str, Any], seed: int, run: Run,
             progress: bool = False) -> Mechanism:

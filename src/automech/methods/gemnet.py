@@ -165,12 +165,12 @@ class GemNet(GradientMethod):
         "init_lr": 3e-3,          # ... and their Adam step size (cosine to 1/30 of it)
         "steps": 1000,            # revenue steps after the start
         "batch_size": 4096,
-        "lr": 3e-4,
-        "lr_final": 1e-5,
+        "lr": 3e-5,               # small: from an AMA start, larger steps lose revenue
+        "lr_final": 3e-6,
         "temperature": 200.0,
         "temperature_final": 1000.0,
-        "penalty": 10.0,          # incompatibility weight at step 0
-        "penalty_final": 100.0,   # ... and at the last step (geometric schedule)
+        "penalty": 1.0,           # incompatibility weight at step 0
+        "penalty_final": 10.0,    # ... and at the last step (geometric schedule)
         "penalty_temperature": 0.0,  # softmax temperature of that term (0: the training one)
         "penalty_batch": 1024,    # profiles of each batch it is computed on (0: all)
         "adjust": True,           # run the MILP price adjustment after training
