@@ -85,7 +85,8 @@ def test_certify_counts_violations_of_a_clashing_pair():
     price[:, :, 1] = 0.1
     corners = mc.own_boxes(np.zeros(2), np.ones(2), grid)
     assert mc.certify(alloc, price, corners) > 0
-    stats = {"milps": 0, "binaries": 0, "binaries_without_speedup": 0, "rows": 0}
+    stats = {"milps": 0, "binaries": 0, "binaries_without_speedup": 0, "rows": 0,
+             "trims_skipped": 0}
     mc.adjust_bidder(alloc, price, corners, 0, False, stats)
     assert mc.certify(alloc, price, corners) == 0 and stats["milps"] > 0
 

@@ -44,8 +44,10 @@ entries (null entry fixed at 0), minimising ``sum_k max(d_k, 0) + DOWN_COST max(
 
 Keeping the compatible cells' structure is the paper's speed-up: binaries exist only for
 violating cells, and a menu with no violating cell needs no MILP at all.  Raising every
-non-null price by the largest utility is always feasible (everyone falls back to the
-null entry where needed), so each MILP has a solution.  Passes (:data:`PASSES`): first
+non-null price by the largest utility is always feasible for a full pass (everyone falls
+back to the null entry where needed; kept cells only keep their current margins), so
+each full-pass MILP has a solution; a trimming MILP may not (keeping one of i's own
+candidates can clash with another cell), and is then skipped.  Passes (:data:`PASSES`): first
 each bidder only *trims* -- fixes the cells where one of its current candidates is
 compatible, by keeping that candidate (moving its own decision boundary out of the cell,
 a small price change) -- then full passes fix whatever remains, until the certificate
@@ -100,6 +102,7 @@ class AdjustmentReport:
     violating_pairs_before: int
     violating_pairs_after: int
     milps: int
+    trims_skipped: int
     binaries: int
     binaries_without_speedup: int
     rows: int
@@ -246,8 +249,8 @@ def _shift_menu(own: np.ndarray, keep: np.ndarray, forced: np.ndarray, disallowe
             gap = float(own[e, kk, l])
             if gap < 2 * bound + MILP_EPS and gap < tight.get((l, int(kk)), np.inf):
                 tight[(l, int(kk))] = gap
-    for (l, kk), gap in tight.items():
-        dominate(l, kk, MILP_EPS - gap)
+    for (l, kk), gap in tight.items():          # keep the margin, up to MILP_EPS
+        dominate(l, kk, min(MILP_EPS, gap) - gap)
     # forced cells: exactly one of ``choices`` dominates every disallowed entry (big M)
     cells = np.nonzero(forced)[0]
     big = 2 * bound + float(np.abs(own[cells]).max(initial=0.0)) + 1.0
@@ -278,7 +281,7 @@ def _shift_menu(own: np.ndarray, keep: np.ndarray, forced: np.ndarray, disallowe
     result = scipy.optimize.milp(cost, constraints=constraint, integrality=integrality,
                                  bounds=bounds, options={"mip_rel_gap": 1e-4})
     if result.x is None:
-        raise AutomechError(f"price adjustment MILP failed: {result.message}")
+        return None, binaries, len(rows)
     return np.r_[0.0, result.x[:k]], binaries, len(rows)
 
 
@@ -302,6 +305,13 @@ def adjust_bidder(alloc: np.ndarray, price: np.ndarray, corners: np.ndarray, i: 
         if not forced.any():
             continue
         shift, binaries, rows = _shift_menu(own, ~bad, forced, disallowed, choices, bound)
+        if shift is None:
+            if trim:            # keeping i's own candidates can clash: leave it to later passes
+                stats["trims_skipped"] += 1
+                continue
+            raise AutomechError(f"price adjustment MILP of bidder {i}, opponent cell {c} "
+                                "is infeasible (raising every price is feasible in exact "
+                                "arithmetic: a numerical failure)")
         price[i, c] += shift
         stats["milps"] += 1
         stats["binaries"] += binaries
@@ -357,7 +367,8 @@ def adjust(mech: GemNetMechanism, grid: int = 0, snap: float = 0.01
     started = time.perf_counter()
     before = certify(alloc, price, corners)
     base = price.copy()
-    stats = {"milps": 0, "binaries": 0, "binaries_without_speedup": 0, "rows": 0}
+    stats = {"milps": 0, "binaries": 0, "binaries_without_speedup": 0, "rows": 0,
+             "trims_skipped": 0}
     remaining = before
     for i, trim in PASSES:
         if remaining == 0:
