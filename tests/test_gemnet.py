@@ -12,7 +12,7 @@ from automech.experiment import train
 from automech.mechanisms.gemnet import GemNetMechanism
 from automech.methods import menu_compatibility as mc
 from automech.mechanisms.affine_maximizer import DeterministicAMA
-from automech.methods.gemnet import ama_menus, distil, incompatibility
+from automech.methods.gemnet import distil, incompatibility
 from automech.runs import save
 
 SEARCH = RegretSearch(profiles=200, random=64, scales=8, grid=8)
@@ -123,8 +123,7 @@ def test_pairwise_incompatibility_sees_split_choices():
         bias[:, 4] = bias[:, 5] = 0.0                          # both free
     values = torch.full((4, 2, 2), 0.0)                        # indifferent: 3-way tie
     with torch.no_grad():
-        alloc, prices = mech.network_menus(mech.opponent_features(values))
-        util = (values.unsqueeze(2) * alloc).sum(-1) - prices
+        alloc, _, util = mech.network_utilities(values)
         over = float(incompatibility(alloc, util, temperature=1.0))
     assert over == pytest.approx((2 / 3) ** 2, rel=1e-3)
 
@@ -152,7 +151,7 @@ def test_ama_menus_are_second_price_with_reserve():
     ama = DeterministicAMA(setting).double()
     ama.reset_boosts(0.3)
     bids = torch.as_tensor(setting.sample(200, 4))
-    alloc, prices = ama_menus(ama, bids)
+    alloc, prices = ama.menus(bids)
     share = alloc[:, 0]
     only_first = (share == torch.tensor([1.0, 0.0], dtype=share.dtype)).all(dim=1)
     both = (share == 1).all(dim=1)
@@ -183,3 +182,12 @@ def test_errors():
         mc.adjust(GemNetMechanism(get_setting("3x10-uniform"), menu_size=2, hidden=(4,)))
     with pytest.raises(NotApplicableError, match="grid"):
         GemNetMechanism(get_setting("2x2-uniform"), adjusted=True)
+
+
+def test_bad_options_name_the_problem(tmp_path):
+    setting = get_setting("2x2-uniform")
+    with pytest.raises(AutomechError, match="affine maximizer"):
+        train(setting, "gemnet", {"init": "rochetnet", "grid": 4}, out=tmp_path / "a",
+              search=None)
+    with pytest.raises(AutomechError, match="recipe"):
+        train(setting, "lottery-ama", {"recipe": "bogus"}, out=tmp_path / "b", search=None)

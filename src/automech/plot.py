@@ -626,6 +626,6 @@ def save_all(run_dir: str | Path, out_dir: str | Path | None = None, bidder: int
     return paths, skipped
 
 
-__all__ = ["allocation", "adjustment", "menu", "training_curves", "regret_histogram", "save_all", "figures",
-           "outcome_grid", "reference_profile", "describe_entries", "run_regrets", "to_png",
+__all__ = ["allocation", "adjustment", "menu", "training_curves", "regret_histogram",
+           "save_all", "figures", "outcome_grid", "reference_profile", "describe_entries", "run_regrets", "to_png",
            "save"]

@@ -262,6 +262,22 @@ class AffineMaximizer(Mechanism):
         alloc, boosts, _ = self.table()
         return self._exact(bids, alloc, boosts)[:2]
 
+    def choices(self, bids: torch.Tensor) -> torch.Tensor:
+        """Index into :meth:`table`'s allocations of the one chosen for each profile (B,)."""
+        alloc, boosts, _ = self.table()
+        return self._exact(bids, alloc, boosts)[2]
+
+    def menus(self, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The menu this AMA offers each bidder (Eq. 2 read bidder by bidder): entry k of
+        :meth:`table` gives bidder i its share ``a_ki`` at price
+        ``(max_l s^{-i}_l - s^{-i}_k) / w_i``, with ``s^{-i}_k`` allocation k's affine score
+        without bidder i -- a function of ``v_-i`` only, so every AMA is a menu mechanism.
+        Returns the allocations (K'+1, n, m) and the prices (B, n, K'+1) at ``bids``."""
+        alloc, boosts, _ = self.table()
+        alloc, boosts, weights = alloc.detach(), boosts.detach(), self.weights().detach()
+        _, _, s_minus = self._scores(bids, alloc, boosts, weights)
+        return alloc, (s_minus.amax(dim=2, keepdim=True) - s_minus) / weights[:, None]
+
     def _exact(self, bids, alloc, boosts):
         """Exact Eq. (1)-(2), in float64 and in chunks: allocation (B, n, m), payments
         (B, n) in the bids' dtype, and the chosen index into ``alloc`` (B,)."""

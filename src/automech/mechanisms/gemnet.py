@@ -144,12 +144,23 @@ class GemNetMechanism(Mechanism):
         prices = torch.cat([prices.new_zeros(b, n, 1), prices], dim=2)
         return alloc, prices
 
-    def relaxed(self, bids: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Softmax-weighted choice from each network menu (training surrogate)."""
+    def network_utilities(self, bids: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The network's menus at ``bids`` and each bidder's utility for every entry:
+        (B, n, K + 1, m), (B, n, K + 1), (B, n, K + 1)."""
         alloc, prices = self.network_menus(self.opponent_features(bids))
-        util = (bids.unsqueeze(2) * alloc).sum(-1) - prices
+        return alloc, prices, (bids.unsqueeze(2) * alloc).sum(-1) - prices
+
+    @staticmethod
+    def soft_choice(alloc: torch.Tensor, prices: torch.Tensor, util: torch.Tensor,
+                    temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Allocation and payment of the ``softmax(temperature * util)``-weighted choice."""
         weights = torch.softmax(temperature * util, dim=-1)             # (B, n, K + 1)
         return (weights.unsqueeze(-1) * alloc).sum(2), (weights * prices).sum(-1)
+
+    def relaxed(self, bids: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Softmax-weighted choice from each network menu (training surrogate)."""
+        return self.soft_choice(*self.network_utilities(bids), temperature)
 
     # ------------------------------------------------------------------ the adjusted form
 
@@ -170,11 +181,10 @@ class GemNetMechanism(Mechanism):
         """Centres of all opponent cells, as network inputs (cells, max((n-1) m, 1)) in
         the scaled [0, 1] coordinates, in :meth:`opponent_cells` order."""
         n, m = self.setting.shape
-        dims = max((n - 1) * m, 1) if n > 1 else 0
-        mids = (torch.arange(self.grid, dtype=torch.float64) + 0.5) / self.grid
-        if dims == 0:
+        if n == 1:
             return torch.zeros(1, 1, dtype=torch.float64)
-        return torch.tensor(list(itertools.product(mids.tolist(), repeat=dims)),
+        mids = ((np.arange(self.grid) + 0.5) / self.grid).tolist()
+        return torch.tensor(list(itertools.product(mids, repeat=(n - 1) * m)),
                             dtype=torch.float64)
 
     def menus(self, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,14 +204,27 @@ class GemNetMechanism(Mechanism):
         chosen = alloc.gather(2, choice.unsqueeze(-1).expand(-1, -1, -1, alloc.shape[-1]))
         return chosen.squeeze(2), prices.gather(2, choice).squeeze(2)
 
-    def network(self) -> "GemNetMechanism":
-        """The unadjusted mechanism (the trained network alone), e.g. for a before/after
-        picture."""
+    def _network_state(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("table_")}
+
+    def network(self, grid: int | None = None) -> "GemNetMechanism":
+        """The unadjusted mechanism (the trained network alone, on ``grid`` cells per
+        coordinate, by default its own), e.g. for a before/after picture."""
         plain = GemNetMechanism(self.setting, self.menu_size, self.hidden, self.init_seed,
-                                grid=self.grid)
-        state = {k: v for k, v in self.state_dict().items() if not k.startswith("table_")}
-        plain.load_state_dict(state)
+                                grid=self.grid if grid is None else grid)
+        plain.load_state_dict(self._network_state())
         return plain.to(self.dtype).eval()
+
+    def with_tables(self, alloc: np.ndarray, prices: np.ndarray,
+                    snap: float) -> "GemNetMechanism":
+        """The adjusted mechanism on this network's grid with the given menu tables
+        (n, cells, K + 1, m) and (n, cells, K + 1)."""
+        adjusted = GemNetMechanism(self.setting, self.menu_size, self.hidden, self.init_seed,
+                                   grid=self.grid, snap=snap, adjusted=True)
+        adjusted.load_state_dict({**self._network_state(),
+                                  "table_alloc": torch.as_tensor(alloc, dtype=torch.float64),
+                                  "table_price": torch.as_tensor(prices, dtype=torch.float64)})
+        return adjusted.eval()
 
     def describe(self, values: np.ndarray) -> dict[str, Any]:
         """Per bidder, how often each menu entry (by index) is chosen on ``values`` and at

@@ -5,7 +5,7 @@ Wang, Jiang and Parkes (2024); survey Section 5.3.  The mechanism is
 cells it will be deployed on.
 
 1. **Start** (``init``): from random weights, or from an affine maximizer's menus
-   (:func:`distil`): every AMA is a menu mechanism (:func:`ama_menus`), so GemNet can start
+   (:func:`distil`): every AMA is a menu mechanism (``AffineMaximizer.menus``), so GemNet can start
    as a copy of one and move beyond it.  ``auto`` trains the deterministic AMA (its
    defaults, into ``RUN/init-ama``) where it applies -- our choice; the paper starts from
    random weights, which on this CPU budget ends well below the AMA (see the README).
@@ -39,7 +39,7 @@ from automech.mechanisms.affine_maximizer import AffineMaximizer, DeterministicA
 from automech.mechanisms.base import Mechanism
 from automech.mechanisms.gemnet import GemNetMechanism
 from automech.methods.ama import DeterministicAMAMethod, LotteryAMAMethod
-from automech.methods.menu_compatibility import adjust, auto_grid
+from automech.methods.menu_compatibility import adjust, adjustable, auto_grid
 from automech.problems.setting import Setting
 from automech.runs import CHECKPOINT, Run, load
 from automech.training.trainer import GradientMethod, schedule
@@ -65,20 +65,6 @@ def incompatibility(alloc: torch.Tensor, util: torch.Tensor, temperature: float)
     return torch.einsum("bk,bkl,bl->b", weights[:, 0], pair, weights[:, 1]).mean()
 
 
-def ama_menus(ama: AffineMaximizer, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The menus an affine maximizer offers each bidder (Curry et al. 2023, Eq. 2): entry
-    k gives bidder i its share ``a_ki`` of allocation k at price
-    ``(max_l s^{-i}_l - s^{-i}_k) / w_i``, where ``s^{-i}_k`` is allocation k's affine
-    score without bidder i -- a function of ``v_-i`` only, so the AMA *is* a menu
-    mechanism.  Returns allocations (K', n, m) (empty allocation first) and prices
-    (B, n, K') for the other bids in ``bids`` (B, n, m)."""
-    alloc, boosts, _ = ama.table()
-    weights = ama.weights().detach()
-    _, _, s_minus = ama._scores(bids, alloc.detach(), boosts.detach(), weights)
-    prices = (s_minus.amax(dim=2, keepdim=True) - s_minus) / weights[:, None]
-    return alloc.detach(), prices
-
-
 def distil(mechanism: GemNetMechanism, ama: AffineMaximizer, steps: int, batch_size: int,
            lr: float, rng: np.random.Generator, snap: float = 0.01,
            usage_samples: int = 2**16) -> float:
@@ -93,10 +79,10 @@ def distil(mechanism: GemNetMechanism, ama: AffineMaximizer, steps: int, batch_s
     setting = mechanism.setting
     n, m = setting.shape
     k, width = mechanism.menu_size, mechanism.width
-    alloc, boosts, _ = ama.table()
+    alloc, _, _ = ama.table()
     probe = torch.as_tensor(setting.sample(usage_samples, rng), dtype=torch.float64)
     with torch.no_grad():
-        choice = ama._exact(probe, alloc, boosts)[2]
+        choice = ama.choices(probe)
     used, counts = torch.unique(choice, return_counts=True)
     snapped = alloc.detach().double().clone()
     snapped[snapped < snap] = 0.0
@@ -136,7 +122,7 @@ def distil(mechanism: GemNetMechanism, ama: AffineMaximizer, steps: int, batch_s
             group["lr"] = schedule("cosine", lr, lr / 30, step, steps)
         values = torch.as_tensor(setting.sample(batch_size, rng), dtype=mechanism.dtype)
         with torch.no_grad():
-            _, ama_price = ama_menus(ama, values.double())
+            _, ama_price = ama.menus(values.double())
             target = torch.stack([
                 torch.where(members[i][None], ama_price[:, i, None, :],
                             torch.full_like(ama_price[:, i, None, :], float("inf"))).amin(-1)
@@ -190,12 +176,9 @@ class GemNet(GradientMethod):
 
     def loss(self, mechanism: Mechanism, values: torch.Tensor, options: dict[str, Any],
              temperature: float, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        menu_alloc, menu_price = mechanism.network_menus(mechanism.opponent_features(values))
-        util = (values.unsqueeze(2) * menu_alloc).sum(-1) - menu_price
-        weights = torch.softmax(temperature * util, dim=-1)
-        alloc = (weights.unsqueeze(-1) * menu_alloc).sum(2)
-        objective = mechanism.setting.objective.value(values, alloc, (weights * menu_price)
-                                                      .sum(-1)).mean()
+        menu_alloc, menu_price, util = mechanism.network_utilities(values)
+        alloc, pay = mechanism.soft_choice(menu_alloc, menu_price, util, temperature)
+        objective = mechanism.setting.objective.value(values, alloc, pay).mean()
         part = slice(0, options["penalty_batch"] or len(values))
         over = incompatibility(menu_alloc[part], util[part],
                                options["penalty_temperature"] or temperature)
@@ -245,13 +228,12 @@ class GemNet(GradientMethod):
 
     def fit(self, setting: Setting, options: dict[str, Any], seed: int, run: Run,
             progress: bool = False) -> Mechanism:
-        if options["adjust"] and setting.num_bidders != 2:
-            raise AutomechError(f"GemNet's price adjustment is implemented for two bidders; "
-                                f"this setting has {setting.num_bidders} (use --set "
-                                "adjust=false to train the network alone)")
+        problem = adjustable(setting) if options["adjust"] else None
+        if problem:                                   # fail before training, not after
+            raise AutomechError(problem)
         if (run.path / CHECKPOINT).exists():          # a finished, adjusted run: reuse it
             saved = run.checkpoint()
-            if saved.get("config", {}).get("grid") and \
+            if saved.get("config", {}).get("adjusted") and \
                     (saved.get("training_state") or {}).get("finished"):
                 return load(run.path)
         network = super().fit(setting, options, seed, run, progress)

@@ -87,6 +87,18 @@ REMOVED_PRICE = 10.0
 AUTO_CELLS = 1600
 
 
+def adjustable(setting) -> str | None:
+    """None if :func:`adjust` handles ``setting``, else why not."""
+    if setting.num_bidders != 2:
+        return (f"GemNet's price adjustment is implemented for two bidders (this setting has "
+                f"{setting.num_bidders}); train with --set adjust=false to keep the unadjusted "
+                "network, whose over-allocation the evaluator reports")
+    low, high = setting.prior.support()
+    if not np.allclose(low[0], low[1]) or not np.allclose(high[0], high[1]):
+        return "GemNet's price adjustment needs both bidders on the same support box"
+    return None
+
+
 def auto_grid(setting) -> int:
     """Cells per coordinate giving about :data:`AUTO_CELLS` cells of the other bid."""
     return max(2, int(round(AUTO_CELLS ** (1 / setting.num_items))))
@@ -157,13 +169,12 @@ def incompatible(a_i: np.ndarray, a_j: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------- tables
 
 
-def menu_tables(mech: GemNetMechanism, grid: int, snap: float) -> tuple[np.ndarray, np.ndarray]:
-    """The network's menus at every opponent cell centre (float64), allocations within
-    ``snap`` of 0 or 1 rounded: (n, cells, K+1, m) and (n, cells, K+1)."""
-    probe = GemNetMechanism(mech.setting, mech.menu_size, mech.hidden, mech.init_seed, grid=grid)
-    centres = probe.cell_centres()
-    n = mech.setting.num_bidders
-    plain = mech.network().double()
+def menu_tables(network: GemNetMechanism, snap: float) -> tuple[np.ndarray, np.ndarray]:
+    """The network's menus at every opponent cell centre of its grid (float64),
+    allocations within ``snap`` of 0 or 1 rounded: (n, cells, K+1, m) and (n, cells, K+1)."""
+    plain = network.network().double()
+    centres = plain.cell_centres()
+    n = network.setting.num_bidders
     with torch.no_grad():
         features = centres[:, None, :].expand(len(centres), n, centres.shape[1])
         alloc, price = plain.network_menus(features.contiguous())
@@ -286,8 +297,9 @@ def _shift_menu(own: np.ndarray, keep: np.ndarray, forced: np.ndarray, disallowe
 
 
 def adjust_bidder(alloc: np.ndarray, price: np.ndarray, corners: np.ndarray, i: int,
-                  trim: bool, stats: dict[str, int]) -> None:
-    """Adjust bidder i's prices (in place) on every opponent cell that violates.
+                  trim: bool, stats: dict[str, int]) -> int:
+    """Adjust bidder i's prices (in place) on every opponent cell that violates; returns
+    how many cell pairs still violate (a pair violates from either bidder's side alike).
 
     ``trim``: only cells where some current candidate of i is compatible are fixed, by
     keeping one of those candidates (shifting i's own decision boundary out of the cell,
@@ -297,17 +309,20 @@ def adjust_bidder(alloc: np.ndarray, price: np.ndarray, corners: np.ndarray, i: 
     cells, k1 = price.shape[1], price.shape[2]
     bound = float(max(0.0, (corners.max(axis=1) @ alloc[i].reshape(-1, alloc.shape[-1]).T
                             - price[i].reshape(-1)).max())) + 1.0
+    remaining = 0
     for c in range(cells):
         bad, disallowed, own = violations(alloc, price, corners, i, c)
         cand = ~(own >= CERTIFY_EPS).any(axis=-1)
         choices = ~disallowed & cand if trim else ~disallowed
         forced = bad & choices.any(axis=-1)
         if not forced.any():
+            remaining += int(bad.sum())
             continue
         shift, binaries, rows = _shift_menu(own, ~bad, forced, disallowed, choices, bound)
         if shift is None:
             if trim:            # keeping i's own candidates can clash: leave it to later passes
                 stats["trims_skipped"] += 1
+                remaining += int(bad.sum())
                 continue
             raise AutomechError(f"price adjustment MILP of bidder {i}, opponent cell {c} "
                                 "is infeasible (raising every price is feasible in exact "
@@ -317,6 +332,8 @@ def adjust_bidder(alloc: np.ndarray, price: np.ndarray, corners: np.ndarray, i: 
         stats["binaries"] += binaries
         stats["binaries_without_speedup"] += cells * k1
         stats["rows"] += rows
+        remaining += int(violations(alloc, price, corners, i, c)[0].sum())
+    return remaining
 
 
 def lipschitz_bound(mech: GemNetMechanism) -> dict[str, Any]:
@@ -343,21 +360,17 @@ def adjust(mech: GemNetMechanism, grid: int = 0, snap: float = 0.01
            ) -> tuple[GemNetMechanism, AdjustmentReport]:
     """The adjusted, certified mechanism built from the trained network ``mech``."""
     setting = mech.setting
-    if setting.num_bidders != 2:
-        raise AutomechError(
-            f"GemNet's price adjustment is implemented for two bidders (this setting has "
-            f"{setting.num_bidders}); train with --set adjust=false to keep the unadjusted "
-            "network, whose over-allocation the evaluator reports")
+    problem = adjustable(setting)
+    if problem:
+        raise AutomechError(problem)
     if mech.grid and grid and grid != mech.grid:
         raise AutomechError(f"the network was trained on a grid of {mech.grid} cells per "
                             f"coordinate; it cannot be adjusted on {grid}")
-    grid = mech.grid or grid or auto_grid(setting)
+    network = mech.network(mech.grid or grid or auto_grid(setting))
+    grid = network.grid
     started = time.perf_counter()
-    alloc, price = menu_tables(mech, grid, snap)
+    alloc, price = menu_tables(network, snap)
     low, high = setting.prior.support()
-    if not np.allclose(low[0], low[1]) or not np.allclose(high[0], high[1]):
-        raise AutomechError("GemNet's price adjustment needs both bidders on the same "
-                            "support box")
     corners = own_boxes(low[0].astype(np.float64), high[0].astype(np.float64), grid)
     full_alloc, full_price = alloc, price.copy()
     active = used_entries(alloc, price, low[0], high[0], grid)
@@ -373,8 +386,7 @@ def adjust(mech: GemNetMechanism, grid: int = 0, snap: float = 0.01
     for i, trim in PASSES:
         if remaining == 0:
             break
-        adjust_bidder(alloc, price, corners, i, trim, stats)
-        remaining = certify(alloc, price, corners)
+        remaining = adjust_bidder(alloc, price, corners, i, trim, stats)
     milp_s = time.perf_counter() - started
     started = time.perf_counter()
     after = certify(alloc, price, corners)
@@ -390,15 +402,11 @@ def adjust(mech: GemNetMechanism, grid: int = 0, snap: float = 0.01
     if after:
         raise AutomechError(f"price adjustment left {after} of {price.shape[1] ** 2} cell "
                             "pairs uncertified")
-    adjusted = GemNetMechanism(setting, mech.menu_size, mech.hidden, mech.init_seed, grid=grid,
-                               snap=snap, adjusted=True)
-    state = {k: v for k, v in mech.state_dict().items() if not k.startswith("table_")}
-    adjusted.load_state_dict({**state, "table_alloc": torch.from_numpy(alloc),
-                              "table_price": torch.from_numpy(price)}, strict=True)
     report = AdjustmentReport(
-        grid=grid, entries_used=int(active.size - 1), menu_size=mech.menu_size, cells_per_bidder=price.shape[1], cell_pairs=price.shape[1] ** 2,
+        grid=grid, entries_used=int(active.size - 1), menu_size=mech.menu_size,
+        cells_per_bidder=price.shape[1], cell_pairs=price.shape[1] ** 2,
         violating_pairs_before=before, violating_pairs_after=after, **stats,
         price_shift_max=float(np.abs(shift).max()), price_shift_mean=float(np.abs(shift).mean()),
         seconds_tables=tables_s, seconds_milp=milp_s, seconds_certify=certify_s,
         lipschitz=lipschitz_bound(mech))
-    return adjusted.eval(), report
+    return network.with_tables(alloc, price, snap), report
