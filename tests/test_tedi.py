@@ -162,10 +162,12 @@ def test_solver_matches_brute_force_on_one_good():
     assert (best - util).max() < 2e-3
 
 
-def test_covariance_gradient_matches_finite_difference():
+@pytest.mark.parametrize("samples", [2, 4])
+def test_covariance_gradient_matches_finite_difference(samples):
     """On a tiny problem (1 bidder, 1 good) the covariance-trick gradient with exact
-    samples from q^beta equals a finite-difference derivative of the smoothed objective
-    (Eq. 9), computed by quadrature."""
+    samples from q^beta (2 per profile: Eq. 12; 4: the sample-covariance form) equals a
+    finite-difference derivative of the smoothed objective (Eq. 9), computed by
+    quadrature."""
     torch.manual_seed(0)
     s = get_setting("U-1x1-cp0-cd0.1")
     mech = TEDIMechanism(s, groups=(4,), group_size=3, pan_hidden=4, init_seed=1).double()
@@ -198,17 +200,16 @@ def test_covariance_gradient_matches_finite_difference():
         pay = mech.prices(grid.view(1, -1, 1), params).view(-1)
     k = 20000
     gen = torch.Generator().manual_seed(0)
-    ys, zs = [], []
+    draws = [[] for _ in range(samples)]
     for v in values.view(-1):
         cdf = torch.cumsum(torch.softmax(beta * (v * grid - pay), 0), 0)
-        for store in (ys, zs):
+        for store in draws:
             idx = torch.searchsorted(cdf, torch.rand(k, generator=gen, dtype=torch.float64))
             store.append(grid[idx.clamp(max=len(grid) - 1)])
-    y = torch.stack(ys, 1).view(k * 3, 1, 1)
-    z = torch.stack(zs, 1).view(k * 3, 1, 1)
+    chains = torch.stack([torch.stack(d, 1).view(k * 3, 1, 1) for d in draws])
     vals = values.repeat(k, 1, 1)
     mech.zero_grad()
-    surrogate, _ = covariance_loss(mech, vals, y, z, beta)
+    surrogate, _ = covariance_loss(mech, vals, chains, beta)
     surrogate.backward()
     est = float(theta.grad.sum())
     assert est == pytest.approx(fd, abs=0.05 * abs(fd) + 0.01)
@@ -283,3 +284,52 @@ def test_solver_matches_exact_lp():
                               for r in range(len(types))], dtype=torch.float64)
         assert (util <= exact + 1e-7).all()
         assert (exact - util).max() < 1e-4
+
+
+def test_keep_best_returns_the_best_validated_mechanism(tmp_path):
+    """With ``keep_best`` the trained mechanism is the one whose validation objective was
+    the best logged, and the step it came from is recorded."""
+    from automech.experiment import train
+    from automech.training.trainer import GradientMethod
+
+    s = get_setting("U-1x2-cp0-cd0")
+    opts = dict(steps=30, batch_size=128, validate_every=10, validation_samples=256,
+                checkpoint_every=10**6, groups=[4], pan_hidden=8, solver_steps=60,
+                keep_best=True, chains=3)
+    mech, run = train(s, "tedi", opts, seed=0, out=tmp_path / "run", search=None,
+                      eval_samples=256)
+    history = run.history()
+    vals = {r["step"]: r["val_objective"] for r in history if "val_objective" in r}
+    selected = [r for r in history if "selected_step" in r]
+    assert len(vals) == 3 and len(selected) == 1
+    best_step = max(vals, key=vals.get)
+    assert selected[0]["selected_step"] == best_step
+    validation = torch.as_tensor(s.sample(256, np.random.default_rng([0, 1])),
+                                 dtype=mech.dtype)
+    assert GradientMethod.validate(mech, validation)["val_objective"] == pytest.approx(
+        vals[best_step], abs=1e-6)
+
+
+def test_metropolis_moves_reach_q_beta_from_stale_chains():
+    """Chains all started at x = 1 (as left by an earlier mechanism) are distributed as
+    q^beta(x) ~ exp(beta u(x)) after the coordinate Metropolis moves: the empirical CDF
+    matches the one computed by quadrature."""
+    from automech.methods.tedi import metropolis
+
+    s = get_setting("U-1x1-cp0-cd0")
+    mech = TEDIMechanism(s, groups=(4,), group_size=3, pan_hidden=4, init_seed=1).double()
+    beta, k = 50.0, 4000
+    values = torch.tensor([[[0.3]], [[0.7]]], dtype=torch.float64)
+    chains = torch.ones(k, 2, 1, 1, dtype=torch.float64)
+    scales = torch.full_like(chains, 0.1)
+    gen = torch.Generator().manual_seed(0)
+    moved, _ = metropolis(mech, values, chains, scales, beta, 300, gen)
+    grid = torch.linspace(0, 1, 4001, dtype=torch.float64)
+    with torch.no_grad():
+        params = mech.net.affine(values.new_zeros(1, 0))
+        pay = mech.prices(grid.view(1, -1, 1), params).view(-1)
+    for p, v in enumerate(values.view(-1)):
+        cdf = torch.cumsum(torch.softmax(beta * (v * grid - pay), 0), 0)
+        sample = moved[:, p, 0, 0].sort().values
+        empirical = torch.searchsorted(sample, grid, right=True).double() / k
+        assert float((empirical - cdf).abs().max()) < 0.04

@@ -1,12 +1,14 @@
 """TEDI training (Ma et al., AAMAS 2026, Algorithm 1).
 
-* M training profiles are drawn once (sample-average approximation, Program 6) with two
-  Langevin chains y, z per profile and bidder, initialised uniformly on [0, 1]^m and kept
-  across iterations (continuous sampling, Section 3.3.5);
+* M training profiles are drawn once (sample-average approximation, Program 6) with K
+  Langevin chains per profile and bidder (``chains``; the paper's y, z are K = 2),
+  initialised uniformly on [0, 1]^m and kept across iterations (continuous sampling,
+  Section 3.3.5);
 * each step maximises the covariance-trick surrogate of Eq. (12),
   ``L = 1/2 [u0(y) + u0(z) + sg(u0(y) - u0(z)) (ASW(y) - ASW(z))]``,
   ``ASW(a) = sum_i beta u_i(a_i)``, whose gradient is an unbiased estimate of the gradient
-  of the smoothed objective (Eq. 9) when y, z ~ q^beta (Proposition 3.5, Eq. 11);
+  of the smoothed objective (Eq. 9) when y, z ~ q^beta (Proposition 3.5, Eq. 11); with
+  K > 2 samples the pair term becomes the sample covariance (:func:`covariance_loss`);
 * then every chain of the batch moves ``langevin_steps`` projected Euler-Maruyama steps of
   Eq. (13), ``x <- clip(x + eta grad_x u_i(x) + sqrt(2 eta / beta) N(0, I), 0, 1)``;
 * beta (the trainer's ``temperature``) rises and eta (``langevin_step``) and the learning
@@ -43,41 +45,107 @@ from automech.problems.setting import Setting
 from automech.training.trainer import GradientMethod, schedule
 
 
-def principal_and_welfare(mech: TEDIMechanism, values: torch.Tensor, x: torch.Tensor,
+def principal_and_welfare(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
                           params, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """u0(x) (B,) and ASW^beta(x) (B,) for profiles ``values`` (B, n, m), outcomes x."""
-    b, n, m = values.shape
-    pay = mech.prices(x.reshape(b * n, 1, m), params).view(b, n)
-    u0 = mech.setting.objective.value(values, x, pay)
-    asw = beta * ((values * x).sum(-1) - pay).sum(-1)
+    """u0 and ASW^beta (each (K, B)) of outcomes ``chains`` (K, B, n, m) at profiles
+    ``values`` (B, n, m): one network pass prices all K outcomes and the null bundle."""
+    k, b, n, m = chains.shape
+    x = chains.permute(1, 2, 0, 3).reshape(b * n, k, m)
+    f = mech.net.evaluate(torch.cat([x, x.new_zeros(b * n, 1, m)], dim=1), params)
+    pay = (f[:, :k] - f[:, k:]).view(b, n, k).permute(2, 0, 1)            # (K, B, n)
+    vals = values.expand(k, -1, -1, -1)
+    u0 = mech.setting.objective.value(vals.reshape(k * b, n, m), chains.reshape(k * b, n, m),
+                                      pay.reshape(k * b, n)).view(k, b)
+    asw = beta * ((vals * chains).sum(-1) - pay).sum(-1)
     return u0, asw
 
 
-def covariance_loss(mech: TEDIMechanism, values: torch.Tensor, y: torch.Tensor,
-                    z: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. (12) averaged over the batch (to be maximised), and the plain mean of u0."""
-    b, n, m = values.shape
+def covariance_loss(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
+                    beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The covariance-trick surrogate (to be maximised) averaged over the batch, and the
+    plain mean of u0, for K >= 2 samples ``chains`` (K, B, n, m) of q^beta per profile.
+
+    ``L = mean_k u0_k + 1 / (K - 1) sum_k sg(u0_k - mean u0) (ASW_k - mean ASW)``: its
+    gradient is ``mean_k grad u0_k`` plus the unbiased sample covariance of u0 and
+    grad ASW^beta, i.e. an unbiased estimate of Eq. (10).  For K = 2 it is Eq. (12)
+    exactly; more samples per profile lower the variance of the covariance term, which
+    grows with beta."""
+    k, b, n, m = chains.shape
+    if k < 2:
+        raise ValueError(f"the covariance trick needs at least 2 samples per profile, got {k}")
     params = mech.net.affine(mech.others(values).reshape(b * n, -1))
-    u0y, asw_y = principal_and_welfare(mech, values, y, params, beta)
-    u0z, asw_z = principal_and_welfare(mech, values, z, params, beta)
-    surrogate = 0.5 * (u0y + u0z + (u0y - u0z).detach() * (asw_y - asw_z))
-    return surrogate.mean(), 0.5 * (u0y + u0z).mean()
+    u0, asw = principal_and_welfare(mech, values, chains, params, beta)
+    centred = (u0 - u0.mean(0)).detach()
+    surrogate = u0.mean(0) + (centred * (asw - asw.mean(0))).sum(0) / (k - 1)
+    return surrogate.mean(), u0.mean()
 
 
-def langevin(mech: TEDIMechanism, values: torch.Tensor, chains: list[torch.Tensor],
-             beta: float, eta: float, steps: int, generator: torch.Generator) -> None:
-    """Projected Euler-Maruyama steps of Eq. (13) on each chain (B, n, m), in place."""
-    b, n, m = values.shape
+def langevin(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
+             beta: float, eta: float, steps: int, generator: torch.Generator) -> torch.Tensor:
+    """``steps`` projected Euler-Maruyama steps of Eq. (13) on every chain (K, B, n, m):
+    ``x <- clip(x + eta grad_x u_i(x) + sqrt(2 eta / beta) N(0, I), 0, 1)``; the moved
+    chains (all K priced in one network pass per step)."""
+    k, b, n, m = chains.shape
     with torch.no_grad():
         params = mech.net.affine(mech.others(values).reshape(b * n, -1))
         types = values.reshape(b * n, 1, m)
-        for x in chains:
-            flat = x.view(b * n, 1, m)
-            for _ in range(steps):
-                _, grad = mech.price_gradient(flat, params)
-                noise = torch.randn(flat.shape, generator=generator, dtype=flat.dtype)
-                flat.copy_((flat + eta * (types - grad)
-                            + (2 * eta / beta) ** 0.5 * noise).clamp(0.0, 1.0))
+        x = chains.permute(1, 2, 0, 3).reshape(b * n, k, m)
+        for _ in range(steps):
+            _, grad = mech.price_gradient(x, params)
+            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+            x = (x + eta * (types - grad) + (2 * eta / beta) ** 0.5 * noise).clamp(0.0, 1.0)
+        return x.view(b, n, k, m).permute(2, 0, 1, 3)
+
+
+def reflect(x: torch.Tensor) -> torch.Tensor:
+    """Fold values into [0, 1] by reflection at the bounds (period 2)."""
+    r = torch.remainder(x, 2.0)
+    return torch.where(r > 1.0, 2.0 - r, r)
+
+
+def metropolis(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
+               scales: torch.Tensor, beta: float, steps: int,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``steps`` random-scan Metropolis-within-Gibbs moves on every chain (K, B, n, m),
+    which leave q^beta exactly invariant: each move picks one coordinate j per chain,
+    proposes ``x_j' = reflect(x_j + s_j N(0, 1))`` (a symmetric kernel on [0, 1]) and
+    accepts with probability ``min(1, exp(beta (u_i(x') - u_i(x))))``.  The proposal scale
+    ``s`` (K, B, n, m) is kept per chain and coordinate and adapted (x1.25 on acceptance,
+    x0.8 on rejection, within [1e-4, 1]), so a coordinate along which u_i is nearly flat
+    gets steps of order 1 while a sharply concentrated one gets steps of order
+    1 / (beta |du_i/dx_j|).
+
+    Why (our addition to Algorithm 1): Eq. (13) moves a chain by ``eta * slope`` plus noise
+    of size ``sqrt(2 eta / beta)`` per step, so along a nearly flat direction (a type
+    close to indifference, where the covariance term of the gradient lives) a chain needs
+    of order ``beta / eta`` steps to spread out.  At large beta chains left near a bound by
+    an earlier mechanism stay there; the estimator then sees buyers that q^beta no longer
+    has and, in our runs, drove prices past the values (B-1x10: smoothed objective 4.87,
+    exact 2.27).  These moves let such chains relax in a few dozen steps; returns the
+    moved chains and the adapted scales."""
+    k, b, n, m = chains.shape
+    rows = b * n
+    with torch.no_grad():
+        params = mech.net.affine(mech.others(values).reshape(rows, -1))
+        types = values.reshape(rows, 1, m)
+        x = chains.permute(1, 2, 0, 3).reshape(rows, k, m)
+        sc = scales.permute(1, 2, 0, 3).reshape(rows, k, m)
+        u = (types * x).sum(-1) - mech.net.evaluate(x, params)
+        for _ in range(steps):
+            j = torch.randint(m, (rows, k, 1), generator=generator)
+            step = sc.gather(-1, j) * torch.randn((rows, k, 1), generator=generator,
+                                                  dtype=x.dtype)
+            proposal = x.scatter(-1, j, reflect(x.gather(-1, j) + step))
+            u_new = (types * proposal).sum(-1) - mech.net.evaluate(proposal, params)
+            noise = torch.rand((rows, k), generator=generator, dtype=x.dtype)
+            accept = torch.log(noise) < beta * (u_new - u)
+            x = torch.where(accept.unsqueeze(-1), proposal, x)
+            u = torch.where(accept, u_new, u)
+            factor = torch.where(accept, 1.25, 0.8).to(x.dtype).unsqueeze(-1)
+            sc = sc.scatter(-1, j, (sc.gather(-1, j) * factor).clamp(1e-4, 1.0))
+        def back(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, n, k, m).permute(2, 0, 1, 3)
+        return back(x), back(sc)
 
 
 class TEDI(GradientMethod):
@@ -95,6 +163,8 @@ class TEDI(GradientMethod):
         "langevin_step": 0.02,        # eta_0
         "langevin_step_final": 0.005,
         "langevin_steps": 10,         # S
+        "chains": 2,                  # K samples of q^beta per profile (2: Eq. 12)
+        "metropolis_steps": 0,        # exact coordinate moves after Langevin, per step
         "groups": [16, 16],
         "group_size": 4,
         "pan_hidden": 64,
@@ -127,8 +197,9 @@ class TEDI(GradientMethod):
             size = options["train_profiles"] or options["batch_size"]
             st["pool"] = torch.as_tensor(setting.sample(size, rng), dtype=mechanism.dtype)
             gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
-            st["y"] = torch.rand(st["pool"].shape, generator=gen, dtype=mechanism.dtype)
-            st["z"] = torch.rand(st["pool"].shape, generator=gen, dtype=mechanism.dtype)
+            st["chains"] = torch.rand((options["chains"], *st["pool"].shape), generator=gen,
+                                      dtype=mechanism.dtype)
+            st["scales"] = torch.full_like(st["chains"], 0.1)
             st["gen"] = gen
         size, batch = len(st["pool"]), min(options["batch_size"], len(st["pool"]))
         start = (step * batch) % size
@@ -139,8 +210,8 @@ class TEDI(GradientMethod):
     def loss(self, mechanism, values, options, temperature, step):
         st = self.state
         st["beta"] = temperature
-        surrogate, u0 = covariance_loss(mechanism, values, st["y"][st["idx"]],
-                                        st["z"][st["idx"]], temperature)
+        surrogate, u0 = covariance_loss(mechanism, values, st["chains"][:, st["idx"]],
+                                        temperature)
         return -surrogate, {"train_objective": float(u0.detach())}
 
     def after_step(self, mechanism, options) -> None:
@@ -148,17 +219,20 @@ class TEDI(GradientMethod):
         eta = schedule("exponential", options["langevin_step"], options["langevin_step_final"],
                        st["step"], options["steps"])
         idx = st["idx"]
-        y, z = st["y"][idx], st["z"][idx]
-        langevin(mechanism, st["pool"][idx], [y, z], st["beta"], eta,
-                 options["langevin_steps"], st["gen"])
-        st["y"][idx], st["z"][idx] = y, z
+        st["chains"][:, idx] = langevin(mechanism, st["pool"][idx], st["chains"][:, idx],
+                                        st["beta"], eta, options["langevin_steps"], st["gen"])
+        if options["metropolis_steps"]:
+            st["chains"][:, idx], st["scales"][:, idx] = metropolis(
+                mechanism, st["pool"][idx], st["chains"][:, idx], st["scales"][:, idx],
+                st["beta"], options["metropolis_steps"], st["gen"])
 
     def training_state(self, mechanism) -> dict[str, Any]:
         st = self.state
-        return {"pool": st["pool"], "y": st["y"], "z": st["z"],
+        return {"pool": st["pool"], "chains": st["chains"], "scales": st["scales"],
                 "gen": st["gen"].get_state()}
 
     def load_training_state(self, mechanism, state) -> None:
         gen = torch.Generator()
         gen.set_state(state["gen"])
-        self.state.update(pool=state["pool"], y=state["y"], z=state["z"], gen=gen)
+        self.state.update(pool=state["pool"], chains=state["chains"], scales=state["scales"],
+                          gen=gen)

@@ -12,7 +12,10 @@ the mechanism's softmax relaxation).  The loop is the same for all of them:
 * validation of the exact (argmax) mechanism on a held-out set every ``validate_every``
   steps, a Rich progress bar showing it, ``history.jsonl`` in the run directory;
 * a checkpoint (model, optimiser, generator state) every ``checkpoint_every`` steps; a
-  rerun with the same run directory resumes from it, and a finished run is not retrained.
+  rerun with the same run directory resumes from it, and a finished run is not retrained;
+* with ``keep_best``, the mechanism returned is the one with the best validation
+  objective seen (early stopping on held-out profiles), not the last one; the step it
+  was taken from is logged as ``selected_step``.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class GradientMethod(Method):
         "validation_samples": 16384,
         "checkpoint_every": 500,  # steps between checkpoints
         "log_every": 10,          # steps between history lines
+        "keep_best": False,       # return the best validated mechanism, not the last
     }
 
     @abstractmethod
@@ -98,6 +102,7 @@ class GradientMethod(Method):
         mechanism = self.build(setting, options, seed).to(device)
         optimizer = torch.optim.Adam(mechanism.parameters(), lr=options["lr"])
         rng = np.random.default_rng([seed, 0])
+        self._best: dict[str, Any] | None = None
         start_step = self._resume(run, mechanism, optimizer, rng)
         if start_step is None:
             return mechanism.eval()
@@ -129,12 +134,22 @@ class GradientMethod(Method):
                     record.update(self.validate(mechanism, validation))
                     bar.update(task, status=f"val {setting.objective.name} "
                                f"{record['val_objective']:.4f}")
+                    if options["keep_best"] and (self._best is None or record["val_objective"]
+                                                 > self._best["val_objective"]):
+                        self._best = {"val_objective": record["val_objective"],
+                                      "step": step + 1,
+                                      "state_dict": {k: v.detach().clone() for k, v in
+                                                     mechanism.state_dict().items()}}
                 if (step + 1) % options["log_every"] == 0 or "val_objective" in record:
                     record["seconds"] = time.perf_counter() - started
                     run.log(record)
                 if (step + 1) % options["checkpoint_every"] == 0 and not last:
                     self._checkpoint(run, mechanism, optimizer, rng, step + 1)
                 bar.advance(task)
+        if self._best is not None:
+            mechanism.load_state_dict(self._best["state_dict"])
+            run.log({"selected_step": self._best["step"],
+                     "selected_val_objective": self._best["val_objective"]})
         return mechanism.eval()
 
     def _step(self, mechanism, optimizer, values, options, temperature, step) -> dict[str, float]:
@@ -190,7 +205,7 @@ class GradientMethod(Method):
         run.save(mechanism, training_state={
             "method": self.name, "step": step, "finished": False,
             "optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,
-            "extra": self.training_state(mechanism),
+            "extra": self.training_state(mechanism), "best": self._best,
         })
 
     def _resume(self, run, mechanism, optimizer, rng) -> int | None:
@@ -209,6 +224,7 @@ class GradientMethod(Method):
         rng.bit_generator.state = state["rng"]
         if state.get("extra") is not None:
             self.load_training_state(mechanism, state["extra"])
+        self._best = state.get("best")
         step = int(state["step"])
         kept = [r for r in run.history() if r.get("step", 0) <= step]
         (run.path / HISTORY).write_text("".join(json.dumps(r) + "\n" for r in kept))
