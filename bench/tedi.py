@@ -13,6 +13,7 @@ Writes/updates ``bench/results/tedi.json``.  Single-threaded torch (the machine 
 more threads only fight).
 
     python bench/tedi.py --baselines
+    python bench/tedi.py --learned-baselines --settings U-1x10-cp0-cd0 B-1x10-cp0-cd0
     python bench/tedi.py --cases B-1x10-cp0-cd0 U-1x10-cp0-cd0
     python bench/tedi.py --scaling
 """
@@ -55,10 +56,18 @@ def _load() -> dict:
     return json.loads(OUT.read_text()) if OUT.exists() else {}
 
 
+def _merge(into: dict, update: dict) -> None:
+    """Recursive update: rows already in the file that ``update`` does not name are kept."""
+    for key, val in update.items():
+        if isinstance(val, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], val)
+        else:
+            into[key] = val
+
+
 def _save(update: dict) -> None:
     data = _load()
-    for key, val in update.items():
-        data.setdefault(key, {}).update(val) if isinstance(val, dict) else data.update({key: val})
+    _merge(data, update)
     data["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(),
                        "torch_threads": torch.get_num_threads(),
                        "loadavg": os.getloadavg()}
@@ -90,6 +99,30 @@ def baselines(settings, samples: int) -> None:
             print(name, cls.name, f"{ev.objective_value:.4f}", rows[cls.name].get("paper"),
                   flush=True)
         _save({"baselines": {name: rows}})
+
+
+#: The paper's learned baselines (Section 4.2.1) and the automech method each one is:
+#: RochetNet as MD-MenuNet for one bidder, the lottery AMA on unlimited supply otherwise.
+LEARNED_BASELINES = {"md-menunet": "rochetnet", "md-lotteryama": "lottery-ama"}
+
+
+def learned_baselines(settings, samples: int, seed: int) -> None:
+    """MD-MenuNet (n = 1) or MD-LotteryAMA (n > 1) with automech's defaults for the method,
+    trained on the setting's own objective (principal utility), scored like TEDI."""
+    for name in settings:
+        s = get_setting(name)
+        key = "md-menunet" if s.num_bidders == 1 else "md-lotteryama"
+        method = LEARNED_BASELINES[key]
+        t = time.perf_counter()
+        mech, _ = train(s, method, {}, seed=seed, out=ROOT / "runs" / f"{method}-{name}",
+                        eval_samples=1_000, search=None)
+        train_s = time.perf_counter() - t
+        t = time.perf_counter()
+        ev = evaluate(mech, s, samples=samples, search=SEARCH)
+        row = _row(ev, time.perf_counter() - t, name, key)
+        row.update(method=method, train_seconds=train_s, seed=seed)
+        print(name, key, f"{ev.objective_value:.4f}", row.get("paper"), flush=True)
+        _save({"baselines": {name: {key: row}}})
 
 
 def tedi(cases, samples: int, overrides: dict, seed: int) -> None:
@@ -137,6 +170,8 @@ def scaling(steps: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baselines", action="store_true")
+    ap.add_argument("--learned-baselines", action="store_true",
+                    help="MD-MenuNet (RochetNet, n = 1) / MD-LotteryAMA (n > 1) rows")
     ap.add_argument("--settings", nargs="*", default=list(PAPER))
     ap.add_argument("--cases", nargs="*", default=[])
     ap.add_argument("--samples", type=int, default=100_000)
@@ -148,6 +183,8 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.baselines:
         baselines(args.settings, args.samples)
+    if args.learned_baselines:
+        learned_baselines(args.settings, args.samples, args.seed)
     if args.cases:
         tedi(args.cases, args.samples, parse_assignments(args.set), args.seed)
     if args.scaling:

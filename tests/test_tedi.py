@@ -311,25 +311,29 @@ def test_keep_best_returns_the_best_validated_mechanism(tmp_path):
 
 
 def test_metropolis_moves_reach_q_beta_from_stale_chains():
-    """Chains all started at x = 1 (as left by an earlier mechanism) are distributed as
-    q^beta(x) ~ exp(beta u(x)) after the coordinate Metropolis moves: the empirical CDF
-    matches the one computed by quadrature."""
+    """Chains all started at x = (1, 1) (as left by an earlier mechanism) are distributed
+    as q^beta(x) ~ exp(beta u(x)) on [0, 1]^2 after the coordinate and scale moves: the
+    empirical CDFs of x_1 and of max_j x_j match the ones computed by quadrature."""
     from automech.methods.tedi import metropolis
 
-    s = get_setting("U-1x1-cp0-cd0")
+    s = get_setting("U-1x2-cp0-cd0")
     mech = TEDIMechanism(s, groups=(4,), group_size=3, pan_hidden=4, init_seed=1).double()
-    beta, k = 50.0, 4000
-    values = torch.tensor([[[0.3]], [[0.7]]], dtype=torch.float64)
-    chains = torch.ones(k, 2, 1, 1, dtype=torch.float64)
-    scales = torch.full_like(chains, 0.1)
+    beta, k = 20.0, 4000
+    values = torch.tensor([[[0.3, 0.8]], [[0.7, 0.6]]], dtype=torch.float64)
+    chains = torch.ones(k, 2, 1, 2, dtype=torch.float64)
+    scales = torch.full((k, 2, 1, 3), 0.1, dtype=torch.float64)
     gen = torch.Generator().manual_seed(0)
     moved, _ = metropolis(mech, values, chains, scales, beta, 300, gen)
-    grid = torch.linspace(0, 1, 4001, dtype=torch.float64)
+    axis = (torch.arange(400, dtype=torch.float64) + 0.5) / 400
+    grid = torch.cartesian_prod(axis, axis)                              # (G, 2) cells
     with torch.no_grad():
         params = mech.net.affine(values.new_zeros(1, 0))
-        pay = mech.prices(grid.view(1, -1, 1), params).view(-1)
-    for p, v in enumerate(values.view(-1)):
-        cdf = torch.cumsum(torch.softmax(beta * (v * grid - pay), 0), 0)
-        sample = moved[:, p, 0, 0].sort().values
-        empirical = torch.searchsorted(sample, grid, right=True).double() / k
-        assert float((empirical - cdf).abs().max()) < 0.04
+        pay = mech.prices(grid.unsqueeze(0), params).view(-1)
+    points = torch.linspace(0, 1, 101, dtype=torch.float64)
+    for p, v in enumerate(values[:, 0]):
+        weight = torch.softmax(beta * (grid @ v - pay), 0)
+        for stat, of_grid in ((moved[:, p, 0, 0], grid[:, 0]),
+                              (moved[:, p, 0].amax(-1), grid.amax(-1))):
+            cdf = ((of_grid.unsqueeze(0) <= points.unsqueeze(1)) * weight).sum(1)
+            empirical = (stat.unsqueeze(0) <= points.unsqueeze(1)).double().mean(1)
+            assert float((empirical - cdf).abs().max()) < 0.04

@@ -35,6 +35,7 @@ bundle earns 3.448):
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -106,45 +107,66 @@ def reflect(x: torch.Tensor) -> torch.Tensor:
 def metropolis(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
                scales: torch.Tensor, beta: float, steps: int,
                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``steps`` random-scan Metropolis-within-Gibbs moves on every chain (K, B, n, m),
-    which leave q^beta exactly invariant: each move picks one coordinate j per chain,
-    proposes ``x_j' = reflect(x_j + s_j N(0, 1))`` (a symmetric kernel on [0, 1]) and
-    accepts with probability ``min(1, exp(beta (u_i(x') - u_i(x))))``.  The proposal scale
-    ``s`` (K, B, n, m) is kept per chain and coordinate and adapted (x1.25 on acceptance,
-    x0.8 on rejection, within [1e-4, 1]), so a coordinate along which u_i is nearly flat
-    gets steps of order 1 while a sharply concentrated one gets steps of order
-    1 / (beta |du_i/dx_j|).
+    """``steps`` rounds of two Metropolis-Hastings moves on every chain (K, B, n, m), each
+    leaving q^beta(x) ~ exp(beta u_i(x)) on [0, 1]^m exactly invariant:
+
+    1. a coordinate move: one coordinate j per chain, ``x_j' = reflect(x_j + s_j N(0, 1))``
+       (symmetric on [0, 1]), accepted with probability ``min(1, exp(beta du))``;
+    2. a scale move along the ray through 0: ``x' = lambda x``, ``lambda = exp(s_0 N(0, 1))``,
+       rejected if it leaves the box, else accepted with probability
+       ``min(1, lambda^m exp(beta du))`` (``lambda^m``: the Jacobian of the move).
+
+    ``scales`` (K, B, n, m + 1) holds the proposal sizes per chain (s_1..s_m for the
+    coordinates, s_0 last for the scale move), adapted by x1.25 on acceptance and x0.8 on
+    rejection within [1e-4, 1], so a direction along which u_i is nearly flat gets steps
+    of order 1 and a sharply concentrated one steps of order 1 / (beta |slope|).
 
     Why (our addition to Algorithm 1): Eq. (13) moves a chain by ``eta * slope`` plus noise
-    of size ``sqrt(2 eta / beta)`` per step, so along a nearly flat direction (a type
-    close to indifference, where the covariance term of the gradient lives) a chain needs
-    of order ``beta / eta`` steps to spread out.  At large beta chains left near a bound by
-    an earlier mechanism stay there; the estimator then sees buyers that q^beta no longer
-    has and, in our runs, drove prices past the values (B-1x10: smoothed objective 4.87,
-    exact 2.27).  These moves let such chains relax in a few dozen steps; returns the
-    moved chains and the adapted scales."""
+    of size ``sqrt(2 eta / beta)`` per step, so along a nearly flat direction (a type close
+    to indifference, where the covariance term of the gradient lives) a chain needs of
+    order ``beta / eta`` steps to spread out, and it cannot cross from "buy the bundle"
+    (x near 1) to "buy nothing" (x near 0) at all once beta is large.  The estimator then
+    sees buyers that q^beta no longer has: in our runs that drove prices past the values
+    (B-1x10: smoothed objective 4.87, exact 2.27).  Coordinate moves relax separable
+    directions, scale moves the bundle direction, in a few dozen steps.  Returns the moved
+    chains and the adapted scales."""
     k, b, n, m = chains.shape
     rows = b * n
+    grow = torch.tensor(1.25, dtype=chains.dtype)
+    shrink = torch.tensor(0.8, dtype=chains.dtype)
     with torch.no_grad():
         params = mech.net.affine(mech.others(values).reshape(rows, -1))
         types = values.reshape(rows, 1, m)
         x = chains.permute(1, 2, 0, 3).reshape(rows, k, m)
-        sc = scales.permute(1, 2, 0, 3).reshape(rows, k, m)
-        u = (types * x).sum(-1) - mech.net.evaluate(x, params)
+        sc = scales.permute(1, 2, 0, 3).reshape(rows, k, m + 1)
+
+        def utility(point: torch.Tensor) -> torch.Tensor:
+            return (types * point).sum(-1) - mech.net.evaluate(point, params)
+
+        def move(proposal, log_ratio, u, col):
+            nonlocal x, sc
+            u_new = utility(proposal)
+            noise = torch.rand((rows, k), generator=generator, dtype=x.dtype)
+            accept = torch.log(noise) < beta * (u_new - u) + log_ratio
+            x = torch.where(accept.unsqueeze(-1), proposal, x)
+            factor = torch.where(accept, grow, shrink).unsqueeze(-1)
+            sc = sc.scatter(-1, col, (sc.gather(-1, col) * factor).clamp(1e-4, 1.0))
+            return torch.where(accept, u_new, u)
+
+        u = utility(x)
+        last = torch.full((rows, k, 1), m, dtype=torch.long)
         for _ in range(steps):
             j = torch.randint(m, (rows, k, 1), generator=generator)
             step = sc.gather(-1, j) * torch.randn((rows, k, 1), generator=generator,
                                                   dtype=x.dtype)
-            proposal = x.scatter(-1, j, reflect(x.gather(-1, j) + step))
-            u_new = (types * proposal).sum(-1) - mech.net.evaluate(proposal, params)
-            noise = torch.rand((rows, k), generator=generator, dtype=x.dtype)
-            accept = torch.log(noise) < beta * (u_new - u)
-            x = torch.where(accept.unsqueeze(-1), proposal, x)
-            u = torch.where(accept, u_new, u)
-            factor = torch.where(accept, 1.25, 0.8).to(x.dtype).unsqueeze(-1)
-            sc = sc.scatter(-1, j, (sc.gather(-1, j) * factor).clamp(1e-4, 1.0))
+            u = move(x.scatter(-1, j, reflect(x.gather(-1, j) + step)), 0.0, u, j)
+            log_lam = sc[..., m] * torch.randn((rows, k), generator=generator, dtype=x.dtype)
+            proposal = x * torch.exp(log_lam).unsqueeze(-1)
+            inside = torch.where(proposal.amax(-1) <= 1.0, 0.0, -math.inf).to(x.dtype)
+            u = move(proposal.clamp(max=1.0), m * log_lam + inside, u, last)
+
         def back(t: torch.Tensor) -> torch.Tensor:
-            return t.view(b, n, k, m).permute(2, 0, 1, 3)
+            return t.view(b, n, k, -1).permute(2, 0, 1, 3)
         return back(x), back(sc)
 
 
@@ -199,7 +221,8 @@ class TEDI(GradientMethod):
             gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
             st["chains"] = torch.rand((options["chains"], *st["pool"].shape), generator=gen,
                                       dtype=mechanism.dtype)
-            st["scales"] = torch.full_like(st["chains"], 0.1)
+            st["scales"] = torch.full((*st["chains"].shape[:-1], st["chains"].shape[-1] + 1),
+                                      0.1, dtype=mechanism.dtype)
             st["gen"] = gen
         size, batch = len(st["pool"]), min(options["batch_size"], len(st["pool"]))
         start = (step * batch) % size
