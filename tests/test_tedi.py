@@ -288,7 +288,7 @@ def test_solver_matches_exact_lp():
 
 def test_keep_best_returns_the_best_validated_mechanism(tmp_path):
     """With ``keep_best`` the trained mechanism is the one whose validation objective was
-    the best logged, and the step it came from is recorded."""
+    the best logged (the start included), and the step it came from is recorded."""
     from automech.experiment import train
     from automech.training.trainer import GradientMethod
 
@@ -301,7 +301,7 @@ def test_keep_best_returns_the_best_validated_mechanism(tmp_path):
     history = run.history()
     vals = {r["step"]: r["val_objective"] for r in history if "val_objective" in r}
     selected = [r for r in history if "selected_step" in r]
-    assert len(vals) == 3 and len(selected) == 1
+    assert sorted(vals) == [0, 10, 20, 30] and len(selected) == 1
     best_step = max(vals, key=vals.get)
     assert selected[0]["selected_step"] == best_step
     validation = torch.as_tensor(s.sample(256, np.random.default_rng([0, 1])),
@@ -337,3 +337,25 @@ def test_metropolis_moves_reach_q_beta_from_stale_chains():
             cdf = ((of_grid.unsqueeze(0) <= points.unsqueeze(1)) * weight).sum(1)
             empirical = (stat.unsqueeze(0) <= points.unsqueeze(1)).double().mean(1)
             assert float((empirical - cdf).abs().max()) < 0.04
+
+
+def test_auto_start_is_the_better_classical_menu():
+    """``init="auto"`` starts U-1x10 (pure bundle 3.448 > separable 2.5) at the bundle
+    price and B-1x10 (separable 5.0 > bundle 3.31) with linear prices; the bundle start
+    earns Bundle-OPT's utility before any training."""
+    from automech import evaluate
+    from automech.errors import AutomechError
+    from automech.mechanisms.cost_baselines import best_bundle_price
+
+    meth = METHODS["tedi"]
+    u, b = get_setting("U-1x10-cp0-cd0"), get_setting("B-1x10-cp0-cd0")
+    assert meth.resolve(u, dict(meth.defaults))["init"] == "bundle"
+    assert meth.resolve(b, dict(meth.defaults))["init"] == "linear"
+    small = dict(meth.defaults, init="bundle", groups=[4], pan_hidden=8)
+    mech = meth.build(u, meth.resolve(u, small), seed=0)
+    start = evaluate(mech, u, samples=4096, search=None).objective_value
+    assert start == pytest.approx(best_bundle_price(u)[1], abs=0.1)
+    with pytest.raises(AutomechError, match="init"):
+        meth.resolve(u, dict(meth.defaults, init="separable"))
+    with pytest.raises(AutomechError, match="fee"):
+        meth.resolve(u, dict(meth.defaults, init="bundle", fee=False))

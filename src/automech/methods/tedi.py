@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from automech.errors import AutomechError
+from automech.mechanisms.cost_baselines import SeparableOPT, best_bundle_price
 from automech.mechanisms.tedi import TEDIMechanism
 from automech.problems.setting import Setting
 from automech.training.trainer import GradientMethod, schedule
@@ -170,6 +172,12 @@ def metropolis(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
         return back(x), back(sc)
 
 
+#: Starting menus of the network (:meth:`TEDI.resolve`).
+INITS = ("auto", "linear", "bundle")
+#: Seed of the prior profiles on which ``init="auto"`` compares the two starts.
+INIT_SEED = 20_240_601
+
+
 class TEDI(GradientMethod):
     name = "tedi"
     defaults = {
@@ -193,6 +201,7 @@ class TEDI(GradientMethod):
         "pan_layers": 2,
         "skip": True,
         "fee": True,
+        "init": "auto",               # "linear", "bundle" or "auto" (see :meth:`resolve`)
         "solver_steps": 300,
         "validate_every": 250,
         "validation_samples": 2048,
@@ -205,13 +214,37 @@ class TEDI(GradientMethod):
     def applicable(self, setting: Setting) -> str | None:
         return TEDIMechanism.applicable(setting)
 
+    def resolve(self, setting: Setting, options: dict[str, Any]) -> dict[str, Any]:
+        """``init="auto"`` starts from the better of the two classical menus the network
+        holds exactly at initialisation: per-good linear prices (the skip term, slope half
+        the largest value: ``"linear"``) or the grand bundle at Bundle-OPT's price (the fee
+        term alone: ``"bundle"``), compared by the principal utility of Bundle-OPT and
+        Separable-OPT on 2^14 prior profiles."""
+        options = dict(options)
+        if options["init"] not in INITS:
+            raise AutomechError(f"tedi: option 'init' must be one of {INITS}, "
+                                f"got {options['init']!r}")
+        if options["init"] == "bundle" and not options["fee"]:
+            raise AutomechError("tedi: init='bundle' needs the fee term (fee=true)")
+        if options["init"] == "auto":
+            bundle = best_bundle_price(setting)[1]
+            values = torch.as_tensor(setting.sample(2**14, np.random.default_rng(INIT_SEED)))
+            with torch.no_grad():
+                alloc, pay = SeparableOPT(setting)(values)
+            separable = float(setting.objective.value(values, alloc, pay).mean())
+            options["init"] = "bundle" if options["fee"] and bundle > separable else "linear"
+        return options
+
     def build(self, setting: Setting, options: dict[str, Any], seed: int) -> TEDIMechanism:
         self.state = {"seed": seed}
+        start = {}
+        if options["init"] == "bundle":
+            start = {"init_slope": 0.0, "init_fee": best_bundle_price(setting)[0]}
         return TEDIMechanism(setting, groups=tuple(options["groups"]),
                              group_size=options["group_size"], pan_hidden=options["pan_hidden"],
                              pan_layers=options["pan_layers"], skip=options["skip"],
                              fee=options["fee"], solver_steps=options["solver_steps"],
-                             init_seed=seed)
+                             init_seed=seed, **start)
 
     def sample(self, mechanism, setting, options, rng, step) -> torch.Tensor:
         st = self.state

@@ -14,8 +14,8 @@ the mechanism's softmax relaxation).  The loop is the same for all of them:
 * a checkpoint (model, optimiser, generator state) every ``checkpoint_every`` steps; a
   rerun with the same run directory resumes from it, and a finished run is not retrained;
 * with ``keep_best``, the mechanism returned is the one with the best validation
-  objective seen (early stopping on held-out profiles), not the last one; the step it
-  was taken from is logged as ``selected_step``.
+  objective seen, the starting one included (early stopping on held-out profiles), not
+  the last one; the step it was taken from is logged as ``selected_step``.
 """
 
 from __future__ import annotations
@@ -111,6 +111,11 @@ class GradientMethod(Method):
         validation = torch.as_tensor(setting.sample(options["validation_samples"],
                                                     np.random.default_rng([seed, 1])),
                                      dtype=mechanism.dtype, device=device)
+        if options["keep_best"] and start_step == 0:   # the start is a candidate too
+            record = {"step": 0, **self.validate(mechanism, validation)}
+            run.log(record)
+            self._best = {**record, "state_dict": {k: v.detach().clone() for k, v in
+                                                   mechanism.state_dict().items()}}
         steps, started = options["steps"], time.perf_counter()
         columns = (TextColumn("[bold]{task.description}"), BarColumn(),
                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
