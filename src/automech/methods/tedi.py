@@ -10,27 +10,46 @@
   of the smoothed objective (Eq. 9) when y, z ~ q^beta (Proposition 3.5, Eq. 11); with
   K > 2 samples the pair term becomes the sample covariance (:func:`covariance_loss`);
 * then every chain of the batch moves ``langevin_steps`` projected Euler-Maruyama steps of
-  Eq. (13), ``x <- clip(x + eta grad_x u_i(x) + sqrt(2 eta / beta) N(0, I), 0, 1)``;
+  Eq. (13), ``x <- clip(x + eta grad_x u_i(x) + sqrt(2 eta / beta) N(0, I), 0, 1)``,
+  followed by ``metropolis_steps`` rounds of exact Metropolis-Hastings moves
+  (:func:`metropolis`, our addition, see below);
 * beta (the trainer's ``temperature``) rises and eta (``langevin_step``) and the learning
-  rate fall on exponential / cosine schedules (line 15).
+  rate fall on exponential / cosine schedules (line 15);
+* the mechanism kept is the best of the validated ones (``keep_best``; validation is the
+  exact mechanism on ``validation_samples`` held-out profiles, the start included).
 
 With ``train_profiles == batch_size`` (default) every step uses all M profiles, as in
 Algorithm 1; a larger pool is cycled through in minibatches.
 
 Choices where the paper (its appendix with hyperparameters is not in our copy) leaves
-them open, measured on U-1x10-cp0-cd0 (validation revenue on 2,048 profiles; the pure
-bundle earns 3.448):
+them open:
 
+* Metropolis moves.  Plain Eq. (13) cannot follow q^beta once beta is large: along a
+  direction where u_i is nearly flat (types close to indifference, exactly where the
+  covariance term carries the price signal) a chain needs of order beta / eta steps to
+  spread, and it never crosses between "buy the bundle" and "buy nothing".  Runs with
+  beta rising to 500-2000 then collapsed (U-1x10: exact revenue 3.43 -> 3.05 -> 2.84;
+  B-1x10 with a linear beta schedule: smoothed objective 4.87 while the exact mechanism
+  earned 2.27: chains still "bought" goods whose price had passed 1).  Coordinate and
+  scale moves leave q^beta exactly invariant and relax such chains in a few dozen steps:
+  on a trained U-1x10 network at beta = 1000, chains started uniformly reach the solver's
+  utility within 0.008 (about m / beta, the equilibrium gap) with them and stay 0.11 short
+  without the scale move.
+* beta 20 -> 1000: the Bernoulli prior's optimum prices each good at its value, and the
+  smoothing costs of order 1 / sqrt(beta) per good (d = 1 / sqrt(beta) is where
+  ``(1 - d)(1 - 1 / (beta d))`` peaks), so beta = 200 cannot pass 4.65 on B-1x10.
+* ``init="auto"``: the start is whichever of the bundle menu and the linear menu earns more
+  (:meth:`TEDI.resolve`).  On U-1x10 the pure bundle (3.448) is within 0.5% of the
+  paper's TEDI (3.462); from the linear start our runs hovered at 3.42-3.45.
 * the network has an entry-fee residual ``c(y) max_j x_j`` (``fee``, see
-  :class:`~automech.mechanisms.tedi.PartialGroupMaxNet`) next to the affine skip: with
-  it validation reached 3.36 after 100 steps instead of 3.08, and 3.40 by step 300;
-* Adam 3e-4 -> 1e-5 (cosine) instead of 1e-3 -> 1e-4: with 1e-3 the mechanism
-  oscillated (validation 2.87-3.31 between validations 100 steps apart);
-* beta 20 -> 200 and Langevin steps 0.02 -> 0.005 with S = 10 steps per iteration:
-  with beta rising to 300-1000 and S = 5, validation fell in the last third of training
-  (3.30 -> 2.89), which we attribute to chains that no longer track q^beta when its
-  concentration outpaces the Langevin step (the estimator then follows stale samples).
-* 1,000 steps, full batch of M = 2,048 profiles.
+  :class:`~automech.mechanisms.tedi.PartialGroupMaxNet`) next to the affine skip: it
+  holds the grand bundle exactly.
+* Adam 3e-4 -> 1e-5 (cosine): with 1e-3 the mechanism oscillated; with beta rising
+  linearly (beta > 200 while the learning rate is still near 3e-4) U-1x10 diverged
+  (validation 3.38 -> 2.28 within 100 steps), the covariance term's noise growing with
+  beta.
+* 1,000 steps, full batch of M = 2,048 profiles, K = 2 chains (K = 4 did not change the
+  outcome in our U-1x10 runs).
 """
 
 from __future__ import annotations
@@ -172,6 +191,15 @@ def metropolis(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
         return back(x), back(sc)
 
 
+#: Options that ``recipe="atoms"`` puts over the defaults, and ``recipe="auto"`` on priors
+#: with atoms (Bernoulli, discrete): the optimum there leaves types exactly indifferent
+#: (B-1x10: every good priced at the value 1), so the smoothing must end sharp and stay
+#: sharp for long -- revenue lost to it is of order 1 / sqrt(beta) per good, against
+#: log(beta) / beta for a prior with a density -- and the entry fee, which the smoothed
+#: objective favours there, is left out.
+ATOMS_RECIPE: dict[str, Any] = {"temperature_final": 1000.0, "temperature_schedule": "linear",
+                                "lr_final": 1e-4, "fee": False}
+RECIPES = ("auto", "continuous", "atoms")
 #: Starting menus of the network (:meth:`TEDI.resolve`).
 INITS = ("auto", "linear", "bundle")
 #: Seed of the prior profiles on which ``init="auto"`` compares the two starts.
@@ -191,10 +219,10 @@ class TEDI(GradientMethod):
         "temperature_final": 200.0,
         "temperature_schedule": "exponential",
         "langevin_step": 0.02,        # eta_0
-        "langevin_step_final": 0.005,
+        "langevin_step_final": 0.002,
         "langevin_steps": 10,         # S
         "chains": 2,                  # K samples of q^beta per profile (2: Eq. 12)
-        "metropolis_steps": 0,        # exact coordinate moves after Langevin, per step
+        "metropolis_steps": 10,       # rounds of exact Metropolis moves after Langevin
         "groups": [16, 16],
         "group_size": 4,
         "pan_hidden": 64,
@@ -202,10 +230,12 @@ class TEDI(GradientMethod):
         "skip": True,
         "fee": True,
         "init": "auto",               # "linear", "bundle" or "auto" (see :meth:`resolve`)
+        "recipe": "auto",             # "continuous", "atoms" or "auto" (see ATOMS_RECIPE)
         "solver_steps": 300,
-        "validate_every": 250,
-        "validation_samples": 2048,
+        "validate_every": 200,
+        "validation_samples": 8192,
         "checkpoint_every": 250,
+        "keep_best": True,
     }
 
     def __init__(self) -> None:
@@ -215,12 +245,19 @@ class TEDI(GradientMethod):
         return TEDIMechanism.applicable(setting)
 
     def resolve(self, setting: Setting, options: dict[str, Any]) -> dict[str, Any]:
-        """``init="auto"`` starts from the better of the two classical menus the network
+        """``recipe="auto"`` applies :data:`ATOMS_RECIPE` on priors with atoms.
+        ``init="auto"`` starts from the better of the two classical menus the network
         holds exactly at initialisation: per-good linear prices (the skip term, slope half
         the largest value: ``"linear"``) or the grand bundle at Bundle-OPT's price (the fee
         term alone: ``"bundle"``), compared by the principal utility of Bundle-OPT and
         Separable-OPT on 2^14 prior profiles."""
-        options = dict(options)
+        if options["recipe"] not in RECIPES:
+            raise AutomechError(f"tedi: option 'recipe' must be one of {RECIPES}, "
+                                f"got {options['recipe']!r}")
+        recipe = options["recipe"]
+        if recipe == "auto":
+            recipe = "atoms" if setting.prior.atoms(0) is not None else "continuous"
+        options = {**options, **(ATOMS_RECIPE if recipe == "atoms" else {}), "recipe": recipe}
         if options["init"] not in INITS:
             raise AutomechError(f"tedi: option 'init' must be one of {INITS}, "
                                 f"got {options['init']!r}")
