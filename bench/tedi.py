@@ -135,7 +135,9 @@ def tedi(cases, samples: int, overrides: dict, seed: int) -> None:
         t = time.perf_counter()
         ev = evaluate(mech, s, samples=samples, search=SEARCH)
         row = _row(ev, time.perf_counter() - t, name, "tedi")
+        selected = [r["selected_step"] for r in run.history() if "selected_step" in r]
         row.update(train_seconds=train_s, target=TARGETS.get(name),
+                   selected_step=selected[-1] if selected else None,
                    reached=ev.objective_value >= TARGETS.get(name, float("inf")),
                    options=overrides, seed=seed)
         print(name, "tedi", json.dumps(row), flush=True)
