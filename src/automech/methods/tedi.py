@@ -132,7 +132,8 @@ def metropolis(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
                scales: torch.Tensor, beta: float, steps: int,
                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``steps`` rounds of two Metropolis-Hastings moves on every chain (K, B, n, m), each
-    leaving q^beta(x) ~ exp(beta u_i(x)) on [0, 1]^m exactly invariant:
+    leaving q^beta(x) ~ exp(beta u_i(x)) on [0, 1]^m exactly invariant for given proposal
+    sizes (the sizes adapt between moves, as in adaptive MCMC):
 
     1. a coordinate move: one coordinate j per chain, ``x_j' = reflect(x_j + s_j N(0, 1))``
        (symmetric on [0, 1]), accepted with probability ``min(1, exp(beta du))``;
