@@ -359,3 +359,7 @@ def test_auto_start_is_the_better_classical_menu():
         meth.resolve(u, dict(meth.defaults, init="separable"))
     with pytest.raises(AutomechError, match="fee"):
         meth.resolve(u, dict(meth.defaults, init="bundle", fee=False))
+    with pytest.raises(AutomechError, match="recipe"):
+        meth.resolve(u, dict(meth.defaults, recipe="discrete"))
+    atoms = meth.resolve(b, dict(meth.defaults))
+    assert atoms["recipe"] == "atoms" and atoms["temperature_final"] == 1000.0
