@@ -27,32 +27,29 @@ them open:
 * Metropolis moves.  Plain Eq. (13) cannot follow q^beta once beta is large: along a
   direction where u_i is nearly flat (types close to indifference, exactly where the
   covariance term carries the price signal) a chain needs of order beta / eta steps to
-  spread, and it never crosses between "buy the bundle" and "buy nothing".  Runs with
-  beta rising to 500-2000 then collapsed (U-1x10 validation: 3.43 at beta 100 -> 3.05 at
-  beta 500, and 3.34 -> 2.84 with beta rising to 2000; B-1x10 with a linear beta
-  schedule: smoothed objective 4.87 while the exact mechanism earned 2.27: chains still
-  "bought" goods whose price had passed 1).  Coordinate and
-  scale moves leave q^beta exactly invariant and relax such chains in a few dozen steps:
-  on a trained U-1x10 network at beta = 1000, chains started uniformly reach the solver's
-  utility within 0.008 (about m / beta, the equilibrium gap) with them and stay 0.11 short
-  without the scale move.
+  spread, and it never crosses between "buy the bundle" and "buy nothing".  In our runs
+  without the moves, the exact mechanism's validation objective fell as beta rose past a
+  few hundred while the smoothed objective did not (on B-1x10 the chains still "bought"
+  goods whose price had passed 1).  Coordinate and scale moves leave q^beta exactly
+  invariant and relax such chains in a few dozen steps (the stale-chain test in
+  ``tests/test_tedi.py``); ``--set metropolis_steps=0`` turns them off.
 * beta 20 -> 200 on an exponential schedule for priors with a density, and
   ``recipe="atoms"`` (:data:`ATOMS_RECIPE`: 20 -> 1000, linear, no fee, Adam ending at
   1e-4) for priors with atoms.  The Bernoulli prior's optimum prices each good at its
   value, where the smoothing costs of order 1 / sqrt(beta) per good (d = 1 / sqrt(beta)
   is where ``(1 - d)(1 - 1 / (beta d))`` peaks): beta = 200 cannot pass 4.65 on B-1x10.
-  On U-1x10 a beta above about 140 while the learning rate was still above 1e-4 made the
-  smoothed objective itself fall (3.38 -> 2.28 within 100 steps), the noise of the
-  covariance term growing with beta; ``keep_best`` keeps the last good mechanism.
+  On U-1x10 a beta in the hundreds while the learning rate was still above 1e-4 made the
+  smoothed objective itself fall, the noise of the covariance term growing with beta;
+  ``keep_best`` keeps the last good mechanism.
 * ``init="auto"``: the start is whichever of the bundle menu and the linear menu earns more
   (:meth:`TEDI.resolve`).  On U-1x10 the pure bundle (3.448) is within 0.5% of the
-  paper's TEDI (3.462); from the linear start our runs hovered at 3.42-3.45.
+  paper's TEDI (3.462), and our runs from the linear start ended no higher.
 * the network has an entry-fee residual ``c(y) max_j x_j`` (``fee``, see
   :class:`~automech.mechanisms.tedi.PartialGroupMaxNet`) next to the affine skip: it
   holds the grand bundle exactly.
 * Adam 3e-4 -> 1e-5 (cosine): with 1e-3 the mechanism oscillated.
 * 1,000 steps, full batch of M = 2,048 profiles, K = 2 chains (K = 4 moved U-1x10 by less
-  than the test noise, 3.443 against 3.426-3.446 on 20,000 profiles).
+  than the test noise in our runs).
 """
 
 from __future__ import annotations
@@ -70,12 +67,30 @@ from automech.problems.setting import Setting
 from automech.training.trainer import GradientMethod, schedule
 
 
+def to_rows(chains: torch.Tensor) -> torch.Tensor:
+    """Chains (K, B, n, d) as one row per (profile, bidder) with its K points: (B n, K, d),
+    the layout the pricing network evaluates."""
+    k, b, n, d = chains.shape
+    return chains.permute(1, 2, 0, 3).reshape(b * n, k, d)
+
+
+def from_rows(x: torch.Tensor, b: int, n: int) -> torch.Tensor:
+    """Inverse of :func:`to_rows`: (B n, K, d) -> (K, B, n, d)."""
+    return x.view(b, n, x.shape[1], -1).permute(2, 0, 1, 3)
+
+
+def pricing_maps(mech: TEDIMechanism, values: torch.Tensor):
+    """The pricing network's per-row affine maps for profiles ``values`` (B, n, m)."""
+    b, n, _ = values.shape
+    return mech.net.affine(mech.others(values).reshape(b * n, -1))
+
+
 def principal_and_welfare(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
                           params, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """u0 and ASW^beta (each (K, B)) of outcomes ``chains`` (K, B, n, m) at profiles
     ``values`` (B, n, m): one network pass prices all K outcomes and the null bundle."""
     k, b, n, m = chains.shape
-    x = chains.permute(1, 2, 0, 3).reshape(b * n, k, m)
+    x = to_rows(chains)
     f = mech.net.evaluate(torch.cat([x, x.new_zeros(b * n, 1, m)], dim=1), params)
     pay = (f[:, :k] - f[:, k:]).view(b, n, k).permute(2, 0, 1)            # (K, B, n)
     vals = values.expand(k, -1, -1, -1)
@@ -98,28 +113,29 @@ def covariance_loss(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Ten
     k, b, n, m = chains.shape
     if k < 2:
         raise ValueError(f"the covariance trick needs at least 2 samples per profile, got {k}")
-    params = mech.net.affine(mech.others(values).reshape(b * n, -1))
-    u0, asw = principal_and_welfare(mech, values, chains, params, beta)
+    u0, asw = principal_and_welfare(mech, values, chains, pricing_maps(mech, values), beta)
     centred = (u0 - u0.mean(0)).detach()
     surrogate = u0.mean(0) + (centred * (asw - asw.mean(0))).sum(0) / (k - 1)
     return surrogate.mean(), u0.mean()
 
 
 def langevin(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
-             beta: float, eta: float, steps: int, generator: torch.Generator) -> torch.Tensor:
+             beta: float, eta: float, steps: int, generator: torch.Generator,
+             params=None) -> torch.Tensor:
     """``steps`` projected Euler-Maruyama steps of Eq. (13) on every chain (K, B, n, m):
     ``x <- clip(x + eta grad_x u_i(x) + sqrt(2 eta / beta) N(0, I), 0, 1)``; the moved
-    chains (all K priced in one network pass per step)."""
+    chains (all K priced in one network pass per step).  ``params``: the profiles'
+    :func:`pricing_maps`, when the caller has them."""
     k, b, n, m = chains.shape
     with torch.no_grad():
-        params = mech.net.affine(mech.others(values).reshape(b * n, -1))
+        params = pricing_maps(mech, values) if params is None else params
         types = values.reshape(b * n, 1, m)
-        x = chains.permute(1, 2, 0, 3).reshape(b * n, k, m)
+        x = to_rows(chains)
         for _ in range(steps):
             _, grad = mech.price_gradient(x, params)
             noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
             x = (x + eta * (types - grad) + (2 * eta / beta) ** 0.5 * noise).clamp(0.0, 1.0)
-        return x.view(b, n, k, m).permute(2, 0, 1, 3)
+        return from_rows(x, b, n)
 
 
 def reflect(x: torch.Tensor) -> torch.Tensor:
@@ -130,7 +146,7 @@ def reflect(x: torch.Tensor) -> torch.Tensor:
 
 def metropolis(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
                scales: torch.Tensor, beta: float, steps: int,
-               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+               generator: torch.Generator, params=None) -> tuple[torch.Tensor, torch.Tensor]:
     """``steps`` rounds of two Metropolis-Hastings moves on every chain (K, B, n, m), each
     leaving q^beta(x) ~ exp(beta u_i(x)) on [0, 1]^m exactly invariant for given proposal
     sizes (the sizes adapt between moves, as in adaptive MCMC):
@@ -152,18 +168,17 @@ def metropolis(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
     order ``beta / eta`` steps to spread out, and it cannot cross from "buy the bundle"
     (x near 1) to "buy nothing" (x near 0) at all once beta is large.  The estimator then
     sees buyers that q^beta no longer has: in our runs that drove prices past the values
-    (B-1x10: smoothed objective 4.87, exact 2.27).  Coordinate moves relax separable
-    directions, scale moves the bundle direction, in a few dozen steps.  Returns the moved
-    chains and the adapted scales."""
+    on B-1x10.  Coordinate moves relax separable
+    directions, scale moves the bundle direction, in a few dozen steps.  ``params`` as in
+    :func:`langevin`.  Returns the moved chains and the adapted scales."""
     k, b, n, m = chains.shape
     rows = b * n
     grow = torch.tensor(1.25, dtype=chains.dtype)
     shrink = torch.tensor(0.8, dtype=chains.dtype)
     with torch.no_grad():
-        params = mech.net.affine(mech.others(values).reshape(rows, -1))
+        params = pricing_maps(mech, values) if params is None else params
         types = values.reshape(rows, 1, m)
-        x = chains.permute(1, 2, 0, 3).reshape(rows, k, m)
-        sc = scales.permute(1, 2, 0, 3).reshape(rows, k, m + 1)
+        x, sc = to_rows(chains), to_rows(scales)
 
         def utility(point: torch.Tensor) -> torch.Tensor:
             return (types * point).sum(-1) - mech.net.evaluate(point, params)
@@ -189,10 +204,7 @@ def metropolis(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
             proposal = x * torch.exp(log_lam).unsqueeze(-1)
             inside = torch.where(proposal.amax(-1) <= 1.0, 0.0, -math.inf).to(x.dtype)
             u = move(proposal.clamp(max=1.0), m * log_lam + inside, u, last)
-
-        def back(t: torch.Tensor) -> torch.Tensor:
-            return t.view(b, n, k, -1).permute(2, 0, 1, 3)
-        return back(x), back(sc)
+        return from_rows(x, b, n), from_rows(sc, b, n)
 
 
 #: Options that ``recipe="atoms"`` puts over the defaults, and ``recipe="auto"`` on priors
@@ -316,12 +328,15 @@ class TEDI(GradientMethod):
         eta = schedule("exponential", options["langevin_step"], options["langevin_step_final"],
                        st["step"], options["steps"])
         idx = st["idx"]
-        st["chains"][:, idx] = langevin(mechanism, st["pool"][idx], st["chains"][:, idx],
-                                        st["beta"], eta, options["langevin_steps"], st["gen"])
+        values = st["pool"][idx]
+        with torch.no_grad():
+            params = pricing_maps(mechanism, values)
+        st["chains"][:, idx] = langevin(mechanism, values, st["chains"][:, idx], st["beta"],
+                                        eta, options["langevin_steps"], st["gen"], params)
         if options["metropolis_steps"]:
             st["chains"][:, idx], st["scales"][:, idx] = metropolis(
-                mechanism, st["pool"][idx], st["chains"][:, idx], st["scales"][:, idx],
-                st["beta"], options["metropolis_steps"], st["gen"])
+                mechanism, values, st["chains"][:, idx], st["scales"][:, idx], st["beta"],
+                options["metropolis_steps"], st["gen"], params)
 
     def training_state(self, mechanism) -> dict[str, Any]:
         st = self.state

@@ -58,6 +58,13 @@ def schedule(kind: str, start: float, end: float, step: int, total: int) -> floa
     raise AutomechError(f"unknown schedule {kind!r}; known: {', '.join(SCHEDULES)}")
 
 
+def _snapshot(mechanism: Mechanism, record: dict[str, Any]) -> dict[str, Any]:
+    """What ``keep_best`` keeps of a validated mechanism: its step, validation objective
+    and a copy of its parameters."""
+    return {"step": record["step"], "val_objective": record["val_objective"],
+            "state_dict": {k: v.detach().clone() for k, v in mechanism.state_dict().items()}}
+
+
 class GradientMethod(Method):
     """A method trained by the shared loop; subclasses implement ``build`` (and may
     override ``loss``) and extend :attr:`defaults`."""
@@ -114,8 +121,7 @@ class GradientMethod(Method):
         if options["keep_best"] and start_step == 0:   # the start is a candidate too
             record = {"step": 0, **self.validate(mechanism, validation)}
             run.log(record)
-            self._best = {**record, "state_dict": {k: v.detach().clone() for k, v in
-                                                   mechanism.state_dict().items()}}
+            self._best = _snapshot(mechanism, record)
         steps, started = options["steps"], time.perf_counter()
         columns = (TextColumn("[bold]{task.description}"), BarColumn(),
                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
@@ -141,10 +147,7 @@ class GradientMethod(Method):
                                f"{record['val_objective']:.4f}")
                     if options["keep_best"] and (self._best is None or record["val_objective"]
                                                  > self._best["val_objective"]):
-                        self._best = {"val_objective": record["val_objective"],
-                                      "step": step + 1,
-                                      "state_dict": {k: v.detach().clone() for k, v in
-                                                     mechanism.state_dict().items()}}
+                        self._best = _snapshot(mechanism, record)
                 if (step + 1) % options["log_every"] == 0 or "val_objective" in record:
                     record["seconds"] = time.perf_counter() - started
                     run.log(record)
