@@ -41,9 +41,14 @@ them open:
   On U-1x10 a beta in the hundreds while the learning rate was still above 1e-4 made the
   smoothed objective itself fall, the noise of the covariance term growing with beta;
   ``keep_best`` keeps the last good mechanism.
-* ``init="auto"``: the start is whichever of the bundle menu and the linear menu earns more
-  (:meth:`TEDI.resolve`).  On U-1x10 the pure bundle (3.448) is within 0.5% of the
-  paper's TEDI (3.462), and our runs from the linear start ended no higher.
+* ``init="auto"``: the start is the better of the classical menus the network can hold
+  (:meth:`TEDI.resolve`): the grand bundle at Bundle-OPT's price, or Separable-OPT's
+  threshold prices distilled into the skip term (:func:`distil_separable`; per-good
+  linear prices on priors with atoms).  On U-1x10 the pure bundle (3.448) is within 0.5%
+  of the paper's TEDI (3.462), and our runs from the linear start ended no higher.  On
+  U-3x10-cp1-cd0 no posted price independent of the others is profitable (the linear
+  start loses money) and Separable-OPT's prices depend on ``t_-i``: starting there is
+  our choice, the paper starts from its initialisation.
 * the network has an entry-fee residual ``c(y) max_j x_j`` (``fee``, see
   :class:`~automech.mechanisms.tedi.PartialGroupMaxNet`) next to the affine skip: it
   holds the grand bundle exactly.
@@ -64,6 +69,7 @@ from automech.errors import AutomechError
 from automech.mechanisms.cost_baselines import SeparableOPT, best_bundle_price
 from automech.mechanisms.tedi import TEDIMechanism
 from automech.problems.setting import Setting
+from automech.runs import Run
 from automech.training.trainer import GradientMethod, schedule
 
 
@@ -217,9 +223,45 @@ ATOMS_RECIPE: dict[str, Any] = {"temperature_final": 1000.0, "temperature_schedu
                                 "lr_final": 1e-4, "fee": False}
 RECIPES = ("auto", "continuous", "atoms")
 #: Starting menus of the network (:meth:`TEDI.resolve`).
-INITS = ("auto", "linear", "bundle")
+INITS = ("auto", "linear", "bundle", "separable")
 #: Seed of the prior profiles on which ``init="auto"`` compares the two starts.
 INIT_SEED = 20_240_601
+#: Raw entry-fee bias giving softplus ~ 1e-6: the fee off for the separable start.
+FEE_OFF = -14.0
+
+
+def distil_separable(mech: TEDIMechanism, steps: int, batch_size: int, lr: float,
+                     rng: np.random.Generator) -> float:
+    """Fit the skip term ``D(t_-i)`` of ``mech``'s pricing network to Separable-OPT's
+    threshold prices ``theta(t_-i)`` (:meth:`SeparableOPT.thresholds`, capped at the
+    largest value) by Adam on the squared error, step size ``lr`` on a cosine to 0,
+    ``batch_size`` fresh prior profiles a step; the entry fee is switched off first
+    (softplus ~ 1e-6).  The network then prices a bundle ``x`` at about
+    ``theta(t_-i) . x`` plus the small convex GroupMax part it starts with (fitting the
+    prices themselves, GroupMax part included, started lower in our probes).  Returns
+    the final root-mean-square error of the thresholds."""
+    setting, net = mech.setting, mech.net
+    separable = SeparableOPT(setting)
+    high = float(np.max(setting.prior.support()[1]))
+    if net.c_head is not None:
+        with torch.no_grad():
+            net.c_head.bias.fill_(FEE_OFF)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    error = float("nan")
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = schedule("cosine", lr, 0.0, step, steps)
+        values = torch.as_tensor(setting.sample(batch_size, rng), dtype=mech.dtype)
+        with torch.no_grad():
+            target = separable.thresholds(values.double()).clamp(max=high).to(mech.dtype)
+        others = mech.others(values)
+        slope = net.affine(others.reshape(-1, others.shape[-1]))[-1][2][:, 0, :]
+        loss = ((slope - target.reshape(-1, target.shape[-1])) ** 2).mean()  # n = 1: shared
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        error = float(loss.detach().sqrt())
+    return error
 
 
 class TEDI(GradientMethod):
@@ -245,7 +287,9 @@ class TEDI(GradientMethod):
         "pan_layers": 2,
         "skip": True,
         "fee": True,
-        "init": "auto",               # "linear", "bundle" or "auto" (see :meth:`resolve`)
+        "init": "auto",               # "linear", "bundle", "separable" or "auto" (:meth:`resolve`)
+        "init_steps": 2000,           # Adam steps distilling Separable-OPT (init="separable")
+        "init_lr": 1e-2,              # ... their step size (cosine to 0)
         "recipe": "auto",             # "continuous", "atoms" or "auto" (see ATOMS_RECIPE)
         "solver_steps": 300,
         "validate_every": 200,
@@ -262,11 +306,15 @@ class TEDI(GradientMethod):
 
     def resolve(self, setting: Setting, options: dict[str, Any]) -> dict[str, Any]:
         """``recipe="auto"`` applies :data:`ATOMS_RECIPE` on priors with atoms.
-        ``init="auto"`` starts from the better of the two classical menus the network
-        holds exactly at initialisation: per-good linear prices (the skip term, slope half
-        the largest value: ``"linear"``) or the grand bundle at Bundle-OPT's price (the fee
-        term alone: ``"bundle"``), compared by the principal utility of Bundle-OPT and
-        Separable-OPT on 2^14 prior profiles."""
+        ``init="auto"`` starts from the best of the classical menus the network can hold
+        at initialisation, compared by the principal utility of Bundle-OPT and
+        Separable-OPT on 2^14 prior profiles: the grand bundle at Bundle-OPT's price (the
+        fee term alone: ``"bundle"``) if it earns more, else Separable-OPT's per-good
+        threshold prices distilled into the skip term (``"separable"``, see
+        :meth:`initialise`).  On priors with atoms the thresholds sit exactly on the atoms
+        (B-1x10: every good at price 1 = the value), which leaves the types indifferent and
+        the exact mechanism's choice to the solver's ties; there the start is per-good
+        linear prices at half the largest value (``"linear"``) instead."""
         if options["recipe"] not in RECIPES:
             raise AutomechError(f"tedi: option 'recipe' must be one of {RECIPES}, "
                                 f"got {options['recipe']!r}")
@@ -279,13 +327,20 @@ class TEDI(GradientMethod):
                                 f"got {options['init']!r}")
         if options["init"] == "bundle" and not options["fee"]:
             raise AutomechError("tedi: init='bundle' needs the fee term (fee=true)")
+        if options["init"] == "separable" and not options["skip"]:
+            raise AutomechError("tedi: init='separable' needs the skip term (skip=true)")
         if options["init"] == "auto":
             bundle = best_bundle_price(setting)[1]
             values = torch.as_tensor(setting.sample(2**14, np.random.default_rng(INIT_SEED)))
             with torch.no_grad():
                 alloc, pay = SeparableOPT(setting)(values)
             separable = float(setting.objective.value(values, alloc, pay).mean())
-            options["init"] = "bundle" if options["fee"] and bundle > separable else "linear"
+            if options["fee"] and bundle > separable:
+                options["init"] = "bundle"
+            elif setting.prior.atoms(0) is None and options["skip"]:
+                options["init"] = "separable"
+            else:
+                options["init"] = "linear"
         return options
 
     def build(self, setting: Setting, options: dict[str, Any], seed: int) -> TEDIMechanism:
@@ -298,6 +353,22 @@ class TEDI(GradientMethod):
                              pan_layers=options["pan_layers"], skip=options["skip"],
                              fee=options["fee"], solver_steps=options["solver_steps"],
                              init_seed=seed, **start)
+
+    def initialise(self, mechanism: TEDIMechanism, setting: Setting, options: dict[str, Any],
+                   seed: int, run: Run, progress: bool = False) -> None:
+        """``init="separable"``: regress the skip term ``D(t_-i)`` on Separable-OPT's
+        threshold prices ``SeparableOPT.thresholds(t_-i)`` (capped at the largest value:
+        a good nobody can be served is priced out of reach) by Adam on fresh prior
+        profiles, with the entry fee switched off; the network then prices bundles
+        ``x`` at about ``sum_j theta_j(t_-i) x_j``, Separable-OPT's menu, plus the small
+        convex GroupMax part it starts with.  The fit's root-mean-square error goes to
+        ``init.json``."""
+        if options["init"] != "separable":
+            return
+        rmse = distil_separable(mechanism, options["init_steps"], options["batch_size"],
+                                options["init_lr"], np.random.default_rng([seed, 3]))
+        run.write_json("init.json", {"init": "separable", "threshold_rmse": rmse,
+                                     "steps": options["init_steps"]})
 
     def sample(self, mechanism, setting, options, rng, step) -> torch.Tensor:
         st = self.state
