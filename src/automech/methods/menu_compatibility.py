@@ -56,6 +56,7 @@ holds.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import time
 from dataclasses import asdict, dataclass
@@ -356,26 +357,17 @@ def lipschitz_bound(mech: GemNetMechanism) -> dict[str, Any]:
     return out
 
 
-def adjust(mech: GemNetMechanism, grid: int = 0, snap: float = 0.01
-           ) -> tuple[GemNetMechanism, AdjustmentReport]:
-    """The adjusted, certified mechanism built from the trained network ``mech``."""
-    setting = mech.setting
-    problem = adjustable(setting)
-    if problem:
-        raise AutomechError(problem)
-    if mech.grid and grid and grid != mech.grid:
-        raise AutomechError(f"the network was trained on a grid of {mech.grid} cells per "
-                            f"coordinate; it cannot be adjusted on {grid}")
-    network = mech.network(mech.grid or grid or auto_grid(setting))
-    grid = network.grid
-    started = time.perf_counter()
-    alloc, price = menu_tables(network, snap)
-    low, high = setting.prior.support()
-    corners = own_boxes(low[0].astype(np.float64), high[0].astype(np.float64), grid)
-    full_alloc, full_price = alloc, price.copy()
-    active = used_entries(alloc, price, low[0], high[0], grid)
+def make_compatible(alloc: np.ndarray, price: np.ndarray, low: np.ndarray, high: np.ndarray,
+                    grid: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Certified menu tables from menu tables (n, cells, K+1, m) / (n, cells, K+1) on
+    ``grid`` cells per coordinate of the common support box ``[low, high]``: unused
+    entries leave the menus, the MILP passes fix every violating cell pair, and the
+    certificate is checked.  Returns the new tables (inputs untouched) and the counts
+    and timings of :class:`AdjustmentReport` that do not depend on a network."""
+    corners = own_boxes(low.astype(np.float64), high.astype(np.float64), grid)
+    full_alloc, full_price = alloc.copy(), price.copy()
+    active = used_entries(alloc, price, low, high, grid)
     alloc, price = alloc[:, :, active].copy(), price[:, :, active].copy()
-    tables_s = time.perf_counter() - started
 
     started = time.perf_counter()
     before = certify(alloc, price, corners)
@@ -391,22 +383,74 @@ def adjust(mech: GemNetMechanism, grid: int = 0, snap: float = 0.01
     started = time.perf_counter()
     after = certify(alloc, price, corners)
     certify_s = time.perf_counter() - started
+    if after:
+        raise AutomechError(f"price adjustment left {after} of {price.shape[1] ** 2} cell "
+                            "pairs uncertified")
     shift = price - base
     # entries no bid can choose leave the menu: zero allocation, a price above any value
     removed = np.ones(full_price.shape[-1], dtype=bool)
     removed[active] = False
     full_alloc[:, :, removed] = 0.0
-    full_price[:, :, removed] = REMOVED_PRICE * (1.0 + float(high.sum(axis=1).max()))
+    full_price[:, :, removed] = REMOVED_PRICE * (1.0 + float(high.sum()))
     full_price[:, :, active] = price
-    alloc, price = full_alloc, full_price
-    if after:
-        raise AutomechError(f"price adjustment left {after} of {price.shape[1] ** 2} cell "
-                            "pairs uncertified")
-    report = AdjustmentReport(
-        grid=grid, entries_used=int(active.size - 1), menu_size=mech.menu_size,
-        cells_per_bidder=price.shape[1], cell_pairs=price.shape[1] ** 2,
-        violating_pairs_before=before, violating_pairs_after=after, **stats,
-        price_shift_max=float(np.abs(shift).max()), price_shift_mean=float(np.abs(shift).mean()),
-        seconds_tables=tables_s, seconds_milp=milp_s, seconds_certify=certify_s,
-        lipschitz=lipschitz_bound(mech))
+    report = dict(grid=grid, entries_used=int(active.size - 1),
+                  cells_per_bidder=price.shape[1], cell_pairs=price.shape[1] ** 2,
+                  violating_pairs_before=before, violating_pairs_after=after, **stats,
+                  price_shift_max=float(np.abs(shift).max()),
+                  price_shift_mean=float(np.abs(shift).mean()),
+                  seconds_milp=milp_s, seconds_certify=certify_s)
+    return full_alloc, full_price, report
+
+
+def adjust(mech: GemNetMechanism, grid: int = 0, snap: float = 0.01
+           ) -> tuple[GemNetMechanism, AdjustmentReport]:
+    """The adjusted, certified mechanism built from the trained network ``mech``."""
+    setting = mech.setting
+    problem = adjustable(setting)
+    if problem:
+        raise AutomechError(problem)
+    if mech.grid and grid and grid != mech.grid:
+        raise AutomechError(f"the network was trained on a grid of {mech.grid} cells per "
+                            f"coordinate; it cannot be adjusted on {grid}")
+    network = mech.network(mech.grid or grid or auto_grid(setting))
+    started = time.perf_counter()
+    alloc, price = menu_tables(network, snap)
+    tables_s = time.perf_counter() - started
+    low, high = setting.prior.support()
+    alloc, price, stats = make_compatible(alloc, price, low[0], high[0], network.grid)
+    report = AdjustmentReport(**stats, menu_size=mech.menu_size, seconds_tables=tables_s,
+                              lipschitz=lipschitz_bound(mech))
     return network.with_tables(alloc, price, snap), report
+
+
+def affine_maximizer_tables(ama, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """An affine maximizer's menus (``AffineMaximizer.menus``) at the opponent cell
+    centres of a ``grid`` (two bidders), as GemNet menu tables: entry d + 1 of bidder i
+    is its d-th distinct non-null share among the AMA's allocations, at the cheapest AMA
+    price of an allocation giving that share; the null entry is free.  Returns
+    (n, cells, K+1, m) and (n, cells, K+1) in float64 (K the largest number of shares),
+    e.g. to measure what constant-per-cell menus and the adjustment cost an AMA
+    (``bench/gemnet_grid.py``)."""
+    setting = ama.setting
+    n, m = setting.shape
+    ama64 = copy.deepcopy(ama).double()
+    alloc = ama64.table()[0].detach().round(decimals=6)
+    shares = [sorted({tuple(row) for row in alloc[:, i].tolist() if any(row)}) for i in range(n)]
+    k = max(len(s) for s in shares)
+    plain = GemNetMechanism(setting, menu_size=k, hidden=(1,), grid=grid)
+    low, high = (torch.as_tensor(a, dtype=torch.float64) for a in setting.prior.support())
+    centres = plain.cell_centres()
+    cells = len(centres)
+    table_alloc = np.zeros((n, cells, k + 1, m))
+    table_price = np.full((n, cells, k + 1), REMOVED_PRICE * (1.0 + float(high.sum(1).max())))
+    table_price[:, :, 0] = 0.0
+    for i in range(n):
+        bids = torch.zeros(cells, n, m, dtype=torch.float64)
+        bids[:, 1 - i] = low[1 - i] + centres * (high[1 - i] - low[1 - i])
+        with torch.no_grad():
+            _, prices = ama64.menus(bids)                             # (cells, n, K'+1)
+        for d, share in enumerate(shares[i]):
+            member = (alloc[:, i] == torch.tensor(share, dtype=torch.float64)).all(dim=1)
+            table_alloc[i, :, d + 1] = share
+            table_price[i, :, d + 1] = prices[:, i, member].amin(-1).numpy()
+    return table_alloc, table_price
