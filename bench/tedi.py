@@ -6,7 +6,8 @@
    scored by the shared protocol on ``--samples`` profiles (objective = principal utility,
    revenue, IR) and regret on ``--regret-profiles`` of them with a reduced misreport budget
    (TEDI is not differentiable in bids: random + scaled misreports, each solved by the
-   inner solver).
+   inner solver).  With ``--set`` the run goes to ``runs/tedi-SETTING-key=value`` and its
+   row to ``tedi_variants`` (the ``tedi`` rows are the defaults').
 3. ``--scaling``: seconds per TEDI training step for n = 3, m in {10, 20, 30}.
 
 Writes/updates ``bench/results/tedi.json``.  Single-threaded torch (the machine is shared:
@@ -129,7 +130,9 @@ def tedi(cases, samples: int, overrides: dict, seed: int) -> None:
     for name in cases:
         s = get_setting(name)
         t = time.perf_counter()
-        mech, run = train(s, "tedi", overrides, seed=seed, out=ROOT / "runs" / f"tedi-{name}",
+        variant = "".join(f"-{k}={v}" for k, v in sorted(overrides.items()))
+        mech, run = train(s, "tedi", overrides, seed=seed,
+                          out=ROOT / "runs" / f"tedi-{name}{variant}",
                           eval_samples=1_000, search=None)
         train_s = time.perf_counter() - t
         t = time.perf_counter()
@@ -141,7 +144,7 @@ def tedi(cases, samples: int, overrides: dict, seed: int) -> None:
                    reached=ev.objective_value >= TARGETS.get(name, float("inf")),
                    options=overrides, seed=seed)
         print(name, "tedi", json.dumps(row), flush=True)
-        _save({"tedi": {name: row}})
+        _save({"tedi": {name: row}} if not overrides else {"tedi_variants": {name + variant: row}})
 
 
 def scaling(steps: int) -> None:
