@@ -39,7 +39,8 @@ from automech.mechanisms.affine_maximizer import AffineMaximizer, DeterministicA
 from automech.mechanisms.base import Mechanism
 from automech.mechanisms.gemnet import GemNetMechanism
 from automech.methods.ama import DeterministicAMAMethod, LotteryAMAMethod
-from automech.methods.menu_compatibility import adjust, adjustable, auto_grid
+from automech.methods.menu_compatibility import (adjust, adjustable, auto_grid,
+                                                 cheapest_share_prices)
 from automech.problems.setting import Setting
 from automech.runs import CHECKPOINT, Run, load
 from automech.training.trainer import GradientMethod, schedule
@@ -123,10 +124,8 @@ def distil(mechanism: GemNetMechanism, ama: AffineMaximizer, steps: int, batch_s
         values = torch.as_tensor(setting.sample(batch_size, rng), dtype=mechanism.dtype)
         with torch.no_grad():
             _, ama_price = ama.menus(values.double())
-            target = torch.stack([
-                torch.where(members[i][None], ama_price[:, i, None, :],
-                            torch.full_like(ama_price[:, i, None, :], float("inf"))).amin(-1)
-                for i in range(n)], dim=1).to(values.dtype)            # (B, n, K)
+            target = torch.stack([cheapest_share_prices(ama_price[:, i], members[i])
+                                  for i in range(n)], dim=1).to(values.dtype)  # (B, n, K)
         _, price = mechanism.network_menus(mechanism.opponent_features(values))
         loss = ((price[..., 1:] - target) ** 2).mean()
         optimizer.zero_grad(set_to_none=True)

@@ -391,7 +391,7 @@ def make_compatible(alloc: np.ndarray, price: np.ndarray, low: np.ndarray, high:
     removed = np.ones(full_price.shape[-1], dtype=bool)
     removed[active] = False
     full_alloc[:, :, removed] = 0.0
-    full_price[:, :, removed] = REMOVED_PRICE * (1.0 + float(high.sum()))
+    full_price[:, :, removed] = out_of_reach(high)
     full_price[:, :, active] = price
     report = dict(grid=grid, entries_used=int(active.size - 1),
                   cells_per_bidder=price.shape[1], cell_pairs=price.shape[1] ** 2,
@@ -442,15 +442,28 @@ def affine_maximizer_tables(ama, grid: int) -> tuple[np.ndarray, np.ndarray]:
     centres = plain.cell_centres()
     cells = len(centres)
     table_alloc = np.zeros((n, cells, k + 1, m))
-    table_price = np.full((n, cells, k + 1), REMOVED_PRICE * (1.0 + float(high.sum(1).max())))
+    table_price = np.full((n, cells, k + 1), out_of_reach(high.max(dim=0).values.numpy()))
     table_price[:, :, 0] = 0.0
     for i in range(n):
         bids = torch.zeros(cells, n, m, dtype=torch.float64)
         bids[:, 1 - i] = low[1 - i] + centres * (high[1 - i] - low[1 - i])
         with torch.no_grad():
             _, prices = ama64.menus(bids)                             # (cells, n, K'+1)
-        for d, share in enumerate(shares[i]):
-            member = (alloc[:, i] == torch.tensor(share, dtype=torch.float64)).all(dim=1)
-            table_alloc[i, :, d + 1] = share
-            table_price[i, :, d + 1] = prices[:, i, member].amin(-1).numpy()
+        rows = torch.tensor(shares[i], dtype=torch.float64)              # (K_i, m)
+        members = (alloc[None, :, i] == rows[:, None]).all(dim=-1)        # (K_i, K'+1)
+        table_alloc[i, :, 1:len(rows) + 1] = rows.numpy()
+        table_price[i, :, 1:len(rows) + 1] = cheapest_share_prices(prices[:, i], members).numpy()
     return table_alloc, table_price
+
+
+def cheapest_share_prices(prices: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+    """One bidder's AMA menu prices (B, K') reduced to its shares: the cheapest price of
+    an allocation giving each share, for membership masks ``members`` (K, K') of the
+    allocations in each share: (B, K), ``inf`` for a share no allocation gives."""
+    return torch.where(members[None], prices[:, None, :], torch.inf).amin(-1)
+
+
+def out_of_reach(high: np.ndarray) -> float:
+    """A price no bid in the support box with upper corner ``high`` (m,) would pay: the
+    price of an entry that has left the menu."""
+    return REMOVED_PRICE * (1.0 + float(np.sum(high)))
