@@ -1,7 +1,8 @@
 """Reproduce TEDI's Table 1 rows (Ma et al., AAMAS 2026) on this machine, with wall time.
 
-1. Baseline rows (VCG, Separable-OPT, Bundle-OPT and, where it applies and is available,
-   MD-LotteryAMA / MD-MenuNet) on ``--samples`` test profiles of the shared protocol.
+1. Baseline rows (VCG, Separable-OPT, Bundle-OPT, our Shared-Bundle-OPT and, where it
+   applies and is available, MD-LotteryAMA / MD-MenuNet) on ``--samples`` test profiles
+   of the shared protocol.
 2. TEDI runs (``automech.experiment.train`` with the method's defaults unless ``--set``),
    scored by the shared protocol on ``--samples`` profiles (objective = principal utility,
    revenue, IR) and regret on ``--regret-profiles`` of them with a reduced misreport budget
@@ -33,7 +34,7 @@ import torch
 from automech import RegretSearch, evaluate, get_setting
 from automech.experiment import parse_assignments, train
 from automech.mechanisms import VCG
-from automech.mechanisms.cost_baselines import BundleOPT, SeparableOPT
+from automech.mechanisms.cost_baselines import BundleOPT, SeparableOPT, SharedBundleOPT
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "tedi.json"
@@ -92,7 +93,7 @@ def baselines(settings, samples: int) -> None:
     for name in settings:
         s = get_setting(name)
         rows = {}
-        for cls in (VCG, SeparableOPT, BundleOPT):
+        for cls in (VCG, SeparableOPT, BundleOPT, SharedBundleOPT):
             t = time.perf_counter()
             mech = cls(s)
             ev = evaluate(mech, s, samples=samples, search=SEARCH)

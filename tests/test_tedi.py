@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from automech import get_setting
-from automech.mechanisms.cost_baselines import BundleOPT, SeparableOPT, best_bundle_price
+from automech.mechanisms.cost_baselines import (BundleOPT, SeparableOPT, SharedBundleOPT,
+                                                best_bundle_price)
 from automech.mechanisms.tedi import PartialGroupMaxNet, TEDIMechanism
 from automech.methods import METHODS
 from automech.methods.tedi import covariance_loss
@@ -78,6 +79,52 @@ def test_bundle_opt_price():
     alloc, pay = mech(torch.ones(2, 3, 2))
     assert alloc.sum() == 0 and pay.sum() == 0
 
+
+
+def test_shared_bundle_opt_with_one_good_is_separable_opt():
+    """With m = 1 the grand bundle is the good, so the empirical-law Shared-Bundle-OPT
+    must reproduce Separable-OPT's closed form (U[0,1]: phi(v) = 2v - 1) up to sampling."""
+    s = get_setting("U-3x1-cp1-cd0")
+    bids = torch.tensor([[[0.9], [0.8], [0.1]], [[0.6], [0.55], [0.3]]], dtype=torch.float64)
+    alloc, pay = SharedBundleOPT(s)(bids)
+    ref_alloc, ref_pay = SeparableOPT(s)(bids)
+    assert torch.equal(alloc, ref_alloc)     # profile 2: phi = 0.2 + 0.1 < 1, nobody
+    # the empirical revenue curve's hull on 2^19 draws: thresholds within 0.01
+    assert pay.flatten().tolist() == pytest.approx(ref_pay.flatten().tolist(), abs=1e-2)
+    assert pay[0, :2].tolist() == pytest.approx([0.7, 0.6], abs=1e-2)
+
+
+def test_shared_bundle_opt_is_truthful_and_shares_the_cost():
+    s = get_setting("U-3x2-cp1-cd0")
+    mech = SharedBundleOPT(s)
+    v = torch.as_tensor(s.sample(200, 1))
+    alloc, pay = mech(v)
+    util = s.utilities(v, alloc, pay)
+    assert (util > -1e-9).all()
+    assert ((alloc == 0) | (alloc == 1)).all() and (alloc.amin(-1) == alloc.amax(-1)).all()
+    served = alloc[..., 0].sum(-1)
+    # the buyers cover the bundle's production cost m c_p = 2 whenever it is made
+    assert (pay.sum(-1)[served > 0] >= 2.0 - 1e-9).all()
+    grid = torch.linspace(0, 1, 11, dtype=torch.float64)
+    for i in range(3):
+        for a in grid:
+            for b in grid:
+                lie = v.clone()
+                lie[:, i] = torch.stack([a, b])
+                x, p = mech(lie)
+                gain = (v[:, i] * x[:, i]).sum(-1) - p[:, i] - util[:, i]
+                assert gain.max() < 1e-9
+
+
+def test_shared_bundle_opt_beats_both_paper_baselines_on_3x10_cp1():
+    """U-3x10-cp1-cd0: one posted bundle price earns 0.36 and Separable-OPT 1.30; letting
+    each bidder's bundle price fall as the others' values rise earns about 1.52."""
+    from automech import evaluate
+
+    s = get_setting("U-3x10-cp1-cd0")
+    shared = evaluate(SharedBundleOPT(s), s, samples=8192, search=None).objective_value
+    separable = evaluate(SeparableOPT(s), s, samples=8192, search=None).objective_value
+    assert shared > separable + 0.15 and shared == pytest.approx(1.52, abs=0.05)
 
 def _random_nets():
     for seed in range(3):
@@ -368,15 +415,15 @@ def test_auto_start_is_the_better_classical_menu():
 
 
 def test_separable_start_earns_what_separable_opt_earns(tmp_path):
-    """``init="auto"`` starts U-3x10-cp1-cd0 (Separable-OPT 1.30 > Bundle-OPT 0.37) from
-    Separable-OPT's threshold prices; the distilled network, before any training step,
-    earns close to Separable-OPT on the same profiles (far above the linear start, which
-    loses money there)."""
+    """``init="auto"`` starts U-3x10-cp0-cd0.5 (Separable-OPT 1.87 > Bundle-OPT 0.47) and
+    U-3x2-cp1-cd0 from Separable-OPT's threshold prices; the distilled network, before any
+    training step, earns close to Separable-OPT on the same profiles (far above the linear
+    start, which loses money there)."""
     from automech import evaluate
     from automech.runs import open_run
 
     meth = METHODS["tedi"]
-    assert meth.resolve(get_setting("U-3x10-cp1-cd0"), dict(meth.defaults))["init"] == \
+    assert meth.resolve(get_setting("U-3x10-cp0-cd0.5"), dict(meth.defaults))["init"] == \
         "separable"
     s = get_setting("U-3x2-cp1-cd0")
     opts = meth.resolve(s, dict(meth.defaults, groups=[4], pan_hidden=32, init_steps=600,
@@ -391,3 +438,24 @@ def test_separable_start_earns_what_separable_opt_earns(tmp_path):
     separable = evaluate(SeparableOPT(s), s, samples=8192, search=None).objective_value
     base = evaluate(linear, s, samples=8192, search=None).objective_value
     assert start > separable - 0.05 and start > base + 0.05
+
+
+def test_shared_bundle_start_earns_more_than_separable_opt(tmp_path):
+    """``init="auto"`` starts U-3x10-cp1-cd0 from Shared-Bundle-OPT (1.52 > Separable-OPT
+    1.30): its grand-bundle prices given ``t_-i`` distilled into the entry fee earn more
+    than Separable-OPT before any training step."""
+    from automech import evaluate
+    from automech.runs import open_run
+
+    meth = METHODS["tedi"]
+    s = get_setting("U-3x10-cp1-cd0")
+    opts = meth.resolve(s, dict(meth.defaults, groups=[4], batch_size=512,
+                                solver_steps=100))
+    assert opts["init"] == "shared-bundle"
+    mech = meth.build(s, opts, seed=0)
+    run = open_run(tmp_path / "run", {"setting": s.to_dict()})
+    meth.initialise(mech, s, opts, seed=0, run=run)
+    assert run.read_json("init.json")["threshold_rmse"] < 0.3
+    start = evaluate(mech, s, samples=4096, search=None).objective_value
+    separable = evaluate(SeparableOPT(s), s, samples=4096, search=None).objective_value
+    assert start > separable + 0.05

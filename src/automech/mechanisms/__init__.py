@@ -8,7 +8,7 @@ through it.  :data:`CLASSICAL` lists the closed-form baselines ``automech baseli
 from automech.mechanisms.affine_maximizer import DeterministicAMA, LotteryAMA
 from automech.mechanisms.base import Mechanism, check_bids
 from automech.mechanisms.bundle import BundlePostedPrice, GrandBundle
-from automech.mechanisms.cost_baselines import BundleOPT, SeparableOPT
+from automech.mechanisms.cost_baselines import BundleOPT, SeparableOPT, SharedBundleOPT
 from automech.mechanisms.first_price import FirstPrice
 from automech.mechanisms.gemnet import GemNetMechanism
 from automech.mechanisms.lp_table import LPTable
@@ -22,7 +22,7 @@ from automech.mechanisms.vcg import VCG
 
 CLASSICAL: tuple[type[Mechanism], ...] = (
     VCG, Myerson, SeparateMyerson, GrandBundle, PostedPrice, BundlePostedPrice, FirstPrice,
-    SeparableOPT, BundleOPT,
+    SeparableOPT, BundleOPT, SharedBundleOPT,
 )
 
 LEARNED: tuple[type[Mechanism], ...] = (

@@ -23,6 +23,8 @@ revenue objective both costs are zero).
   found by an exact search over the sampled bundle values of the empirical principal
   utility ``(P - m c_d) #buyers - m c_p 1{any buyer}``; if no price is profitable nothing
   is sold.
+* :class:`SharedBundleOPT` (ours, not in the paper): the optimal grand-bundle-only
+  mechanism, the bundle sold as an excludable public good whose cost the buyers share.
 """
 
 from __future__ import annotations
@@ -90,6 +92,26 @@ def ironed_discrete(atoms: np.ndarray, probs: np.ndarray) -> np.ndarray:
     r = np.concatenate([[0.0], (atoms * q_at)[::-1]])
     slopes = _upper_hull_slopes(q, r)           # interval [q_(K-k), ...] -> atom
     return np.maximum.accumulate(slopes[::-1])
+
+
+def inverse_virtual_value(knots: torch.Tensor, phi: torch.Tensor, tau: torch.Tensor,
+                          discrete: bool, low: float) -> torch.Tensor:
+    """``inf{v: phi(v) >= tau}`` for non-decreasing phi tabulated at ``knots`` (..., K),
+    targets ``tau`` (..., B): the smallest knot reaching tau (discrete laws), or the
+    linear interpolation between knots (continuous laws; ``low`` below the first knot);
+    ``inf`` where phi never reaches tau."""
+    size = phi.shape[-1]
+    idx = torch.searchsorted(phi, tau, right=False)                      # first phi >= tau
+    hi = idx.clamp(max=size - 1)
+    if discrete:
+        value = knots.gather(-1, hi)
+    else:
+        lo = (idx - 1).clamp(min=0)
+        v0, v1 = knots.gather(-1, lo), knots.gather(-1, hi)
+        f0, f1 = phi.gather(-1, lo), phi.gather(-1, hi)
+        w = ((tau - f0) / (f1 - f0).clamp_min(1e-300)).clamp(0.0, 1.0)
+        value = torch.where(idx == 0, torch.full_like(tau, low), v0 + w * (v1 - v0))
+    return torch.where(idx >= size, torch.full_like(value, torch.inf), value)
 
 
 def _correlated_cdf(prior: CorrelatedPrior, v: np.ndarray) -> np.ndarray:
@@ -171,22 +193,9 @@ class SeparableOPT(Mechanism):
         surplus = (self.virtual_values(bids) - self.c_d).clamp_min(0.0)   # (B, n, m)
         others = surplus.sum(dim=1, keepdim=True) - surplus
         tau = self.c_d + (self.c_p - others).clamp_min(0.0)               # (B, n, m)
-        t = tau.permute(1, 2, 0).contiguous()                             # (n, m, B)
-        knots, phi = self.knots.to(bids.dtype), self.phi.to(bids.dtype)
-        size = phi.shape[-1]
-        idx = torch.searchsorted(phi, t, right=False)                     # first phi >= tau
-        hi = idx.clamp(max=size - 1)
-        if self.discrete:
-            value = knots.gather(-1, hi)
-        else:
-            lo = (idx - 1).clamp(min=0)
-            v0, v1 = knots.gather(-1, lo), knots.gather(-1, hi)
-            f0, f1 = phi.gather(-1, lo), phi.gather(-1, hi)
-            w = ((t - f0) / (f1 - f0).clamp_min(1e-300)).clamp(0.0, 1.0)
-            value = torch.where(idx == 0, knots[..., :1].expand_as(t), v0 + w * (v1 - v0))
-            low = float(self.setting.prior.support()[0].min())
-            value = torch.where(idx == 0, torch.full_like(value, low), value)
-        value = torch.where(idx >= size, torch.full_like(value, torch.inf), value)
+        low = float(self.setting.prior.support()[0].min())
+        value = inverse_virtual_value(self.knots.to(bids.dtype), self.phi.to(bids.dtype),
+                                      tau.permute(1, 2, 0).contiguous(), self.discrete, low)
         return value.permute(2, 0, 1)
 
     def forward(self, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,3 +249,67 @@ def best_bundle_price(setting: Setting) -> tuple[float, float]:
     if utility[k] <= 0:
         return float("inf"), 0.0
     return float(cand[k]), float(utility[k])
+
+
+class SharedBundleOPT(Mechanism):
+    """Shared-Bundle-OPT: the optimal mechanism that sells only the grand bundle, treating
+    it as one excludable public good (Myerson 1981, the virtual-surplus argument of
+    :class:`SeparableOPT` applied to the bundle value ``s_i = sum_j b_ij``).
+
+    Serving a set A of bidders the grand bundle costs ``m c_p 1{A nonempty} + m c_d |A|``,
+    so the expected principal utility is the expected virtual surplus
+    ``sum_{i in A} (phi_i(s_i) - m c_d) - m c_p 1{A nonempty}``.  It is maximised by
+    serving ``{i: phi_i > m c_d}`` when their surplus covers ``m c_p``, else nobody:
+    bidder i is served iff ``phi_i(s_i) >= tau_i = m c_d + max(0, m c_p -
+    sum_{k != i} (phi_k(s_k) - m c_d)^+)`` and pays ``inf{s: phi_i(s) >= tau_i}`` (DSIC,
+    IR).  Unlike :class:`BundleOPT`'s one posted price, a bidder's price falls as the
+    others' bundle values rise: they share the production cost.  phi_i is the ironed
+    virtual value of the *empirical* law of ``s_i`` on ``TUNING_SAMPLES`` prior profiles
+    (the concave hull of its revenue curve), so it needs no closed form for the law of a
+    sum and covers any prior.  With one bidder it is Bundle-OPT (the monopoly price of
+    the empirical bundle-value law).  Not a baseline of the TEDI paper: ours, and the
+    start of TEDI on U-3x10-cp1-cd0 (:class:`~automech.methods.tedi.TEDI`).
+    """
+
+    name = "shared-bundle-opt"
+
+    def __init__(self, setting: Setting) -> None:
+        super().__init__(setting)
+        problem = self.applicable(setting)
+        if problem:
+            raise NotApplicableError(f"{self.name}: {problem}")
+        self.c_p, self.c_d = item_costs(setting)
+        sums = tuning_statistics(setting, lambda v: v.sum(axis=2))          # (N, n)
+        knots, phis = [], []
+        for column in sums.T:
+            atoms, counts = np.unique(column, return_counts=True)
+            knots.append(atoms)
+            phis.append(ironed_discrete(atoms, counts / counts.sum()))
+        size = max(len(k) for k in knots)          # pad: repeat the top atom (phi unchanged)
+        pad = lambda a: np.concatenate([a, np.full(size - len(a), a[-1])])  # noqa: E731
+        self.register_buffer("knots", torch.as_tensor(np.stack([pad(k) for k in knots])),
+                             persistent=False)
+        self.register_buffer("phi", torch.as_tensor(np.stack([pad(p) for p in phis])),
+                             persistent=False)
+
+    @classmethod
+    def applicable(cls, setting: Setting) -> str | None:
+        return cost_problem(setting)
+
+    def thresholds(self, bids: torch.Tensor) -> torch.Tensor:
+        """Bidder i's threshold bundle value given the others' bids: (B, n) (``inf``
+        where no bundle value of its own gets it served)."""
+        m = self.setting.num_items
+        knots, phi = self.knots.to(bids.dtype), self.phi.to(bids.dtype)
+        s = bids.sum(-1).T.contiguous()                                    # (n, B)
+        idx = (torch.searchsorted(knots, s, right=True) - 1).clamp_min(0)
+        surplus = (phi.gather(-1, idx) - m * self.c_d).clamp_min(0.0)       # (n, B)
+        others = surplus.sum(dim=0, keepdim=True) - surplus
+        tau = m * self.c_d + (m * self.c_p - others).clamp_min(0.0)
+        return inverse_virtual_value(knots, phi, tau, True, 0.0).T
+
+    def forward(self, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        threshold = self.thresholds(bids)                                   # (B, n)
+        buys = bids.sum(-1) >= threshold
+        pay = torch.where(buys, threshold, torch.zeros_like(threshold))
+        return buys.unsqueeze(-1).expand_as(bids).to(bids.dtype).clone(), pay

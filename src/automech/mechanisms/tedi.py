@@ -133,6 +133,15 @@ class PartialGroupMaxNet(nn.Module):
             params.append((w, self.b_heads[k](h), d, c))
         return params
 
+    def residual_heads(self, y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Only the residual terms of :meth:`affine` for rows y (R, d_y): the skip slope
+        ``D(y)`` (R, 1, d_x) and the entry fee ``c(y)`` (R, 1), None where switched off
+        (what fitting a start to classical prices needs, without the GroupMax heads)."""
+        h = self.trunk(y if self.d_y else y.new_zeros(1, 1))
+        d = self.d_heads[0](h).view(-1, 1, self.d_x) if self.skip else None
+        c = F.softplus(self.c_head(h)) if self.fee else None
+        return d, c
+
     def evaluate(self, x: torch.Tensor, params, tau: float = 0.0) -> torch.Tensor:
         """f(x, y) for x (R, S, d_x) (S points per row) and the rows' affine maps: (R, S).
         Maps with a leading dimension of 1 (no y: one bidder) are shared by all rows.

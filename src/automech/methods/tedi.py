@@ -41,14 +41,16 @@ them open:
   On U-1x10 a beta in the hundreds while the learning rate was still above 1e-4 made the
   smoothed objective itself fall, the noise of the covariance term growing with beta;
   ``keep_best`` keeps the last good mechanism.
-* ``init="auto"``: the start is the better of the classical menus the network can hold
-  (:meth:`TEDI.resolve`): the grand bundle at Bundle-OPT's price, or Separable-OPT's
-  threshold prices distilled into the skip term (:func:`distil_separable`; per-good
-  linear prices on priors with atoms).  On U-1x10 the pure bundle (3.448) is within 0.5%
-  of the paper's TEDI (3.462), and our runs from the linear start ended no higher.  On
-  U-3x10-cp1-cd0 no posted price independent of the others is profitable (the linear
-  start loses money) and Separable-OPT's prices depend on ``t_-i``: starting there is
-  our choice, the paper starts from its initialisation.
+* ``init="auto"``: the start is the best of the classical menus the network can hold
+  (:meth:`TEDI.resolve`): the grand bundle at Bundle-OPT's price, the grand bundle at
+  Shared-Bundle-OPT's prices given ``t_-i`` distilled into the entry fee, or
+  Separable-OPT's threshold prices distilled into the skip term (:func:`distil_start`;
+  per-good linear prices on priors with atoms).  On U-1x10 the pure bundle (3.448) is
+  within 0.5% of the paper's TEDI (3.462), and our runs from the linear start ended no
+  higher.  On U-3x10-cp1-cd0 no posted price independent of the others is profitable (the
+  linear start loses money); Shared-Bundle-OPT (1.52) earns more than Separable-OPT
+  (1.30) there.  Starting from a classical mechanism is our choice, the paper starts from
+  its initialisation.
 * the network has an entry-fee residual ``c(y) max_j x_j`` (``fee``, see
   :class:`~automech.mechanisms.tedi.PartialGroupMaxNet`) next to the affine skip: it
   holds the grand bundle exactly.
@@ -66,7 +68,7 @@ import numpy as np
 import torch
 
 from automech.errors import AutomechError
-from automech.mechanisms.cost_baselines import SeparableOPT, best_bundle_price
+from automech.mechanisms.cost_baselines import SeparableOPT, SharedBundleOPT, best_bundle_price
 from automech.mechanisms.tedi import TEDIMechanism
 from automech.problems.setting import Setting
 from automech.runs import Run
@@ -223,44 +225,80 @@ ATOMS_RECIPE: dict[str, Any] = {"temperature_final": 1000.0, "temperature_schedu
                                 "lr_final": 1e-4, "fee": False}
 RECIPES = ("auto", "continuous", "atoms")
 #: Starting menus of the network (:meth:`TEDI.resolve`).
-INITS = ("auto", "linear", "bundle", "separable")
-#: Seed of the prior profiles on which ``init="auto"`` compares the two starts.
+INITS = ("auto", "linear", "bundle", "shared-bundle", "separable")
+#: Starts distilled from a classical mechanism before training (:func:`distil_start`),
+#: with the number of Adam steps ``init_steps=0`` gives them.
+DISTILLED = {"shared-bundle": 6000, "separable": 2000}
+#: Seed of the prior profiles on which ``init="auto"`` compares the starts.
 INIT_SEED = 20_240_601
 #: Raw entry-fee bias giving softplus ~ 1e-6: the fee off for the separable start.
 FEE_OFF = -14.0
 
 
-def distil_separable(mech: TEDIMechanism, steps: int, batch_size: int, lr: float,
-                     rng: np.random.Generator) -> float:
-    """Fit the skip term ``D(t_-i)`` of ``mech``'s pricing network to Separable-OPT's
-    threshold prices ``theta(t_-i)`` (:meth:`SeparableOPT.thresholds`, capped at the
-    largest value) by Adam on the squared error, step size ``lr`` on a cosine to 0,
-    ``batch_size`` fresh prior profiles a step; the entry fee is switched off first
-    (softplus ~ 1e-6).  The network then prices a bundle ``x`` at about
-    ``theta(t_-i) . x`` plus the small convex GroupMax part it starts with (fitting the
-    prices themselves, GroupMax part included, started lower in our probes).  Returns
-    the final root-mean-square error of the thresholds."""
+def distil_start(mech: TEDIMechanism, start: str, steps: int, batch_size: int, lr: float,
+                 rng: np.random.Generator) -> float:
+    """Fit ``mech``'s pricing network to a classical mechanism's threshold prices given
+    ``t_-i`` by Adam on the squared error, step size ``lr`` on a cosine to 0,
+    ``batch_size`` fresh prior profiles a step.  Returns the final root-mean-square error
+    of the fitted thresholds.
+
+    * ``start="separable"``: the skip term ``D(t_-i)`` is fitted to Separable-OPT's
+      per-good thresholds ``theta(t_-i)`` (:meth:`SeparableOPT.thresholds`, capped at the
+      largest value: a good nobody can be served is priced out of reach), with the entry
+      fee switched off (softplus ~ 1e-6).  The network then prices a bundle ``x`` at about
+      ``theta(t_-i) . x`` (fitting the prices themselves, GroupMax part included, started
+      lower in our probes).
+    * ``start="shared-bundle"``: the entry fee ``c(t_-i)`` is fitted to
+      Shared-Bundle-OPT's bundle thresholds (:meth:`SharedBundleOPT.thresholds`, capped at
+      the largest bundle value) and the skip term to 0; only the PAN trunk and these two
+      heads move (the GroupMax heads play no part), and the fee head is first redrawn at
+      the default scale of a linear layer, ``U(-1/sqrt(width), 1/sqrt(width))``: at the
+      network's small head scale the fit sat at the targets' mean for thousands of steps
+      in our probes.  ``c max_j x_j`` prices the grand bundle at ``c`` and leaves every
+      other bundle dominated, so the network sells what Shared-Bundle-OPT sells, up to
+      the fit.  The bidders' thresholds must agree for that: a bidder served alone pays
+      about 4 of the grand bundle's cost of 10 on U-3x10-cp1-cd0.
+
+    Either way the small convex GroupMax part the network starts with stays on top."""
     setting, net = mech.setting, mech.net
-    separable = SeparableOPT(setting)
     high = float(np.max(setting.prior.support()[1]))
-    if net.c_head is not None:
+    params = list(net.parameters())
+    if start == "separable":
+        classical, cap = SeparableOPT(setting), high
+        if net.c_head is not None:
+            with torch.no_grad():
+                net.c_head.bias.fill_(FEE_OFF)
+    elif start == "shared-bundle":
+        classical, cap = SharedBundleOPT(setting), high * setting.num_items
+        head = net.c_head
+        gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
         with torch.no_grad():
-            net.c_head.bias.fill_(FEE_OFF)
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+            bound = 1.0 / math.sqrt(head.in_features)
+            for tensor in (head.weight, head.bias):
+                tensor.copy_((2 * torch.rand(tensor.shape, generator=gen) - 1) * bound)
+        params = [*net.trunk.parameters(), *head.parameters(), *net.d_heads.parameters()]
+    else:
+        raise ValueError(f"no distilled start {start!r}")
+    optimizer = torch.optim.Adam(params, lr=lr)
     error = float("nan")
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = schedule("cosine", lr, 0.0, step, steps)
         values = torch.as_tensor(setting.sample(batch_size, rng), dtype=mech.dtype)
         with torch.no_grad():
-            target = separable.thresholds(values.double()).clamp(max=high).to(mech.dtype)
+            target = classical.thresholds(values.double()).clamp(max=cap).to(mech.dtype)
         others = mech.others(values)
-        slope = net.affine(others.reshape(-1, others.shape[-1]))[-1][2][:, 0, :]
-        loss = ((slope - target.reshape(-1, target.shape[-1])) ** 2).mean()  # n = 1: shared
+        slope, fee = net.residual_heads(others.reshape(-1, others.shape[-1]))
+        slope = slope[:, 0, :]                                     # (B n, m); n = 1: shared
+        if start == "separable":
+            loss = ((slope - target.reshape(-1, target.shape[-1])) ** 2).mean()
+        else:
+            fit = ((fee[:, 0] - target.reshape(-1)) ** 2).mean()
+            loss = fit + (slope ** 2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        error = float(loss.detach().sqrt())
+        error = float((loss if start == "separable" else fit).detach().sqrt())
     return error
 
 
@@ -287,8 +325,8 @@ class TEDI(GradientMethod):
         "pan_layers": 2,
         "skip": True,
         "fee": True,
-        "init": "auto",               # "linear", "bundle", "separable" or "auto" (:meth:`resolve`)
-        "init_steps": 2000,           # Adam steps distilling Separable-OPT (init="separable")
+        "init": "auto",               # one of INITS; "auto": :meth:`resolve`
+        "init_steps": 0,              # Adam steps of a distilled start; 0: DISTILLED[init]
         "init_lr": 1e-2,              # ... their step size (cosine to 0)
         "recipe": "auto",             # "continuous", "atoms" or "auto" (see ATOMS_RECIPE)
         "solver_steps": 300,
@@ -307,14 +345,18 @@ class TEDI(GradientMethod):
     def resolve(self, setting: Setting, options: dict[str, Any]) -> dict[str, Any]:
         """``recipe="auto"`` applies :data:`ATOMS_RECIPE` on priors with atoms.
         ``init="auto"`` starts from the best of the classical menus the network can hold
-        at initialisation, compared by the principal utility of Bundle-OPT and
-        Separable-OPT on 2^14 prior profiles: the grand bundle at Bundle-OPT's price (the
-        fee term alone: ``"bundle"``) if it earns more, else Separable-OPT's per-good
-        threshold prices distilled into the skip term (``"separable"``, see
-        :meth:`initialise`).  On priors with atoms the thresholds sit exactly on the atoms
-        (B-1x10: every good at price 1 = the value), which leaves the types indifferent and
-        the exact mechanism's choice to the solver's ties; there the start is per-good
-        linear prices at half the largest value (``"linear"``) instead."""
+        at initialisation, compared by their principal utility on 2^14 prior profiles
+        (the first listed wins ties):
+
+        * ``"bundle"``: the grand bundle at Bundle-OPT's price (the fee term alone);
+        * ``"shared-bundle"`` (n >= 2; with one bidder it is the bundle):
+          Shared-Bundle-OPT's grand-bundle prices given ``t_-i`` distilled into the fee
+          term (:func:`distil_start`);
+        * ``"separable"``: Separable-OPT's per-good threshold prices distilled into the
+          skip term.  On priors with atoms the thresholds sit exactly on the atoms (B-1x10:
+          every good at price 1 = the value), which leaves the types indifferent and the
+          exact mechanism's choice to the solver's ties; there the per-good linear prices
+          at half the largest value (``"linear"``) stand in for it."""
         if options["recipe"] not in RECIPES:
             raise AutomechError(f"tedi: option 'recipe' must be one of {RECIPES}, "
                                 f"got {options['recipe']!r}")
@@ -325,23 +367,37 @@ class TEDI(GradientMethod):
         if options["init"] not in INITS:
             raise AutomechError(f"tedi: option 'init' must be one of {INITS}, "
                                 f"got {options['init']!r}")
-        if options["init"] == "bundle" and not options["fee"]:
-            raise AutomechError("tedi: init='bundle' needs the fee term (fee=true)")
+        if options["init"] in ("bundle", "shared-bundle") and not options["fee"]:
+            raise AutomechError(f"tedi: init={options['init']!r} needs the fee term (fee=true)")
         if options["init"] == "separable" and not options["skip"]:
             raise AutomechError("tedi: init='separable' needs the skip term (skip=true)")
         if options["init"] == "auto":
-            bundle = best_bundle_price(setting)[1]
-            values = torch.as_tensor(setting.sample(2**14, np.random.default_rng(INIT_SEED)))
-            with torch.no_grad():
-                alloc, pay = SeparableOPT(setting)(values)
-            separable = float(setting.objective.value(values, alloc, pay).mean())
-            if options["fee"] and bundle > separable:
-                options["init"] = "bundle"
-            elif setting.prior.atoms(0) is None and options["skip"]:
-                options["init"] = "separable"
-            else:
-                options["init"] = "linear"
+            options["init"] = self.best_start(setting, options)
         return options
+
+    @staticmethod
+    def best_start(setting: Setting, options: dict[str, Any]) -> str:
+        """The ``init="auto"`` choice of :meth:`resolve`."""
+        values = torch.as_tensor(setting.sample(2**14, np.random.default_rng(INIT_SEED)))
+
+        def utility(mechanism) -> float:
+            with torch.no_grad():
+                alloc, pay = mechanism(values)
+            return float(setting.objective.value(values, alloc, pay).mean())
+
+        earns = {}
+        if options["fee"]:
+            earns["bundle"] = best_bundle_price(setting)[1]
+            if setting.num_bidders > 1:
+                earns["shared-bundle"] = utility(SharedBundleOPT(setting))
+        if options["skip"]:
+            earns["separable"] = utility(SeparableOPT(setting))
+        if not earns:
+            return "linear"
+        best = max(earns, key=earns.get)
+        if best == "separable" and setting.prior.atoms(0) is not None:
+            return "linear"
+        return best
 
     def build(self, setting: Setting, options: dict[str, Any], seed: int) -> TEDIMechanism:
         self.state = {"seed": seed}
@@ -356,19 +412,16 @@ class TEDI(GradientMethod):
 
     def initialise(self, mechanism: TEDIMechanism, setting: Setting, options: dict[str, Any],
                    seed: int, run: Run, progress: bool = False) -> None:
-        """``init="separable"``: regress the skip term ``D(t_-i)`` on Separable-OPT's
-        threshold prices ``SeparableOPT.thresholds(t_-i)`` (capped at the largest value:
-        a good nobody can be served is priced out of reach) by Adam on fresh prior
-        profiles, with the entry fee switched off; the network then prices bundles
-        ``x`` at about ``sum_j theta_j(t_-i) x_j``, Separable-OPT's menu, plus the small
-        convex GroupMax part it starts with.  The fit's root-mean-square error goes to
-        ``init.json``."""
-        if options["init"] != "separable":
+        """Distilled starts (``init="separable"`` or ``"shared-bundle"``): fit the pricing
+        network to the classical mechanism's threshold prices (:func:`distil_start`) on
+        fresh prior profiles; the fit's root-mean-square error goes to ``init.json``."""
+        if options["init"] not in DISTILLED:
             return
-        rmse = distil_separable(mechanism, options["init_steps"], options["batch_size"],
-                                options["init_lr"], np.random.default_rng([seed, 3]))
-        run.write_json("init.json", {"init": "separable", "threshold_rmse": rmse,
-                                     "steps": options["init_steps"]})
+        steps = options["init_steps"] or DISTILLED[options["init"]]
+        rmse = distil_start(mechanism, options["init"], steps, options["batch_size"],
+                            options["init_lr"], np.random.default_rng([seed, 3]))
+        run.write_json("init.json", {"init": options["init"], "threshold_rmse": rmse,
+                                     "steps": steps})
 
     def sample(self, mechanism, setting, options, rng, step) -> torch.Tensor:
         st = self.state
