@@ -415,16 +415,16 @@ def test_auto_start_is_the_better_classical_menu():
 
 
 def test_separable_start_earns_what_separable_opt_earns(tmp_path):
-    """``init="auto"`` starts U-3x10-cp0-cd0.5 (Separable-OPT 1.87 > Bundle-OPT 0.47) and
-    U-3x2-cp1-cd0 from Separable-OPT's threshold prices; the distilled network, before any
+    """``init="auto"`` starts the 3x10 rows (Separable-OPT 1.30 / 1.87 > Bundle-OPT 0.37 /
+    0.47) and U-3x2-cp1-cd0 from Separable-OPT's threshold prices; the distilled network, before any
     training step, earns close to Separable-OPT on the same profiles (far above the linear
     start, which loses money there)."""
     from automech import evaluate
     from automech.runs import open_run
 
     meth = METHODS["tedi"]
-    assert meth.resolve(get_setting("U-3x10-cp0-cd0.5"), dict(meth.defaults))["init"] == \
-        "separable"
+    for name in ("U-3x10-cp1-cd0", "U-3x10-cp0-cd0.5"):
+        assert meth.resolve(get_setting(name), dict(meth.defaults))["init"] == "separable"
     s = get_setting("U-3x2-cp1-cd0")
     opts = meth.resolve(s, dict(meth.defaults, groups=[4], pan_hidden=32, init_steps=600,
                                 batch_size=512, solver_steps=100))
@@ -441,7 +441,7 @@ def test_separable_start_earns_what_separable_opt_earns(tmp_path):
 
 
 def test_shared_bundle_start_earns_more_than_separable_opt(tmp_path):
-    """``init="auto"`` starts U-3x10-cp1-cd0 from Shared-Bundle-OPT (1.52 > Separable-OPT
+    """``init="shared-bundle"`` on U-3x10-cp1-cd0 (Shared-Bundle-OPT 1.52 > Separable-OPT
     1.30): its grand-bundle prices given ``t_-i`` distilled into the entry fee earn more
     than Separable-OPT before any training step."""
     from automech import evaluate
@@ -449,9 +449,8 @@ def test_shared_bundle_start_earns_more_than_separable_opt(tmp_path):
 
     meth = METHODS["tedi"]
     s = get_setting("U-3x10-cp1-cd0")
-    opts = meth.resolve(s, dict(meth.defaults, groups=[4], batch_size=512,
-                                solver_steps=100))
-    assert opts["init"] == "shared-bundle"
+    opts = meth.resolve(s, dict(meth.defaults, init="shared-bundle", groups=[4],
+                                batch_size=512, solver_steps=100))
     mech = meth.build(s, opts, seed=0)
     run = open_run(tmp_path / "run", {"setting": s.to_dict()})
     meth.initialise(mech, s, opts, seed=0, run=run)

@@ -41,16 +41,16 @@ them open:
   On U-1x10 a beta in the hundreds while the learning rate was still above 1e-4 made the
   smoothed objective itself fall, the noise of the covariance term growing with beta;
   ``keep_best`` keeps the last good mechanism.
-* ``init="auto"``: the start is the best of the classical menus the network can hold
-  (:meth:`TEDI.resolve`): the grand bundle at Bundle-OPT's price, the grand bundle at
-  Shared-Bundle-OPT's prices given ``t_-i`` distilled into the entry fee, or
-  Separable-OPT's threshold prices distilled into the skip term (:func:`distil_start`;
-  per-good linear prices on priors with atoms).  On U-1x10 the pure bundle (3.448) is
-  within 0.5% of the paper's TEDI (3.462), and our runs from the linear start ended no
-  higher.  On U-3x10-cp1-cd0 no posted price independent of the others is profitable (the
-  linear start loses money); Shared-Bundle-OPT (1.52) earns more than Separable-OPT
-  (1.30) there.  Starting from a classical mechanism is our choice, the paper starts from
-  its initialisation.
+* ``init="auto"``: the start is the better of two classical menus the network can hold
+  (:meth:`TEDI.resolve`): the grand bundle at Bundle-OPT's price, or Separable-OPT's
+  threshold prices distilled into the skip term (:func:`distil_start`; per-good linear
+  prices on priors with atoms).  On U-1x10 the pure bundle (3.448) is within 0.5% of the
+  paper's TEDI (3.462), and our runs from the linear start ended no higher.  On
+  U-3x10-cp1-cd0 no posted price independent of the others is profitable (the linear
+  start loses money).  ``init="shared-bundle"`` starts from Shared-Bundle-OPT (1.52
+  there, above Separable-OPT's 1.30) but training from it collapsed in every run we made
+  (see :meth:`TEDI.resolve`).  Starting from a classical mechanism is our choice, the
+  paper starts from its initialisation.
 * the network has an entry-fee residual ``c(y) max_j x_j`` (``fee``, see
   :class:`~automech.mechanisms.tedi.PartialGroupMaxNet`) next to the affine skip: it
   holds the grand bundle exactly.
@@ -344,19 +344,24 @@ class TEDI(GradientMethod):
 
     def resolve(self, setting: Setting, options: dict[str, Any]) -> dict[str, Any]:
         """``recipe="auto"`` applies :data:`ATOMS_RECIPE` on priors with atoms.
-        ``init="auto"`` starts from the best of the classical menus the network can hold
-        at initialisation, compared by their principal utility on 2^14 prior profiles
-        (the first listed wins ties):
+        ``init="auto"`` starts from the better of two classical menus the network can
+        hold at initialisation, compared by their principal utility on 2^14 prior
+        profiles (the first listed wins ties):
 
         * ``"bundle"``: the grand bundle at Bundle-OPT's price (the fee term alone);
-        * ``"shared-bundle"`` (n >= 2; with one bidder it is the bundle):
-          Shared-Bundle-OPT's grand-bundle prices given ``t_-i`` distilled into the fee
-          term (:func:`distil_start`);
         * ``"separable"``: Separable-OPT's per-good threshold prices distilled into the
-          skip term.  On priors with atoms the thresholds sit exactly on the atoms (B-1x10:
-          every good at price 1 = the value), which leaves the types indifferent and the
-          exact mechanism's choice to the solver's ties; there the per-good linear prices
-          at half the largest value (``"linear"``) stand in for it."""
+          skip term (:func:`distil_start`).  On priors with atoms the thresholds sit
+          exactly on the atoms (B-1x10: every good at price 1 = the value), which leaves
+          the types indifferent and the exact mechanism's choice to the solver's ties;
+          there the per-good linear prices at half the largest value (``"linear"``)
+          stand in for it.
+
+        ``"shared-bundle"`` (Shared-Bundle-OPT's grand-bundle prices given ``t_-i`` in the
+        entry fee) is only used on request: on U-3x10-cp1-cd0 it starts higher than the
+        separable start (1.41 against 1.21 on validation) but every training run from it
+        lost money within 200 steps, for beta_0 = 20, 100 and 200 (``bench/tedi.py``'s
+        ``tedi_variants`` rows), so ``keep_best`` returned the start itself, below what
+        training from the separable start reaches (1.44)."""
         if options["recipe"] not in RECIPES:
             raise AutomechError(f"tedi: option 'recipe' must be one of {RECIPES}, "
                                 f"got {options['recipe']!r}")
@@ -388,8 +393,6 @@ class TEDI(GradientMethod):
         earns = {}
         if options["fee"]:
             earns["bundle"] = best_bundle_price(setting)[1]
-            if setting.num_bidders > 1:
-                earns["shared-bundle"] = utility(SharedBundleOPT(setting))
         if options["skip"]:
             earns["separable"] = utility(SeparableOPT(setting))
         if not earns:
