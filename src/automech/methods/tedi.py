@@ -359,8 +359,8 @@ class TEDI(GradientMethod):
         ``"shared-bundle"`` (Shared-Bundle-OPT's grand-bundle prices given ``t_-i`` in the
         entry fee) is only used on request: on U-3x10-cp1-cd0 it starts higher than the
         separable start (1.41 against 1.21 on validation) but every training run from it
-        lost money within 200 steps, for beta_0 = 20, 100 and 200 (``bench/tedi.py``'s
-        ``tedi_variants`` rows), so ``keep_best`` returned the start itself, below what
+        lost money within 200 steps, for beta_0 = 20, 100 and 200 (README, TEDI section;
+        ``bench/tedi.py``'s ``tedi_variants`` rows), so ``keep_best`` returned the start itself, below what
         training from the separable start reaches (1.44)."""
         if options["recipe"] not in RECIPES:
             raise AutomechError(f"tedi: option 'recipe' must be one of {RECIPES}, "
