@@ -458,3 +458,22 @@ def test_shared_bundle_start_earns_more_than_separable_opt(tmp_path):
     start = evaluate(mech, s, samples=4096, search=None).objective_value
     separable = evaluate(SeparableOPT(s), s, samples=4096, search=None).objective_value
     assert start > separable + 0.05
+
+
+def test_burn_in_moves_the_chains_before_the_first_step():
+    """``burn_in`` rounds of chain moves at beta_0 run when the pool is drawn: the chains
+    leave the uniform start for q^beta, so their mean utility rises; ``burn_in=0`` leaves
+    them uniform (and the run is what it was before the option existed)."""
+    meth = METHODS["tedi"]
+    s = get_setting("U-1x10-cp0-cd0")
+    mean_utility = {}
+    for rounds in (0, 20):
+        opts = meth.resolve(s, dict(meth.defaults, burn_in=rounds, batch_size=256))
+        mech = meth.build(s, opts, seed=0)
+        values = meth.sample(mech, s, opts, np.random.default_rng(0), step=0)
+        chains = meth.state["chains"]                                    # (K, B, 1, m)
+        with torch.no_grad():
+            params = mech.net.affine(values.new_zeros(1, 0))
+            pay = mech.prices(chains.reshape(1, -1, s.num_items), params).view(chains.shape[:2])
+        mean_utility[rounds] = float(((values.unsqueeze(0) * chains).sum((-1, -2)) - pay).mean())
+    assert mean_utility[20] > mean_utility[0] + 0.2
