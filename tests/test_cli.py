@@ -77,6 +77,14 @@ def test_baselines_table_and_save(tmp_path):
     assert row["regret_mean"] is None
 
 
+
+def test_baselines_table_shows_the_objective_when_it_is_not_revenue():
+    cost = invoke("baselines", "U-3x2-cp1-cd0", "--samples", "2000", "--no-regret")
+    assert cost.exit_code == 0, cost.output
+    assert "objective" in cost.stdout.split("mechanism")[1].splitlines()[0]
+    plain = invoke("baselines", "3x1-uniform", "--samples", "2000", "--no-regret")
+    assert "objective" not in plain.stdout.split("mechanism")[1].splitlines()[0]
+
 def test_baselines_from_toml_file(tmp_path):
     path = tmp_path / "asym.toml"
     path.write_text('bidders = 1\nitems = 2\n[prior]\nkind = "uniform"\nlow = [4, 4]\n'

@@ -60,16 +60,21 @@ def _row(report: Evaluation) -> dict:
 
 
 def _table(title: str, rows: dict[str, dict]) -> Table:
+    """One row per mechanism; an objective column first when the setting's objective is
+    not revenue (e.g. revenue minus production cost), since that is what is optimised."""
+    objective = bool({r.get("objective") for r in rows.values()} - {None, "revenue"})
     table = Table(title=title)
-    for col in ("mechanism", "revenue", "± se", "welfare", "IR viol.", "infeasible",
-                "regret mean", "regret max"):
+    cols = ["mechanism", *(["objective"] if objective else []), "revenue", "± se",
+            "welfare", "IR viol.", "infeasible", "regret mean", "regret max"]
+    for col in cols:
         table.add_column(col, justify="left" if col == "mechanism" else "right")
 
     def fmt(x, digits=4):
         return "-" if x is None else f"{x:.{digits}f}"
 
     for name, r in rows.items():
-        table.add_row(name, fmt(r["revenue"]), fmt(r["revenue_se"]), fmt(r["welfare"]),
+        shown = [fmt(r.get("objective_value"))] if objective else []
+        table.add_row(name, *shown, fmt(r["revenue"]), fmt(r["revenue_se"]), fmt(r["welfare"]),
                       fmt(r["ir_violation_rate"], 3), fmt(r["infeasible_rate"], 3),
                       fmt(r["regret_mean"], 5), fmt(r["regret_max"], 5))
     return table
