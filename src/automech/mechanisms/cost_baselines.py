@@ -266,9 +266,10 @@ class SharedBundleOPT(Mechanism):
     others' bundle values rise: they share the production cost.  phi_i is the ironed
     virtual value of the *empirical* law of ``s_i`` on ``TUNING_SAMPLES`` prior profiles
     (the concave hull of its revenue curve), so it needs no closed form for the law of a
-    sum and covers any prior.  With one bidder it is Bundle-OPT (the monopoly price of
-    the empirical bundle-value law).  Not a baseline of the TEDI paper: ours, and the
-    start of TEDI on U-3x10-cp1-cd0 (:class:`~automech.methods.tedi.TEDI`).
+    sum and covers any prior.  With one bidder, or with c_p = 0, it is Bundle-OPT (the
+    monopoly price of the empirical bundle-value law).  Not a baseline of the TEDI paper:
+    ours; TEDI can start from it (``init="shared-bundle"``,
+    :func:`~automech.methods.tedi.distil_start`).
     """
 
     name = "shared-bundle-opt"
@@ -285,8 +286,11 @@ class SharedBundleOPT(Mechanism):
             atoms, counts = np.unique(column, return_counts=True)
             knots.append(atoms)
             phis.append(ironed_discrete(atoms, counts / counts.sum()))
-        size = max(len(k) for k in knots)          # pad: repeat the top atom (phi unchanged)
-        pad = lambda a: np.concatenate([a, np.full(size - len(a), a[-1])])  # noqa: E731
+        size = max(len(k) for k in knots)
+
+        def pad(a: np.ndarray) -> np.ndarray:      # repeat the top atom: phi unchanged
+            return np.concatenate([a, np.full(size - len(a), a[-1])])
+
         self.register_buffer("knots", torch.as_tensor(np.stack([pad(k) for k in knots])),
                              persistent=False)
         self.register_buffer("phi", torch.as_tensor(np.stack([pad(p) for p in phis])),

@@ -351,7 +351,8 @@ class TEDI(GradientMethod):
         hold at initialisation, compared by their principal utility on 2^14 prior
         profiles (the first listed wins ties):
 
-        * ``"bundle"``: the grand bundle at Bundle-OPT's price (the fee term alone);
+        * ``"bundle"``: the grand bundle at Bundle-OPT's price (the fee term alone), when
+          some bundle price is profitable;
         * ``"separable"``: Separable-OPT's per-good threshold prices distilled into the
           skip term (:func:`distil_start`).  On priors with atoms the thresholds sit
           exactly on the atoms (B-1x10: every good at price 1 = the value), which leaves
@@ -363,8 +364,8 @@ class TEDI(GradientMethod):
         entry fee) is only used on request: on U-3x10-cp1-cd0 it starts higher than the
         separable start (1.41 against 1.21 on validation) but every training run from it
         lost money within 200 steps, for beta_0 = 20, 100 and 200 (README, TEDI section;
-        ``bench/tedi.py``'s ``tedi_variants`` rows), so ``keep_best`` returned the start itself, below what
-        training from the separable start reaches (1.44)."""
+        ``bench/tedi.py``'s ``tedi_variants`` rows), so ``keep_best`` returned the start
+        itself, below what training from the separable start reaches (1.44)."""
         if options["recipe"] not in RECIPES:
             raise AutomechError(f"tedi: option 'recipe' must be one of {RECIPES}, "
                                 f"got {options['recipe']!r}")
@@ -394,8 +395,9 @@ class TEDI(GradientMethod):
             return float(setting.objective.value(values, alloc, pay).mean())
 
         earns = {}
-        if options["fee"]:
-            earns["bundle"] = best_bundle_price(setting)[1]
+        price, bundle = best_bundle_price(setting)
+        if options["fee"] and math.isfinite(price):
+            earns["bundle"] = bundle
         if options["skip"]:
             earns["separable"] = utility(SeparableOPT(setting))
         if not earns:
