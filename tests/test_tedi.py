@@ -53,21 +53,30 @@ def test_separable_opt_closed_forms():
     assert alloc.flatten().tolist() == [1, 0, 1, 1] and pay.item() == pytest.approx(3.0)
 
 
+def _largest_gain_on_grid(mech, values: torch.Tensor, util: torch.Tensor,
+                          points: int) -> float:
+    """Largest utility gain over truthful bidding of any bidder reporting any point of a
+    ``points`` x ``points`` grid on [0, 1]^2 (two goods), the others truthful."""
+    grid = torch.linspace(0, 1, points, dtype=torch.float64)
+    best = -float("inf")
+    for i in range(values.shape[1]):
+        for a in grid:
+            for b in grid:
+                lie = values.clone()
+                lie[:, i] = torch.stack([a, b])
+                x, p = mech(lie)
+                gain = (values[:, i] * x[:, i]).sum(-1) - p[:, i] - util[:, i]
+                best = max(best, float(gain.max()))
+    return best
+
+
 def test_separable_opt_is_truthful():
     s = get_setting("U-3x2-cp1-cd0")
     mech = SeparableOPT(s)
     v = torch.as_tensor(s.sample(200, 1))
     util = s.utilities(v, *mech(v))
     assert (util > -1e-9).all()
-    grid = torch.linspace(0, 1, 21, dtype=torch.float64)
-    for i in range(3):
-        for a in grid:
-            for b in grid:
-                lie = v.clone()
-                lie[:, i] = torch.stack([a, b])
-                x, p = mech(lie)
-                gain = (v[:, i] * x[:, i]).sum(-1) - p[:, i] - util[:, i]
-                assert gain.max() < 1e-6
+    assert _largest_gain_on_grid(mech, v, util, 21) < 1e-6
 
 
 def test_bundle_opt_price():
@@ -105,15 +114,7 @@ def test_shared_bundle_opt_is_truthful_and_shares_the_cost():
     served = alloc[..., 0].sum(-1)
     # the buyers cover the bundle's production cost m c_p = 2 whenever it is made
     assert (pay.sum(-1)[served > 0] >= 2.0 - 1e-9).all()
-    grid = torch.linspace(0, 1, 11, dtype=torch.float64)
-    for i in range(3):
-        for a in grid:
-            for b in grid:
-                lie = v.clone()
-                lie[:, i] = torch.stack([a, b])
-                x, p = mech(lie)
-                gain = (v[:, i] * x[:, i]).sum(-1) - p[:, i] - util[:, i]
-                assert gain.max() < 1e-9
+    assert _largest_gain_on_grid(mech, v, util, 11) < 1e-9
 
 
 def test_shared_bundle_opt_beats_both_paper_baselines_on_3x10_cp1():
@@ -410,6 +411,11 @@ def test_auto_start_is_the_better_classical_menu():
         meth.resolve(u, dict(meth.defaults, init="bundle", fee=False))
     with pytest.raises(AutomechError, match="recipe"):
         meth.resolve(u, dict(meth.defaults, recipe="discrete"))
+    with pytest.raises(AutomechError, match="fee"):
+        meth.resolve(u, dict(meth.defaults, init="shared-bundle", fee=False))
+    for key in ("init_steps", "burn_in"):
+        with pytest.raises(AutomechError, match=key):
+            meth.resolve(u, dict(meth.defaults, **{key: -1}))
     atoms = meth.resolve(b, dict(meth.defaults))
     assert atoms["recipe"] == "atoms" and atoms["temperature_final"] == 1000.0
 

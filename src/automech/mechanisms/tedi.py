@@ -119,28 +119,27 @@ class PartialGroupMaxNet(nn.Module):
 
     def affine(self, y: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
         """Per-row affine maps from y (R, d_y): [(W_k, b_k, D_k or None)] for k = 0..K."""
-        if self.d_y == 0:
-            y = y.new_zeros(1, 1)
-        h = self.trunk(y)
+        h = self.trunk(y if self.d_y else y.new_zeros(1, 1))
         params = []
         for k, (o, i) in enumerate(self.shapes):
             w = self.w_heads[k](h).view(-1, o, i)
             if k > 0:
                 w = F.softplus(w)
-            last = k == len(self.shapes) - 1
-            d = self.d_heads[0](h).view(-1, o, self.d_x) if self.skip and last else None
-            c = F.softplus(self.c_head(h)) if self.fee and last else None
+            d, c = self._residuals(h) if k == len(self.shapes) - 1 else (None, None)
             params.append((w, self.b_heads[k](h), d, c))
         return params
+
+    def _residuals(self, h: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Skip slope ``D`` (R, 1, d_x) and entry fee ``c`` (R, 1) from trunk features h."""
+        d = self.d_heads[0](h).view(-1, 1, self.d_x) if self.skip else None
+        c = F.softplus(self.c_head(h)) if self.fee else None
+        return d, c
 
     def residual_heads(self, y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Only the residual terms of :meth:`affine` for rows y (R, d_y): the skip slope
         ``D(y)`` (R, 1, d_x) and the entry fee ``c(y)`` (R, 1), None where switched off
         (what fitting a start to classical prices needs, without the GroupMax heads)."""
-        h = self.trunk(y if self.d_y else y.new_zeros(1, 1))
-        d = self.d_heads[0](h).view(-1, 1, self.d_x) if self.skip else None
-        c = F.softplus(self.c_head(h)) if self.fee else None
-        return d, c
+        return self._residuals(self.trunk(y if self.d_y else y.new_zeros(1, 1)))
 
     def evaluate(self, x: torch.Tensor, params, tau: float = 0.0) -> torch.Tensor:
         """f(x, y) for x (R, S, d_x) (S points per row) and the rows' affine maps: (R, S).

@@ -293,14 +293,15 @@ def distil_start(mech: TEDIMechanism, start: str, steps: int, batch_size: int, l
         slope, fee = net.residual_heads(others.reshape(-1, others.shape[-1]))
         slope = slope[:, 0, :]                                     # (B n, m); n = 1: shared
         if start == "separable":
-            loss = ((slope - target.reshape(-1, target.shape[-1])) ** 2).mean()
+            fit = ((slope - target.reshape(-1, target.shape[-1])) ** 2).mean()
+            loss = fit
         else:
             fit = ((fee[:, 0] - target.reshape(-1)) ** 2).mean()
             loss = fit + (slope ** 2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        error = float((loss if start == "separable" else fit).detach().sqrt())
+        error = float(fit.detach().sqrt())
     return error
 
 
@@ -378,6 +379,9 @@ class TEDI(GradientMethod):
                                 f"got {options['init']!r}")
         if options["init"] in ("bundle", "shared-bundle") and not options["fee"]:
             raise AutomechError(f"tedi: init={options['init']!r} needs the fee term (fee=true)")
+        for key in ("init_steps", "burn_in"):
+            if options[key] < 0:
+                raise AutomechError(f"tedi: option {key!r} must be >= 0, got {options[key]}")
         if options["init"] == "separable" and not options["skip"]:
             raise AutomechError("tedi: init='separable' needs the skip term (skip=true)")
         if options["init"] == "auto":
