@@ -416,6 +416,8 @@ def test_auto_start_is_the_better_classical_menu():
     for key in ("init_steps", "burn_in"):
         with pytest.raises(AutomechError, match=key):
             meth.resolve(u, dict(meth.defaults, **{key: -1}))
+    with pytest.raises(AutomechError, match="chain_start"):
+        meth.resolve(u, dict(meth.defaults, chain_start="mode"))
     atoms = meth.resolve(b, dict(meth.defaults))
     assert atoms["recipe"] == "atoms" and atoms["temperature_final"] == 1000.0
 
@@ -483,3 +485,24 @@ def test_burn_in_moves_the_chains_before_the_first_step():
             pay = mech.prices(chains.reshape(1, -1, s.num_items), params).view(chains.shape[:2])
         mean_utility[rounds] = float(((values.unsqueeze(0) * chains).sum((-1, -2)) - pay).mean())
     assert mean_utility[20] > mean_utility[0] + 0.2
+
+
+def test_chain_start_choice_puts_the_chains_on_the_exact_choices():
+    """``chain_start="choice"``: every chain starts at its bidder's exact choice under the
+    starting mechanism, not uniform: under the bundle at Bundle-OPT's price (fee
+    ``c max_j x_j``) most chains hold the whole bundle or nothing (types near the price
+    are nearly indifferent along the diagonal, so the solver may stop in between)."""
+    meth = METHODS["tedi"]
+    s = get_setting("U-1x10-cp0-cd0")
+    opts = meth.resolve(s, dict(meth.defaults, init="bundle", chain_start="choice",
+                                batch_size=256))
+    mech = meth.build(s, opts, seed=0)
+    values = meth.sample(mech, s, opts, np.random.default_rng(0), step=0)
+    chains = meth.state["chains"]                                        # (K, B, 1, m)
+    with torch.no_grad():
+        choice, _ = mech(values)
+    assert chains.shape == (2, *values.shape)
+    assert torch.equal(chains[0], choice) and torch.equal(chains[1], choice)
+    share = choice.amax(-1)
+    bought, none = share > 0.99, share < 0.01
+    assert bought.any() and none.any() and (bought | none).float().mean() > 0.9

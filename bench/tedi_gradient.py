@@ -1,0 +1,129 @@
+"""How much signal TEDI's gradient estimate carries, by temperature, at a given mechanism.
+
+For inverse temperatures beta, the covariance-trick surrogate of Eq. (12)
+(:func:`automech.methods.tedi.covariance_loss`) is differentiated on ``--batches``
+disjoint batches of ``--batch`` prior profiles, its chains started at every bidder's exact
+choice (``chain_start="choice"``) and mixed by ``--mix`` rounds of the training's chain
+moves at beta (Langevin step ``0.4 / beta``: the default ``eta_0 beta_0``).  Reported per
+beta, for the whole gradient and for its two parts -- the direct term ``mean grad u0`` and
+the covariance term -- the mean cosine between the batches' gradients (1: every batch
+points the same way; about 0: noise), the mean norm of one batch's gradient and the norm
+of their mean; also the smoothed objective (mean u0 over the chains) next to the exact one.
+With ``--same-profiles`` every batch holds the same profiles, each with its own chains:
+the cosines then measure the chains' noise alone (what a larger ``chains`` K lowers),
+without the profiles' (what a larger pool of training profiles lowers).
+
+The mechanism is a distilled start (``--start separable`` / ``shared-bundle``) or a trained
+run (``--run DIR``)::
+
+    python bench/tedi_gradient.py --start separable shared-bundle
+    python bench/tedi_gradient.py --run bench/runs/tedi-U-3x10-cp1-cd0
+
+Writes/updates ``bench/results/tedi_gradient.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from automech.methods import METHODS
+from automech.methods.tedi import covariance_loss
+from automech.problems.registry import get_setting
+from automech.runs import Run, load
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results" / "tedi_gradient.json"
+
+
+def gradient_signal(mechanism, setting, options: dict, beta: float, batch: int,
+                    batches: int, mix: int, seed: int, same_profiles: bool = False) -> dict:
+    """Cosines and norms of the per-batch gradients at ``beta`` (see the module doc)."""
+    meth = METHODS["tedi"]
+    meth.state = {}
+    drawn = batch if same_profiles else batch * batches
+    options = dict(options, chain_start="choice", batch_size=drawn, train_profiles=drawn,
+                   burn_in=0)
+    values = meth.sample(mechanism, setting, options, np.random.default_rng(seed), step=0)
+    if same_profiles:
+        st = meth.state
+        st["pool"] = values = values.repeat(batches, 1, 1)
+        st["chains"] = st["chains"].repeat(1, batches, 1, 1)
+        st["scales"] = st["scales"].repeat(1, batches, 1, 1)
+    everyone = torch.arange(len(values))
+    with torch.no_grad():
+        alloc, pay = mechanism(values)
+        exact = float(setting.objective.value(values, alloc, pay).mean())
+    for _ in range(mix):
+        meth.move_chains(mechanism, options, everyone, beta, 0.4 / beta)
+    chains = meth.state["chains"]
+    params = [p for p in mechanism.parameters() if p.requires_grad]
+    grads = {"direct": [], "covariance": [], "total": []}
+    smoothed = []
+    for q in range(batches):
+        part = slice(q * batch, (q + 1) * batch)
+        surrogate, u0 = covariance_loss(mechanism, values[part], chains[:, part], beta)
+        smoothed.append(float(u0.detach()))
+        for name, term in (("direct", u0), ("covariance", surrogate - u0),
+                           ("total", surrogate)):
+            g = torch.autograd.grad(term, params, retain_graph=name != "total")
+            grads[name].append(torch.cat([x.flatten() for x in g]))
+    out = {"beta": beta, "exact_objective": exact, "smoothed_objective": float(np.mean(smoothed))}
+    for name, g in grads.items():
+        g = torch.stack(g)
+        cos = [float(torch.nn.functional.cosine_similarity(g[a], g[b], dim=0))
+               for a, b in itertools.combinations(range(batches), 2)]
+        out[name] = {"cosine": float(np.mean(cos)), "norm": float(g.norm(dim=1).mean()),
+                     "norm_of_mean": float(g.mean(0).norm())}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--setting", default="U-3x10-cp1-cd0")
+    ap.add_argument("--start", nargs="*", default=[], help="distilled starts to probe")
+    ap.add_argument("--run", nargs="*", default=[], help="trained TEDI run directories")
+    ap.add_argument("--betas", nargs="*", type=float, default=[20, 50, 100, 200, 1000])
+    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--batches", type=int, default=4)
+    ap.add_argument("--mix", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--same-profiles", action="store_true",
+                    help="the same profiles in every batch: the chains' noise alone")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    setting = get_setting(args.setting)
+    meth = METHODS["tedi"]
+    mechanisms = {}
+    for start in args.start:
+        opts = meth.resolve(setting, dict(meth.defaults, init=start))
+        mech = meth.build(setting, opts, seed=0)
+        meth.initialise(mech, setting, opts, seed=0,
+                        run=Run(ROOT / "runs" / f"gradient-{args.setting}-{start}"))
+        mechanisms[f"start={start}"] = (mech, opts)
+    for path in args.run:
+        mech = load(path)
+        given = Run(Path(path)).read_json("config.json")["options"]
+        opts = meth.resolve(setting, dict(meth.defaults, **given))
+        mechanisms[f"run={Path(path).name}"] = (mech, opts)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for key, (mech, opts) in mechanisms.items():
+        rows = []
+        for beta in args.betas:
+            row = gradient_signal(mech, setting, opts, beta, args.batch, args.batches,
+                                  args.mix, args.seed, args.same_profiles)
+            print(key, json.dumps(row), flush=True)
+            rows.append(row)
+        name = f"{key} same-profiles" if args.same_profiles else key
+        results.setdefault(args.setting, {})[name] = {
+            "batch": args.batch, "batches": args.batches, "mix_rounds": args.mix, "rows": rows}
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
