@@ -62,7 +62,10 @@ them open:
   there from the uniform draw.
 * Adam 3e-4 -> 1e-5 (cosine): with 1e-3 the mechanism oscillated.
 * 1,000 steps, full batch of M = 2,048 profiles, K = 2 chains (K = 4 moved U-1x10 by less
-  than the test noise in our runs).
+  than the test noise in our runs).  From beta ~ 100 on, the estimate's noise, mostly the
+  chains' in the covariance term, swamps its signal near a stationary point
+  (``bench/tedi_gradient.py``).  On U-3x10-cp1-cd0, ``chains=8 temperature=50`` ended
+  higher than the defaults (README, TEDI section), at about twice the training time.
 """
 
 from __future__ import annotations
