@@ -32,8 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from automech.methods import METHODS
-from automech.methods.tedi import covariance_loss
+from automech.methods.tedi import TEDI, covariance_loss
 from automech.problems.registry import get_setting
 from automech.runs import Run, load
 
@@ -44,8 +43,7 @@ RESULTS = ROOT / "results" / "tedi_gradient.json"
 def gradient_signal(mechanism, setting, options: dict, beta: float, batch: int,
                     batches: int, mix: int, seed: int, same_profiles: bool = False) -> dict:
     """Cosines and norms of the per-batch gradients at ``beta`` (see the module doc)."""
-    meth = METHODS["tedi"]
-    meth.state = {}
+    meth = TEDI()
     drawn = batch if same_profiles else batch * batches
     options = dict(options, chain_start="choice", batch_size=drawn, train_profiles=drawn,
                    burn_in=0)
@@ -69,10 +67,10 @@ def gradient_signal(mechanism, setting, options: dict, beta: float, batch: int,
         part = slice(q * batch, (q + 1) * batch)
         surrogate, u0 = covariance_loss(mechanism, values[part], chains[:, part], beta)
         smoothed.append(float(u0.detach()))
-        for name, term in (("direct", u0), ("covariance", surrogate - u0),
-                           ("total", surrogate)):
-            g = torch.autograd.grad(term, params, retain_graph=name != "total")
+        for name, term in (("direct", u0), ("covariance", surrogate - u0)):
+            g = torch.autograd.grad(term, params, retain_graph=name == "direct")
             grads[name].append(torch.cat([x.flatten() for x in g]))
+        grads["total"].append(grads["direct"][-1] + grads["covariance"][-1])
     out = {"beta": beta, "exact_objective": exact, "smoothed_objective": float(np.mean(smoothed))}
     for name, g in grads.items():
         g = torch.stack(g)
@@ -98,7 +96,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     setting = get_setting(args.setting)
-    meth = METHODS["tedi"]
+    meth = TEDI()
     mechanisms = {}
     for start in args.start:
         opts = meth.resolve(setting, dict(meth.defaults, init=start))
