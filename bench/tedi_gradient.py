@@ -13,10 +13,15 @@ With ``--same-profiles`` every batch holds the same profiles, each with its own 
 the cosines then measure the chains' noise alone (what a larger ``chains`` K lowers),
 without the profiles' (what a larger pool of training profiles lowers).
 
+``--chains K`` / ``--snapshots S`` override the run's estimator options (K chains per
+profile, S samples of each from the last mixing round): the noise they remove is what the
+cosines gain.
+
 The mechanism is a distilled start (``--start separable`` / ``shared-bundle``) or a trained
 run (``--run DIR``)::
 
     python bench/tedi_gradient.py --start separable shared-bundle
+    python bench/tedi_gradient.py --start separable --betas 50 100 200 --chains 8 --snapshots 5
     python bench/tedi_gradient.py --run bench/runs/tedi-U-3x10-cp1-cd0
 
 Writes/updates ``bench/results/tedi_gradient.json``.
@@ -53,19 +58,20 @@ def gradient_signal(mechanism, setting, options: dict, beta: float, batch: int,
         st["pool"] = values = values.repeat(batches, 1, 1)
         st["chains"] = st["chains"].repeat(1, batches, 1, 1)
         st["scales"] = st["scales"].repeat(1, batches, 1, 1)
+        st["samples"] = st["samples"].repeat(1, 1, batches, 1, 1)
     everyone = torch.arange(len(values))
     with torch.no_grad():
         alloc, pay = mechanism(values)
         exact = float(setting.objective.value(values, alloc, pay).mean())
     for _ in range(mix):
         meth.move_chains(mechanism, options, everyone, beta, 0.4 / beta)
-    chains = meth.state["chains"]
+    chains = meth.state["samples"]                       # (K, S, B, n, m)
     params = [p for p in mechanism.parameters() if p.requires_grad]
     grads = {"direct": [], "covariance": [], "total": []}
     smoothed = []
     for q in range(batches):
         part = slice(q * batch, (q + 1) * batch)
-        surrogate, u0 = covariance_loss(mechanism, values[part], chains[:, part], beta)
+        surrogate, u0 = covariance_loss(mechanism, values[part], chains[:, :, part], beta)
         smoothed.append(float(u0.detach()))
         for name, term in (("direct", u0), ("covariance", surrogate - u0)):
             g = torch.autograd.grad(term, params, retain_graph=name == "direct")
@@ -91,6 +97,9 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=4)
     ap.add_argument("--mix", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--chains", type=int, default=0, help="K chains (0: the run's)")
+    ap.add_argument("--snapshots", type=int, default=0,
+                    help="S samples per chain from the last mixing round (0: the run's)")
     ap.add_argument("--same-profiles", action="store_true",
                     help="the same profiles in every batch: the chains' noise alone")
     args = ap.parse_args()
@@ -100,6 +109,7 @@ def main() -> None:
     mechanisms = {}
     for start in args.start:
         opts = meth.resolve(setting, dict(meth.defaults, init=start))
+        torch.manual_seed(0)      # as automech.experiment.train: nn.Linear draws from it
         mech = meth.build(setting, opts, seed=0)
         meth.initialise(mech, setting, opts, seed=0,
                         run=Run(ROOT / "runs" / f"gradient-{args.setting}-{start}"))
@@ -111,13 +121,16 @@ def main() -> None:
         mechanisms[f"run={Path(path).name}"] = (mech, opts)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for key, (mech, opts) in mechanisms.items():
+        opts = dict(opts, **{k: v for k, v in (("chains", args.chains),
+                                                ("snapshots", args.snapshots)) if v})
         rows = []
         for beta in args.betas:
             row = gradient_signal(mech, setting, opts, beta, args.batch, args.batches,
                                   args.mix, args.seed, args.same_profiles)
             print(key, json.dumps(row), flush=True)
             rows.append(row)
-        name = f"{key} same-profiles" if args.same_profiles else key
+        name = key + "".join(f" {k}={opts[k]}" for k in ("chains", "snapshots")
+                             if getattr(args, k)) + (" same-profiles" * args.same_profiles)
         results.setdefault(args.setting, {})[name] = {
             "batch": args.batch, "batches": args.batches, "mix_rounds": args.mix, "rows": rows}
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")

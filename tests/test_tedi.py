@@ -210,12 +210,15 @@ def test_solver_matches_brute_force_on_one_good():
     assert (best - util).max() < 2e-3
 
 
-@pytest.mark.parametrize("samples", [2, 4])
-def test_covariance_gradient_matches_finite_difference(samples):
+@pytest.mark.parametrize("samples,snapshots", [(2, 1), (4, 1), (2, 4)])
+def test_covariance_gradient_matches_finite_difference(samples, snapshots):
     """On a tiny problem (1 bidder, 1 good) the covariance-trick gradient with exact
-    samples from q^beta (2 per profile: Eq. 12; 4: the sample-covariance form) equals a
-    finite-difference derivative of the smoothed objective (Eq. 9), computed by
-    quadrature."""
+    samples from q^beta (2 chains per profile: Eq. 12; 4: the sample-covariance form)
+    equals a finite-difference derivative of the smoothed objective (Eq. 9), computed by
+    quadrature.  With snapshots, each chain's S samples are strongly correlated (a lazy
+    independence sampler: each keeps the previous one with probability 0.7, else draws
+    afresh, so every one is still distributed as q^beta): pooling them as independent
+    would shrink the covariance by about half; the chain-paired estimator must not."""
     torch.manual_seed(0)
     s = get_setting("U-1x1-cp0-cd0.1")
     mech = TEDIMechanism(s, groups=(4,), group_size=3, pan_hidden=4, init_seed=1).double()
@@ -248,13 +251,22 @@ def test_covariance_gradient_matches_finite_difference(samples):
         pay = mech.prices(grid.view(1, -1, 1), params).view(-1)
     k = 20000
     gen = torch.Generator().manual_seed(0)
-    draws = [[] for _ in range(samples)]
+    draws = [[[] for _ in range(snapshots)] for _ in range(samples)]
+
+    def draw(cdf):
+        idx = torch.searchsorted(cdf, torch.rand(k, generator=gen, dtype=torch.float64))
+        return grid[idx.clamp(max=len(grid) - 1)]
+
     for v in values.view(-1):
         cdf = torch.cumsum(torch.softmax(beta * (v * grid - pay), 0), 0)
-        for store in draws:
-            idx = torch.searchsorted(cdf, torch.rand(k, generator=gen, dtype=torch.float64))
-            store.append(grid[idx.clamp(max=len(grid) - 1)])
-    chains = torch.stack([torch.stack(d, 1).view(k * 3, 1, 1) for d in draws])
+        for chain in draws:
+            point = draw(cdf)
+            for store in chain:
+                keep = torch.rand(k, generator=gen, dtype=torch.float64) < 0.7
+                point = torch.where(keep, point, draw(cdf)) if store is not chain[0] else point
+                store.append(point)
+    chains = torch.stack([torch.stack([torch.stack(d, 1).view(k * 3, 1, 1) for d in chain])
+                          for chain in draws])                          # (K, S, B, 1, 1)
     vals = values.repeat(k, 1, 1)
     mech.zero_grad()
     surrogate, _ = covariance_loss(mech, vals, chains, beta)
@@ -418,6 +430,9 @@ def test_auto_start_is_the_better_classical_menu():
             meth.resolve(u, dict(meth.defaults, **{key: -1}))
     with pytest.raises(AutomechError, match="chain_start"):
         meth.resolve(u, dict(meth.defaults, chain_start="mode"))
+    for bad in ({"snapshots": 0}, {"snapshots": 3}, {"snapshots": 2, "metropolis_steps": 0}):
+        with pytest.raises(AutomechError, match="snapshots"):
+            meth.resolve(u, dict(meth.defaults, **bad))
     atoms = meth.resolve(b, dict(meth.defaults))
     assert atoms["recipe"] == "atoms" and atoms["temperature_final"] == 1000.0
 
@@ -506,3 +521,23 @@ def test_chain_start_choice_puts_the_chains_on_the_exact_choices():
     share = choice.amax(-1)
     bought, none = share > 0.99, share < 0.01
     assert bought.any() and none.any() and (bought | none).float().mean() > 0.9
+
+
+def test_snapshots_are_points_along_the_metropolis_rounds():
+    """``snapshots=S``: one round of chain moves leaves S samples per chain, taken after
+    each of S equal parts of the Metropolis rounds; the last is the chain's new position,
+    the earlier ones differ from it (the chains move between them), and before any move
+    all S are the starting point (so the first step's estimate is the S = 1 one)."""
+    meth = METHODS["tedi"]
+    s = get_setting("U-3x2-cp1-cd0")
+    opts = meth.resolve(s, dict(meth.defaults, snapshots=5, batch_size=64))
+    mech = meth.build(s, opts, seed=0)
+    meth.sample(mech, s, opts, np.random.default_rng(0), step=0)
+    st = meth.state
+    assert st["samples"].shape == (2, 5, *st["pool"].shape)
+    assert torch.equal(st["samples"][:, 0], st["chains"])
+    assert torch.equal(st["samples"][:, 4], st["chains"])
+    meth.move_chains(mech, opts, torch.arange(64), 50.0, 0.01)
+    assert torch.equal(st["samples"][:, 4], st["chains"])
+    for j in range(4):
+        assert not torch.equal(st["samples"][:, j], st["chains"])

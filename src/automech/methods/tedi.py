@@ -56,6 +56,10 @@ them open:
   holds the grand bundle exactly.
 * ``burn_in`` (default 0): rounds of chain moves at beta_0 before the first gradient step,
   so the first estimates come from chains near q^beta rather than from the uniform start.
+* ``snapshots`` (default 1, Algorithm 1): S > 1 prices every chain at S points of its
+  Metropolis rounds instead of the last one only (:meth:`TEDI.move_chains`); the
+  estimator pairs independent chains only (:func:`covariance_loss`), so it stays
+  unbiased however correlated the snapshots are.
 * ``chain_start`` (default ``"uniform"``, Algorithm 1): ``"choice"`` starts every chain at
   its bidder's exact choice under the starting mechanism, the mode q^beta concentrates on
   as beta grows, so a run started at a large beta does not first have to carry its chains
@@ -120,20 +124,33 @@ def principal_and_welfare(mech: TEDIMechanism, values: torch.Tensor, chains: tor
 def covariance_loss(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
                     beta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The covariance-trick surrogate (to be maximised) averaged over the batch, and the
-    plain mean of u0, for K >= 2 samples ``chains`` (K, B, n, m) of q^beta per profile.
+    plain mean of u0, for samples of q^beta from K >= 2 independent chains per profile:
+    ``chains`` (K, B, n, m), one sample per chain, or (K, S, B, n, m), S snapshots of
+    each chain (:meth:`TEDI.move_chains`, option ``snapshots``).
 
-    ``L = mean_k u0_k + 1 / (K - 1) sum_k sg(u0_k - mean u0) (ASW_k - mean ASW)``: its
-    gradient is ``mean_k grad u0_k`` plus the unbiased sample covariance of u0 and
-    grad ASW^beta, i.e. an unbiased estimate of Eq. (10).  For K = 2 it is Eq. (12)
-    exactly; more samples per profile lower the variance of the covariance term, which
-    grows with beta."""
-    k, b, n, m = chains.shape
+    With ``c = sg(u0 - mean u0)`` and ``a = ASW - mean ASW`` (means over all K S samples
+    of a profile), ``L = mean u0 + mean(c a) + 1 / (K (K - 1)) sum_k cbar_k abar_k``
+    (``cbar_k``, ``abar_k``: chain k's means over its snapshots).  The last two terms
+    are ``mean(u0 ASW) - 1 / (K (K - 1)) sum_{k != l} ubar_k ASWbar_l``, whose cross
+    products pair independent chains only, so the gradient is ``mean grad u0`` plus an
+    unbiased estimate of ``Cov(u0, grad ASW^beta)``, i.e. of Eq. (10), however
+    correlated the snapshots of one chain are.  For S = 1 it is the unbiased sample
+    covariance ``1 / (K - 1) sum_k c_k a_k``, and for K = 2 Eq. (12) exactly; more
+    chains, or snapshots, lower the variance of the covariance term, which grows with
+    beta."""
+    if chains.dim() == 4:
+        chains = chains.unsqueeze(1)
+    k, s, b, n, m = chains.shape
     if k < 2:
-        raise ValueError(f"the covariance trick needs at least 2 samples per profile, got {k}")
-    u0, asw = principal_and_welfare(mech, values, chains, pricing_maps(mech, values), beta)
-    centred = (u0 - u0.mean(0)).detach()
-    surrogate = u0.mean(0) + (centred * (asw - asw.mean(0))).sum(0) / (k - 1)
-    return surrogate.mean(), u0.mean()
+        raise ValueError(f"the covariance trick needs at least 2 chains per profile, got {k}")
+    u0, asw = principal_and_welfare(mech, values, chains.reshape(k * s, b, n, m),
+                                    pricing_maps(mech, values), beta)
+    u0, asw = u0.view(k, s, b), asw.view(k, s, b)
+    centred = (u0 - u0.mean((0, 1))).detach()
+    asw = asw - asw.mean((0, 1))
+    covariance = ((centred * asw).mean((0, 1))
+                  + (centred.mean(1) * asw.mean(1)).sum(0) / (k * (k - 1)))
+    return (u0.mean((0, 1)) + covariance).mean(), u0.mean()
 
 
 def langevin(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
@@ -332,6 +349,7 @@ class TEDI(GradientMethod):
         "langevin_steps": 10,         # S
         "chains": 2,                  # K samples of q^beta per profile (2: Eq. 12)
         "metropolis_steps": 10,       # rounds of exact Metropolis moves after Langevin
+        "snapshots": 1,               # S samples per chain and step, spread over those rounds
         "burn_in": 0,                 # rounds of chain moves before the first step
         "chain_start": "uniform",     # chains' first points: "uniform" (Algorithm 1) or "choice"
         "groups": [16, 16],
@@ -393,6 +411,10 @@ class TEDI(GradientMethod):
         for key in ("init_steps", "burn_in"):
             if options[key] < 0:
                 raise AutomechError(f"tedi: option {key!r} must be >= 0, got {options[key]}")
+        snaps, rounds = options["snapshots"], options["metropolis_steps"]
+        if snaps < 1 or (snaps > 1 and (rounds < snaps or rounds % snaps)):
+            raise AutomechError(f"tedi: option 'snapshots' must be 1 or divide "
+                                f"metropolis_steps ({rounds}) into equal parts, got {snaps}")
         if options["chain_start"] not in CHAIN_STARTS:
             raise AutomechError(f"tedi: chain_start must be one of {', '.join(CHAIN_STARTS)}, "
                                 f"got {options['chain_start']!r}")
@@ -465,6 +487,7 @@ class TEDI(GradientMethod):
             st["scales"] = torch.full((*st["chains"].shape[:-1], st["chains"].shape[-1] + 1),
                                       0.1, dtype=mechanism.dtype)
             st["gen"] = gen
+            st["samples"] = st["chains"].unsqueeze(1).repeat(1, options["snapshots"], 1, 1, 1)
             for _ in range(options["burn_in"]):
                 self.move_chains(mechanism, options, torch.arange(size), options["temperature"],
                                  options["langevin_step"])
@@ -477,7 +500,7 @@ class TEDI(GradientMethod):
     def loss(self, mechanism, values, options, temperature, step):
         st = self.state
         st["beta"] = temperature
-        surrogate, u0 = covariance_loss(mechanism, values, st["chains"][:, st["idx"]],
+        surrogate, u0 = covariance_loss(mechanism, values, st["samples"][:, :, st["idx"]],
                                         temperature)
         return -surrogate, {"train_objective": float(u0.detach())}
 
@@ -490,25 +513,38 @@ class TEDI(GradientMethod):
     def move_chains(self, mechanism, options, idx: torch.Tensor, beta: float,
                     eta: float) -> None:
         """One round of chain moves for the pool profiles ``idx``: ``langevin_steps``
-        steps of Eq. (13), then ``metropolis_steps`` Metropolis rounds."""
+        steps of Eq. (13), then ``metropolis_steps`` Metropolis rounds in ``snapshots``
+        equal parts; the chains' positions after each part are the next step's samples
+        (``state["samples"]``, (K, S, M, n, m)).  S > 1 is our addition: Algorithm 1 uses
+        the last position only (S = 1), and the chain moves cost most of a step (about
+        85% on U-3x10 with K = 8), while pricing S times more samples in the loss costs
+        little, so the covariance term gets S correlated samples per chain for the price
+        of one (:func:`covariance_loss` pairs only independent chains, so it stays
+        unbiased)."""
         st = self.state
         values = st["pool"][idx]
         with torch.no_grad():
             params = pricing_maps(mechanism, values)
-        st["chains"][:, idx] = langevin(mechanism, values, st["chains"][:, idx], beta,
-                                        eta, options["langevin_steps"], st["gen"], params)
-        if options["metropolis_steps"]:
-            st["chains"][:, idx], st["scales"][:, idx] = metropolis(
-                mechanism, values, st["chains"][:, idx], st["scales"][:, idx], beta,
-                options["metropolis_steps"], st["gen"], params)
+        chains = langevin(mechanism, values, st["chains"][:, idx], beta, eta,
+                          options["langevin_steps"], st["gen"], params)
+        scales, snaps = st["scales"][:, idx], options["snapshots"]
+        samples = []
+        for _ in range(snaps):
+            if options["metropolis_steps"]:
+                chains, scales = metropolis(mechanism, values, chains, scales, beta,
+                                            options["metropolis_steps"] // snaps, st["gen"],
+                                            params)
+            samples.append(chains)
+        st["chains"][:, idx], st["scales"][:, idx] = chains, scales
+        st["samples"][:, :, idx] = torch.stack(samples, dim=1)
 
     def training_state(self, mechanism) -> dict[str, Any]:
         st = self.state
         return {"pool": st["pool"], "chains": st["chains"], "scales": st["scales"],
-                "gen": st["gen"].get_state()}
+                "samples": st["samples"], "gen": st["gen"].get_state()}
 
     def load_training_state(self, mechanism, state) -> None:
         gen = torch.Generator()
         gen.set_state(state["gen"])
         self.state.update(pool=state["pool"], chains=state["chains"], scales=state["scales"],
-                          gen=gen)
+                          samples=state["samples"], gen=gen)

@@ -15,7 +15,14 @@ the mechanism's softmax relaxation).  The loop is the same for all of them:
   rerun with the same run directory resumes from it, and a finished run is not retrained;
 * with ``keep_best``, the mechanism returned is the one with the best validation
   objective seen, the starting one included (early stopping on held-out profiles), not
-  the last one; the step it was taken from is logged as ``selected_step``.
+  the last one; the step it was taken from is logged as ``selected_step``;
+* with ``average`` = a in (0, 1), the mechanism validated, kept and returned is the
+  exponential moving average of the iterates, ``bar theta <- a bar theta + (1 - a) theta``
+  after every step (Polyak-Ruppert averaging, Polyak & Juditsky 1992, in its
+  exponentially weighted form), while the steps themselves follow the live parameters:
+  where the gradient estimate is mostly noise, the average keeps the drift and cancels
+  much of the random walk around it (the live parameters' validation is logged as
+  ``val_objective_live``).
 """
 
 from __future__ import annotations
@@ -58,6 +65,13 @@ def schedule(kind: str, start: float, end: float, step: int, total: int) -> floa
     raise AutomechError(f"unknown schedule {kind!r}; known: {', '.join(SCHEDULES)}")
 
 
+def _float_state(mechanism: Mechanism, copy: bool = True) -> dict[str, torch.Tensor]:
+    """The floating-point entries of ``mechanism``'s state dict (what ``average`` averages),
+    copied unless ``copy=False``."""
+    return {k: v.detach().clone() if copy else v.detach()
+            for k, v in mechanism.state_dict().items() if v.is_floating_point()}
+
+
 def _snapshot(mechanism: Mechanism, record: dict[str, Any]) -> dict[str, Any]:
     """What ``keep_best`` keeps of a validated mechanism: its step, validation objective
     and a copy of its parameters."""
@@ -84,6 +98,7 @@ class GradientMethod(Method):
         "checkpoint_every": 500,  # steps between checkpoints
         "log_every": 10,          # steps between history lines
         "keep_best": False,       # return the best validated mechanism, not the last
+        "average": 0.0,           # EMA decay of the iterates validated and returned (0: off)
     }
 
     @abstractmethod
@@ -105,16 +120,23 @@ class GradientMethod(Method):
             if options[key] not in SCHEDULES:
                 raise AutomechError(f"option {key!r} must be one of {SCHEDULES}, "
                                     f"got {options[key]!r}")
+        if not 0.0 <= options["average"] < 1.0:
+            raise AutomechError(f"option 'average' (an EMA decay) must be in [0, 1), "
+                                f"got {options['average']}")
         device = default_device()
         mechanism = self.build(setting, options, seed).to(device)
         optimizer = torch.optim.Adam(mechanism.parameters(), lr=options["lr"])
         rng = np.random.default_rng([seed, 0])
         self._best: dict[str, Any] | None = None
+        self._average: dict[str, torch.Tensor] | None = None
         start_step = self._resume(run, mechanism, optimizer, rng)
         if start_step is None:
             return mechanism.eval()
         if start_step == 0:
             self.initialise(mechanism, setting, options, seed, run, progress)
+        decay = options["average"]
+        if decay and self._average is None:
+            self._average = _float_state(mechanism)
         validation = torch.as_tensor(setting.sample(options["validation_samples"],
                                                     np.random.default_rng([seed, 1])),
                                      dtype=mechanism.dtype, device=device)
@@ -139,15 +161,26 @@ class GradientMethod(Method):
                 mechanism.train()
                 values = self.sample(mechanism, setting, options, rng, step)
                 metrics = self._step(mechanism, optimizer, values, options, temperature, step)
+                if decay:
+                    with torch.no_grad():
+                        for key, value in _float_state(mechanism, copy=False).items():
+                            self._average[key].lerp_(value, 1.0 - decay)
                 record = {"step": step + 1, "lr": lr, "temperature": temperature, **metrics}
                 last = step + 1 == steps
                 if (step + 1) % options["validate_every"] == 0 or last:
+                    if decay:
+                        live = self.validate(mechanism, validation)["val_objective"]
+                        record["val_objective_live"] = live
+                        live_state = _float_state(mechanism)
+                        mechanism.load_state_dict(self._average, strict=False)
                     record.update(self.validate(mechanism, validation))
                     bar.update(task, status=f"val {setting.objective.name} "
                                f"{record['val_objective']:.4f}")
                     if options["keep_best"] and (self._best is None or record["val_objective"]
                                                  > self._best["val_objective"]):
                         self._best = _snapshot(mechanism, record)
+                    if decay and not last:
+                        mechanism.load_state_dict(live_state, strict=False)
                 if (step + 1) % options["log_every"] == 0 or "val_objective" in record:
                     record["seconds"] = time.perf_counter() - started
                     run.log(record)
@@ -214,6 +247,7 @@ class GradientMethod(Method):
             "method": self.name, "step": step, "finished": False,
             "optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,
             "extra": self.training_state(mechanism), "best": self._best,
+            "average": self._average,
         })
 
     def _resume(self, run, mechanism, optimizer, rng) -> int | None:
@@ -233,6 +267,7 @@ class GradientMethod(Method):
         if state.get("extra") is not None:
             self.load_training_state(mechanism, state["extra"])
         self._best = state.get("best")
+        self._average = state.get("average")
         step = int(state["step"])
         kept = [r for r in run.history() if r.get("step", 0) <= step]
         (run.path / HISTORY).write_text("".join(json.dumps(r) + "\n" for r in kept))
