@@ -10,6 +10,10 @@
    inner solver).  With ``--set`` the run goes to ``runs/tedi-SETTING-key=value`` and its
    row to ``tedi_variants`` (the ``tedi`` rows are the defaults').
 3. ``--scaling``: seconds per TEDI training step for n = 3, m in {10, 20, 30}.
+4. ``--flops``: floating-point operations of one training step (loss, backward, chain
+   moves) for n = 3, m in {10, 20, 30}, counted by ``torch.utils.flop_counter`` (matrix
+   products only, which is where the work is), with the ``--set`` overrides; next to the
+   paper's TFLOPS column of Table 1 (390 for m = 10, 5,600 for m = 30, whole training).
 
 Writes/updates ``bench/results/tedi.json``.  Single-threaded torch (the machine is shared:
 more threads only fight).
@@ -18,6 +22,7 @@ more threads only fight).
     python bench/tedi.py --learned-baselines --settings U-1x10-cp0-cd0 B-1x10-cp0-cd0
     python bench/tedi.py --cases B-1x10-cp0-cd0 U-1x10-cp0-cd0
     python bench/tedi.py --scaling
+    python bench/tedi.py --flops --set chains=8
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from automech import RegretSearch, evaluate, get_setting
@@ -178,6 +184,39 @@ def scaling(steps: int) -> None:
     _save({"scaling_n3": out})
 
 
+#: Table 1's TFLOPS of a whole TEDI training run, n = 3.
+PAPER_TFLOP = {10: 390.0, 30: 5600.0}
+
+
+def flops(overrides: dict) -> None:
+    """Floating-point operations per training step (one step at beta_0 from the linear
+    start: the network's cost does not depend on its weights) for U-3xm-cp1-cd0."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from automech.experiment import resolve_options
+    from automech.methods import get_method
+    out = {}
+    for m in (10, 20, 30):
+        s = get_setting(f"U-3x{m}-cp1-cd0")
+        meth = get_method("tedi")
+        opts = meth.resolve(s, resolve_options(meth.defaults, {**overrides, "init": "linear"},
+                                               "tedi"))
+        torch.manual_seed(0)
+        mech = meth.build(s, opts, seed=0)
+        values = meth.sample(mech, s, opts, np.random.default_rng(0), step=0)
+        with FlopCounterMode(display=False) as counter:
+            loss, _ = meth.loss(mech, values, opts, opts["temperature"], 0)
+            loss.backward()
+            meth.after_step(mech, opts)
+        per_step = counter.get_total_flops()
+        out[f"m={m}"] = {"gflop_per_step": per_step / 1e9,
+                         "tflop_per_run": per_step * opts["steps"] / 1e12,
+                         "steps": opts["steps"], "paper_tflop_per_run": PAPER_TFLOP.get(m)}
+        print(m, out[f"m={m}"], flush=True)
+    variant = "".join(f"-{k}={v}" for k, v in sorted(overrides.items()))
+    _save({"flops_n3": {variant or "defaults": out}})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baselines", action="store_true")
@@ -190,6 +229,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scaling", action="store_true")
     ap.add_argument("--scaling-steps", type=int, default=10)
+    ap.add_argument("--flops", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.baselines:
@@ -200,6 +240,8 @@ def main() -> None:
         tedi(args.cases, args.samples, parse_assignments(args.set), args.seed)
     if args.scaling:
         scaling(args.scaling_steps)
+    if args.flops:
+        flops(parse_assignments(args.set))
 
 
 if __name__ == "__main__":
