@@ -49,3 +49,18 @@ def assert_close(value: float, exact: float, se: float, k: float = 4.0) -> None:
     assert within(value, exact, se, k), (
         f"{value:.6f} is {abs(value - exact) / max(se, 1e-12):.1f} SE from the exact "
         f"{exact:.6f} (SE {se:.6f})")
+
+
+def interrupt_third_step(monkeypatch, method) -> None:
+    """Make ``method``'s third ``after_step`` raise KeyboardInterrupt (after the checkpoint
+    of step 2 in the resume tests); ``monkeypatch.undo()`` restores it."""
+    calls = {"n": 0}
+    original = type(method).after_step
+
+    def interrupt(self, mechanism, options):
+        original(self, mechanism, options)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(method), "after_step", interrupt)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import cached_setting
+from conftest import cached_setting, interrupt_third_step
 
 import automech
 from automech import RegretSearch, evaluate
@@ -140,21 +140,12 @@ def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch, method):
     whole, _ = train(s, method, opts, seed=0, out=tmp_path / "whole", search=None,
                      eval_samples=256)
     meth = get_method(method)
-    calls = {"n": 0}
-    original = type(meth).after_step
-
-    def interrupt(self, mechanism, options):
-        original(self, mechanism, options)
-        calls["n"] += 1
-        if calls["n"] == 3:                      # after the checkpoint of step 2
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(type(meth), "after_step", interrupt)
+    interrupt_third_step(monkeypatch, meth)
     with pytest.raises(KeyboardInterrupt):
         train(s, method, opts, seed=0, out=tmp_path / "cut", search=None, eval_samples=256)
     extra = automech.runs.Run(tmp_path / "cut").checkpoint()["training_state"]["extra"]
     assert extra is not None and extra["step"] == 1
-    monkeypatch.setattr(type(meth), "after_step", original)
+    monkeypatch.undo()
     resumed, _ = train(s, method, opts, seed=0, out=tmp_path / "cut", search=None,
                        eval_samples=256)
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import cached_setting
+from conftest import cached_setting, interrupt_third_step
 
 from automech.errors import AutomechError
 from automech.experiment import train
@@ -45,19 +45,10 @@ def test_average_is_the_ema_of_the_live_iterates(tmp_path):
 def test_interrupted_averaged_run_resumes_exactly(tmp_path, monkeypatch):
     whole, _ = _fit(tmp_path, "whole", steps=4, average=0.5)
     meth = METHODS["rochetnet"]
-    calls = {"n": 0}
-    original = type(meth).after_step
-
-    def interrupt(self, mechanism, options):
-        original(self, mechanism, options)
-        calls["n"] += 1
-        if calls["n"] == 3:                      # after the checkpoint of step 2
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(type(meth), "after_step", interrupt)
+    interrupt_third_step(monkeypatch, meth)
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path, "cut", steps=4, average=0.5)
-    monkeypatch.setattr(type(meth), "after_step", original)
+    monkeypatch.undo()
     resumed, _ = _fit(tmp_path, "cut", steps=4, average=0.5)
     for x, y in zip(whole.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(x, y)
