@@ -45,10 +45,10 @@ import automech.methods  # noqa: F401  (registers the methods before the trainer
 from automech import evaluate, get_setting
 from automech.evaluation import RegretSearch
 from automech.experiment import parse_assignments, train
-from automech.mechanisms.affine_maximizer import DeterministicAMA, LotteryAMA
+from automech.mechanisms.learned.affine_maximizer import DeterministicAMA, LotteryAMA
 from automech.methods.ama import enumerated_profiles
 from automech.problems.setting import Setting
-from automech.runs import load
+from automech.experiment import load
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -338,7 +338,7 @@ def optimum_dsic(setting) -> dict:
     discrete prior: what any mechanism of either kind could earn."""
     from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
-    from automech.methods.finite_types import finite_types
+    from automech.problems.finite_types import finite_types
     from automech.methods.lp import build
 
     lp = build(setting, finite_types(setting.prior, 0), "dsic", "ex-post")

@@ -37,7 +37,7 @@ import automech.methods  # noqa: F401  (registers the methods)
 from automech import evaluate, get_setting
 from automech.evaluation import RegretSearch
 from automech.experiment import parse_assignments, train
-from automech.runs import load
+from automech.experiment import load
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"

@@ -40,7 +40,7 @@ import torch
 from automech import RegretSearch, evaluate, get_setting
 from automech.experiment import parse_assignments, train
 from automech.mechanisms import VCG
-from automech.mechanisms.cost_baselines import BundleOPT, SeparableOPT, SharedBundleOPT
+from automech.mechanisms.classical.cost_baselines import BundleOPT, SeparableOPT, SharedBundleOPT
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "tedi.json"

@@ -39,7 +39,8 @@ import torch
 
 from automech.methods.tedi import TEDI, covariance_loss
 from automech.problems.registry import get_setting
-from automech.runs import Run, load
+from automech.runs import Run
+from automech.experiment import load
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "tedi_gradient.json"

@@ -19,7 +19,7 @@ from automech.errors import AutomechError
 from automech.evaluation import RegretSearch
 from automech.experiment import train
 from automech.mechanisms import MECHANISMS
-from automech.mechanisms.affine_maximizer import (
+from automech.mechanisms.learned.affine_maximizer import (
     DeterministicAMA,
     LotteryAMA,
     SoftmaxSurrogate,

@@ -9,11 +9,11 @@ from automech import evaluate, get_setting, load
 from automech.errors import AutomechError, NotApplicableError
 from automech.evaluation import RegretSearch
 from automech.experiment import train
-from automech.mechanisms.gemnet import GemNetMechanism
-from automech.methods import menu_compatibility as mc
-from automech.mechanisms.affine_maximizer import DeterministicAMA
+from automech.mechanisms.learned.gemnet import GemNetMechanism
+from automech.methods.gemnet import compatibility as mc
+from automech.mechanisms.learned.affine_maximizer import DeterministicAMA
 from automech.methods.gemnet import distil, incompatibility
-from automech.runs import save
+from automech.experiment import save
 
 SEARCH = RegretSearch(profiles=200, random=64, scales=8, grid=8)
 

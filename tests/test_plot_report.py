@@ -30,7 +30,7 @@ from automech.evaluation import RegretSearch
 from automech.evaluation.profiles import profile_regrets
 from automech.experiment import train
 from automech.mechanisms import FirstPrice, Myerson
-from automech.mechanisms.menu import MenuMechanism
+from automech.mechanisms.learned.menu import MenuMechanism
 from automech.reference import all_references, best_exact, references
 
 runner = CliRunner()

@@ -188,7 +188,7 @@ def test_spherical_prior_rewards_lotteries():
     vs 0.1843, 1.18x; with two bidders 0.4320 vs 0.3652)."""
     from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
-    from automech.methods.finite_types import finite_types
+    from automech.problems.finite_types import finite_types
     from automech.methods.lp import build
     from automech.problems.setting import Setting
 

@@ -13,8 +13,8 @@ import automech
 from automech import RegretSearch, evaluate
 from automech.experiment import train
 from automech.mechanisms import MECHANISMS, FirstPrice
-from automech.mechanisms.myersonnet import MyersonNetMechanism
-from automech.mechanisms.regretnet import (ALGNetMechanism, RegretNetMechanism,
+from automech.mechanisms.learned.myersonnet import MyersonNetMechanism
+from automech.mechanisms.learned.regretnet import (ALGNetMechanism, RegretNetMechanism,
                                            misreport_utilities, substitute)
 from automech.methods import get_method
 from automech.methods.algnet import misreporter_regret

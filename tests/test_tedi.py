@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from automech import get_setting
-from automech.mechanisms.cost_baselines import (BundleOPT, SeparableOPT, SharedBundleOPT,
+from automech.mechanisms.classical.cost_baselines import (BundleOPT, SeparableOPT, SharedBundleOPT,
                                                 best_bundle_price)
-from automech.mechanisms.tedi import PartialGroupMaxNet, TEDIMechanism
+from automech.mechanisms.learned.tedi import PartialGroupMaxNet, TEDIMechanism
 from automech.methods import METHODS
 from automech.methods.tedi import covariance_loss
 
@@ -405,7 +405,7 @@ def test_auto_start_is_the_better_classical_menu():
     earns Bundle-OPT's utility before any training."""
     from automech import evaluate
     from automech.errors import AutomechError
-    from automech.mechanisms.cost_baselines import best_bundle_price
+    from automech.mechanisms.classical.cost_baselines import best_bundle_price
 
     meth = METHODS["tedi"]
     u, b = get_setting("U-1x10-cp0-cd0"), get_setting("B-1x10-cp0-cd0")

@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 from automech.evaluation import Evaluation, RegretSearch, evaluate  # noqa: E402
 from automech.problems import Setting, get_setting  # noqa: E402
-from automech.runs import load, save  # noqa: E402
+from automech.experiment import load, save, train  # noqa: E402
 
-__all__ = ["Setting", "get_setting", "evaluate", "Evaluation", "RegretSearch", "load", "save",
+__all__ = ["Setting", "get_setting", "evaluate", "Evaluation", "RegretSearch", "load", "save", "train",
            "__version__"]

@@ -20,7 +20,8 @@ from automech.experiment import options_from_file, parse_assignments, train as t
 from automech.mechanisms import CLASSICAL
 from automech.methods import METHODS
 from automech.problems import get_setting, setting_names
-from automech.runs import Run, load, save
+from automech.runs import Run
+from automech.experiment import load, save
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Automated mechanism design: settings, mechanisms, one evaluation.")

@@ -27,3 +27,7 @@ class NotApplicableError(AutomechError):
 
 class RunError(AutomechError):
     """A run directory or checkpoint is missing or unreadable."""
+
+
+class OptionError(AutomechError, ValueError):
+    """A method option that is unknown, of the wrong type or out of its range."""

@@ -1,22 +1,25 @@
-"""One run end to end: resolve options, fit, save, evaluate, write the run directory."""
+"""One run end to end: resolve options, fit, save, evaluate, write the run directory; and
+:func:`load` / :func:`save` of a mechanism."""
 
 from __future__ import annotations
 
 import random
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
 from automech import __version__
-from automech.errors import AutomechError
+from automech.errors import AutomechError, NotApplicableError
 from automech.evaluation import RegretSearch, evaluate
 from automech.mechanisms.base import Mechanism
-from automech.methods import get_method
+from automech.methods import get_method, mechanism_class
+from automech.problems import get_setting
 from automech.problems.setting import Setting
-from automech.runs import METRICS, Run, open_run
+from automech.runs import CONFIG, METRICS, Run, open_run, rebuild
+from automech.training import FitContext, Method, Options
 
 
 def seed_everything(seed: int) -> None:
@@ -54,49 +57,90 @@ def options_from_file(path: str | Path) -> dict[str, Any]:
         raise AutomechError(f"options file {str(path)!r} is not valid TOML: {err}") from None
 
 
-def resolve_options(defaults: dict[str, Any], given: dict[str, Any], method: str) -> dict[str, Any]:
-    """Defaults overridden by ``given``; unknown keys and wrong types are refused."""
-    out = dict(defaults)
-    for key, value in given.items():
-        if key not in defaults:
-            known = ", ".join(sorted(defaults)) or "none"
-            raise AutomechError(f"method {method!r} has no option {key!r}; options: {known}")
-        default = defaults[key]
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise AutomechError(f"option {key!r} must be true or false, got {value!r}")
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise AutomechError(f"option {key!r} must be a number, got {value!r}")
-            if isinstance(default, int) and not float(value).is_integer():
-                raise AutomechError(f"option {key!r} must be an integer, got {value!r}")
-            value = type(default)(value)
-        out[key] = value
-    return out
+def resolve_options(method: Method, setting: Any, given: Mapping[str, Any] | None) -> Options:
+    """``method``'s options: defaults overridden by ``given`` (unknown keys, wrong types and
+    values out of range refused), then its setting-dependent choices made."""
+    return method.resolve(setting, method.Options.resolve(given or {}))
 
 
-def train(setting: Setting, method: str, options: dict[str, Any] | None = None, seed: int = 0,
-          out: str | Path | None = None, eval_samples: int = 10_000,
+def train(setting: Setting | str, method: str, options: Mapping[str, Any] | None = None,
+          seed: int = 0, out: str | Path | None = None, eval_samples: int = 10_000,
           search: RegretSearch | None = RegretSearch(), progress: bool = False,
           ) -> tuple[Mechanism, Run]:
     """Fit ``method`` on ``setting``, save it and its evaluation into a run directory.
 
-    Rerunning with the same ``out`` resumes from the checkpoint when the method supports it
-    (the config must match).
+    Parameters
+    ----------
+    setting
+        A :class:`~automech.problems.Setting`, or a name or TOML path for
+        :func:`~automech.problems.get_setting`.
+    method
+        A registered method name (``automech methods`` lists them).
+    options
+        The method's options (``automech methods NAME``); unknown keys, wrong types and
+        values out of range raise :class:`~automech.errors.OptionError`.
+    seed
+        Seed of everything random in the run: the same seed gives the same numbers.
+    out
+        Run directory (default ``runs/SETTING-METHOD-seedSEED``).  Rerunning with the
+        same ``out`` resumes from the checkpoint (the config must match).
+    eval_samples, search
+        Test profiles and misreport search of the final evaluation
+        (:func:`automech.evaluation.evaluate`); ``search=None`` skips regret.
+
+    Returns
+    -------
+    (mechanism, run)
+        The fitted mechanism and its :class:`~automech.runs.Run` directory, which holds
+        ``config.json``, ``checkpoint.pt``, ``history.jsonl`` and ``metrics.json``.
     """
+    setting = get_setting(setting) if isinstance(setting, (str, Path)) else setting
     meth = get_method(method)
     problem = meth.applicable(setting)
     if problem:
-        raise AutomechError(f"method {method!r} does not apply to "
-                            f"{setting.name or 'this setting'}: {problem}")
-    opts = meth.resolve(setting, resolve_options(meth.defaults, options or {}, method))
+        raise NotApplicableError(f"method {method!r} does not apply to "
+                                 f"{setting.name or 'this setting'}: {problem}")
+    opts = resolve_options(meth, setting, options)
     out = Path(out) if out else Path("runs") / f"{setting.name or 'setting'}-{method}-seed{seed}"
     config = {"automech": __version__, "setting": setting.to_dict(), "method": method,
-              "options": opts, "seed": seed}
+              "options": opts.to_dict(), "seed": seed}
     run = open_run(out, config)
     seed_everything(seed)
-    mechanism = meth.fit(setting, opts, seed, run, progress=progress)
-    run.save(mechanism, training_state={"finished": True})
+
+    def nested(name: str, given: dict[str, Any], path: Any) -> Mechanism:
+        return train(setting, name, given, seed=seed, out=path, search=None,
+                     eval_samples=eval_samples, progress=progress)[0]
+
+    ctx = FitContext(setting=setting, options=opts, seed=seed, run=run, progress=progress,
+                     nested=nested)
+    mechanism = meth.fit(ctx)
+    run.save(mechanism, training_state={"finished": True}, method=method)
     report = evaluate(mechanism, setting, samples=eval_samples, search=search,
                       progress=progress)
     run.write_json(METRICS, report.to_dict())
     return mechanism, run
+
+
+def save(mechanism: Mechanism, run_dir: str | Path) -> Run:
+    """Save ``mechanism`` to ``run_dir`` so that :func:`load` can rebuild it."""
+    run = Run(run_dir)
+    run.save(mechanism)
+    if not (run.path / CONFIG).exists():
+        run.write_json(CONFIG, {"setting": mechanism.setting.to_dict(),
+                                "mechanism": mechanism.name, "config": mechanism.config()})
+    return run
+
+
+def load(run_dir: str | Path) -> Mechanism:
+    """The mechanism saved in ``run_dir``, rebuilt from ``checkpoint.pt`` alone.
+
+    The checkpoint names the mechanism (and the method that fitted it); the class comes
+    from the method registry (:func:`automech.methods.mechanism_class`).
+
+    Raises
+    ------
+    RunError
+        when the directory or checkpoint is missing, unreadable, foreign or does not
+        rebuild the mechanism it names.
+    """
+    return rebuild(run_dir, mechanism_class)

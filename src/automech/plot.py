@@ -583,7 +583,7 @@ def figures(run_dir: str | Path, bidder: int = 0, others: Any = "mean",
     Names: ``allocation``, ``adjustment`` (GemNet: before and after the price
     adjustment), ``menu``, ``training``, ``regret``.
     """
-    from automech.runs import load
+    from automech.experiment import load
 
     run_dir = Path(run_dir)
     mech = load(run_dir)

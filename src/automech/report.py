@@ -32,7 +32,8 @@ from automech.mechanisms import CLASSICAL
 from automech.mechanisms.base import Mechanism
 from automech.problems.setting import Setting
 from automech.reference import Reference, references
-from automech.runs import CONFIG, METRICS, Run, load
+from automech.runs import CONFIG, METRICS, Run
+from automech.experiment import load
 
 #: Test profiles on which the classical baselines are evaluated inside a report.
 BASELINE_SAMPLES = 20_000

@@ -7,20 +7,22 @@ Layout of a run directory::
     history.jsonl    one JSON line of training metrics per logged step
     metrics.json     the final evaluation (the shared protocol's JSON)
 
-:func:`load` rebuilds the mechanism from ``checkpoint.pt`` alone.
+:func:`automech.load` rebuilds the mechanism from ``checkpoint.pt`` alone.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from automech.errors import RunError
-from automech.mechanisms import MECHANISMS, Mechanism
-from automech.problems.setting import Setting
+from automech.problems import setting_from_dict
+
+if TYPE_CHECKING:
+    from automech.mechanisms.base import Mechanism
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -54,10 +56,13 @@ class Run:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-    def save(self, mechanism: Mechanism, training_state: dict[str, Any] | None = None) -> None:
-        """Write ``checkpoint.pt`` atomically (a kill never leaves a half-written file)."""
+    def save(self, mechanism: Mechanism, training_state: dict[str, Any] | None = None,
+             method: str | None = None) -> None:
+        """Write ``checkpoint.pt`` atomically (a kill never leaves a half-written file);
+        ``method``: the registered method that fitted it (recorded for loading)."""
         payload = {
             "mechanism": mechanism.name,
+            "method": method,
             "config": mechanism.config(),
             "setting": mechanism.setting.to_dict(),
             "state_dict": mechanism.state_dict(),
@@ -94,18 +99,10 @@ def open_run(path: str | Path, config: dict[str, Any]) -> Run:
     return run
 
 
-def save(mechanism: Mechanism, run_dir: str | Path) -> Run:
-    """Save a mechanism to ``run_dir`` so that :func:`load` can rebuild it."""
-    run = Run(run_dir)
-    run.save(mechanism)
-    if not (run.path / CONFIG).exists():
-        run.write_json(CONFIG, {"setting": mechanism.setting.to_dict(),
-                                "mechanism": mechanism.name, "config": mechanism.config()})
-    return run
-
-
-def load(run_dir: str | Path) -> Mechanism:
-    """The mechanism saved in ``run_dir``, ready for ``outcome`` and ``evaluate``."""
+def rebuild(run_dir: str | Path, lookup: Callable[[str, str | None], type | None]) -> Mechanism:
+    """The mechanism saved in ``run_dir``; ``lookup(mechanism, method)`` gives the class
+    for the names the checkpoint records (None: unknown).  :func:`automech.load` passes
+    the method registry's :func:`~automech.methods.mechanism_class`."""
     path = Path(run_dir)
     if not path.is_dir():
         raise RunError(f"run directory {str(path)!r} does not exist")
@@ -114,11 +111,12 @@ def load(run_dir: str | Path) -> Mechanism:
         raise RunError(f"checkpoint in {str(path)!r} is not an automech checkpoint "
                        "(expected keys mechanism, config, setting, state_dict)")
     name = payload.get("mechanism")
-    if name not in MECHANISMS:
+    cls = lookup(name, payload.get("method")) if isinstance(name, str) else None
+    if cls is None:
         raise RunError(f"checkpoint in {str(path)!r} names unknown mechanism {name!r}")
-    setting = Setting.from_dict(payload["setting"], source=str(path / CHECKPOINT))
+    setting = setting_from_dict(payload["setting"], source=str(path / CHECKPOINT))
     try:
-        mechanism = MECHANISMS[name](setting, **payload.get("config", {}))
+        mechanism = cls(setting, **payload.get("config", {}))
         mechanism.load_state_dict(payload["state_dict"])
     except (TypeError, ValueError, KeyError, RuntimeError) as err:
         detail = " ".join(str(err).split())

@@ -5,20 +5,20 @@ through it.  :data:`CLASSICAL` lists the closed-form baselines ``automech baseli
 :data:`LEARNED` the designs that methods fit (LP tables, menus, networks, affine maximizers).
 """
 
-from automech.mechanisms.affine_maximizer import DeterministicAMA, LotteryAMA
+from automech.mechanisms.learned.affine_maximizer import DeterministicAMA, LotteryAMA
 from automech.mechanisms.base import Mechanism, check_bids
-from automech.mechanisms.bundle import BundlePostedPrice, GrandBundle
-from automech.mechanisms.cost_baselines import BundleOPT, SeparableOPT, SharedBundleOPT
-from automech.mechanisms.first_price import FirstPrice
-from automech.mechanisms.gemnet import GemNetMechanism
-from automech.mechanisms.lp_table import LPTable
-from automech.mechanisms.menu import MenuMechanism
-from automech.mechanisms.myerson import Myerson, SeparateMyerson
-from automech.mechanisms.myersonnet import MyersonNetMechanism
-from automech.mechanisms.posted_price import PostedPrice
-from automech.mechanisms.regretnet import ALGNetMechanism, RegretNetMechanism
-from automech.mechanisms.tedi import TEDIMechanism
-from automech.mechanisms.vcg import VCG
+from automech.mechanisms.classical.bundle import BundlePostedPrice, GrandBundle
+from automech.mechanisms.classical.cost_baselines import BundleOPT, SeparableOPT, SharedBundleOPT
+from automech.mechanisms.classical.first_price import FirstPrice
+from automech.mechanisms.learned.gemnet import GemNetMechanism
+from automech.mechanisms.learned.lp_table import LPTable
+from automech.mechanisms.learned.menu import MenuMechanism
+from automech.mechanisms.classical.myerson import Myerson, SeparateMyerson
+from automech.mechanisms.learned.myersonnet import MyersonNetMechanism
+from automech.mechanisms.classical.posted_price import PostedPrice
+from automech.mechanisms.learned.regretnet import ALGNetMechanism, RegretNetMechanism
+from automech.mechanisms.learned.tedi import TEDIMechanism
+from automech.mechanisms.classical.vcg import VCG
 
 CLASSICAL: tuple[type[Mechanism], ...] = (
     VCG, Myerson, SeparateMyerson, GrandBundle, PostedPrice, BundlePostedPrice, FirstPrice,

@@ -2,7 +2,7 @@
 
 Rahme, Jelassi and Weinberg, "Auction Learning as a Two-Player Game" (ICLR 2021),
 Sections 3-4. The auctioneer is the RegretNet architecture
-(:class:`~automech.mechanisms.regretnet.ALGNetMechanism`: feasible and IR by
+(:class:`~automech.mechanisms.learned.regretnet.ALGNetMechanism`: feasible and IR by
 construction). The misreporter is a network M_phi mapping a profile v (n x m) to one
 misreport per bidder, ``M_phi(v)_i = low + (high - low) * sigmoid(.)`` in the support box.
 
@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from automech.mechanisms.base import Mechanism
-from automech.mechanisms.regretnet import ALGNetMechanism, misreport_utilities, mlp
+from automech.mechanisms.learned.regretnet import ALGNetMechanism, misreport_utilities, mlp
 from automech.methods.regretnet import ascend, box, frozen, regrets
 from automech.problems.setting import Setting
 from automech.training.trainer import GradientMethod

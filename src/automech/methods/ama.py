@@ -4,7 +4,7 @@ Curry, Sandholm and Dickerson (lottery-affine-maximizer-auctions.txt), Section 5
 weights, boosts and (lottery AMA) allocations are learned on the softmax surrogate of the
 mechanism; the exact AMA (argmax) is what is validated, saved and evaluated, and it is
 exactly DSIC and IR for every parameter value
-(:mod:`automech.mechanisms.affine_maximizer`).
+(:mod:`automech.mechanisms.learned.affine_maximizer`).
 
 Deviations from the paper's recipe, all for speed on small CPUs (measured in
 ``bench/README.md`` and ``bench/results/ama.json``); the mechanism class is the paper's:
@@ -37,13 +37,13 @@ import numpy as np
 import torch
 
 from automech.errors import AutomechError
-from automech.mechanisms.affine_maximizer import (
+from automech.mechanisms.learned.affine_maximizer import (
     AffineMaximizer,
     DeterministicAMA,
     LotteryAMA,
     symmetric_prior,
 )
-from automech.methods.finite_types import finite_types
+from automech.problems.finite_types import finite_types
 from automech.problems.priors import DiscretePrior, IndependentDiscretePrior
 from automech.problems.setting import Setting
 from automech.training.trainer import GradientMethod

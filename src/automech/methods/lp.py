@@ -1,6 +1,6 @@
 """Automated mechanism design as a linear program (Conitzer and Sandholm 2002-2004).
 
-On a finite type space (:mod:`automech.methods.finite_types`: a discrete prior as it is,
+On a finite type space (:mod:`automech.problems.finite_types`: a discrete prior as it is,
 or a continuous one on a ``grid``), with profiles t of probability P(t), the variables
 are the allocation probabilities x_ij(t) in [0, 1] and payments p_i(t) (free) at every
 profile of the type product.  With u_i(s; t) = s . x_i(t) - p_i(t) the utility of type
@@ -25,7 +25,7 @@ it (``scipy.optimize.linprog``).  Size: with k_i types per bidder and T = prod k
 profiles, T n (m + 1) variables and T sum_i (k_i - 1) DSIC rows of 2 (m + 1) nonzeros;
 one bidder on a k-point grid of m items has k^m types and about k^(2m) rows, which is
 where the LP stops scaling.  The mechanism on bids off the grid is
-:class:`automech.mechanisms.lp_table.LPTable`.  The run directory gets ``lp.json``: LP
+:class:`automech.mechanisms.learned.lp_table.LPTable`.  The run directory gets ``lp.json``: LP
 size, build and solve seconds, status, the optimum on the grid and the largest dual
 values (shadow prices, revenue per unit of relaxation) of the binding IC constraints.
 """
@@ -34,18 +34,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from automech.errors import AutomechError
-from automech.mechanisms.lp_table import LPTable
-from automech.methods.base import Method
-from automech.methods.finite_types import POINTS, FiniteTypes, finite_types
+from automech.mechanisms.learned.lp_table import LPTable
+from automech.problems.finite_types import POINTS, FiniteTypes, finite_types
 from automech.problems.setting import Setting
-from automech.runs import Run
+from automech.training import FitContext, Method, Options, option
 
 IC_CHOICES = ("dsic", "bic")
 IR_CHOICES = ("ex-post", "interim")
@@ -222,30 +221,38 @@ def _objective(setting: Setting, ft: FiniteTypes, lay: _Layout, costs: dict[str,
     return c
 
 
-class LinearProgramMethod(Method):
-    """Optimal randomized mechanism on a finite (or discretised) type space, by LP.
+@dataclass(frozen=True)
+class LPOptions(Options):
+    """The LP's options."""
 
-    Options: ``ic`` ("dsic" | "bic"), ``ir`` ("ex-post" | "interim"), ``grid`` (points per
-    dimension for continuous value laws; 0 uses a discrete prior as it is), ``points``
-    ("mid" | "low": each grid cell's midpoint or lower end), ``time_limit`` (HiGHS
-    seconds), ``solver`` ("highs" lets HiGHS choose; "highs-ds" dual simplex; "highs-ipm"
-    interior point, faster on large grids), ``max_nonzeros`` (refuse larger LPs before
-    building them).
-    """
+    method = "lp"
+    ic: Literal["dsic", "bic"] = option("dsic", "incentive constraint: dominant strategy "
+                                        "or Bayesian")
+    ir: Literal["ex-post", "interim"] = option("ex-post", "individual rationality")
+    grid: int = option(0, "points per dimension for continuous laws (0: a discrete prior "
+                       "as it is)", low=0)
+    points: Literal["mid", "low"] = option("mid", "grid cell midpoint or lower end")
+    time_limit: float = option(600.0, "HiGHS time limit, seconds", low=0, low_open=True)
+    solver: Literal["highs", "highs-ds", "highs-ipm"] = option(
+        "highs", "HiGHS algorithm (highs-ipm: faster on large grids)")
+    max_nonzeros: int = option(60_000_000, "refuse larger LPs before building them", low=1)
+
+
+class LinearProgramMethod(Method):
+    """Optimal randomized mechanism on a finite (or discretised) type space, by LP."""
 
     name = "lp"
-    defaults = {"ic": "dsic", "ir": "ex-post", "grid": 0, "points": "mid",
-                "time_limit": 600.0, "solver": "highs", "max_nonzeros": 60_000_000}
+    Options = LPOptions
+    mechanism = LPTable
 
     def applicable(self, setting: Setting) -> str | None:
         if setting.objective.name not in OBJECTIVES:
             return f"objective {setting.objective.name!r} is not linear in the outcome"
         return None
 
-    def fit(self, setting: Setting, options: dict[str, Any], seed: int, run: Run,
-            progress: bool = False) -> LPTable:
-        mechanism, report = solve(setting, **options)
-        run.write_json("lp.json", report)
+    def fit(self, ctx: FitContext) -> LPTable:
+        mechanism, report = solve(ctx.setting, **ctx.options.to_dict())
+        ctx.run.write_json("lp.json", report)
         return mechanism
 
 

@@ -1,7 +1,7 @@
 """MyersonNet: learn monotone virtual value functions for a single-item auction.
 
 Duetting et al., "Optimal Auctions through Deep Learning", Section 4 (the network is
-:class:`~automech.mechanisms.myersonnet.MyersonNetMechanism`). Every parameter value gives
+:class:`~automech.mechanisms.learned.myersonnet.MyersonNetMechanism`). Every parameter value gives
 an exactly DSIC and IR auction, so training is plain revenue maximisation of the softmax
 relaxation
 
@@ -15,31 +15,41 @@ optimum is Myerson's auction (any common increasing transform of the true virtua
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from automech.mechanisms.myersonnet import MyersonNetMechanism
+from automech.mechanisms.learned.myersonnet import MyersonNetMechanism
 from automech.problems.setting import Setting
-from automech.training.trainer import GradientMethod
+from automech.training import FitContext, GradientMethod, SoftmaxOptions, TrainerOptions, option
+
+
+@dataclass(frozen=True)
+class MyersonNetOptions(TrainerOptions, SoftmaxOptions):
+    """MyersonNet's options.  A cold start (T ~ 50) lets the relaxation pull the
+    reserves to 0 and training stalls at the second-price auction, hence T from 1000."""
+
+    method = "myersonnet"
+    groups: int = option(10, "K: groups of lines (min over groups)", low=1)
+    lines: int = option(10, "J: lines per group (max over lines)", low=1)
+    steps: int = 1500
+    batch_size: int = 4096
+    lr: float = 0.01
+    lr_final: float = 0.0002
+    temperature: float = 1000.0
+    temperature_final: float = 3000.0
+    validate_every: int = 250
 
 
 class MyersonNet(GradientMethod):
+    """MyersonNet: monotone virtual values for one item (Duetting et al. 2019, Section 4)."""
+
     name = "myersonnet"
-    defaults = {
-        **GradientMethod.defaults,
-        "groups": 10,             # K: groups of lines (min over groups)
-        "lines": 10,              # J: lines per group (max over lines)
-        "steps": 1500,
-        "batch_size": 4096,
-        "lr": 0.01,
-        "lr_final": 0.0002,
-        "temperature": 1000.0,    # a cold start (T ~ 50) lets the relaxation pull the
-        "temperature_final": 3000.0,  # reserves to 0 and training stalls at SPA
-        "validate_every": 250,
-    }
+    Options = MyersonNetOptions
+    mechanism = MyersonNetMechanism
 
     def applicable(self, setting: Setting) -> str | None:
         return MyersonNetMechanism.applicable(setting)
 
-    def build(self, setting: Setting, options: dict[str, Any], seed: int) -> MyersonNetMechanism:
-        return MyersonNetMechanism(setting, groups=options["groups"], lines=options["lines"],
-                                   init_seed=seed)
+    def build(self, ctx: FitContext) -> MyersonNetMechanism:
+        o = ctx.options
+        return MyersonNetMechanism(ctx.setting, groups=o.groups, lines=o.lines,
+                                   init_seed=ctx.seed)

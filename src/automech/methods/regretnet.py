@@ -2,7 +2,7 @@
 
 Duetting et al., "Optimal Auctions through Deep Learning" (ICML 2019 / JACM 2024),
 Sections 2.3 and 5. The networks are
-:class:`~automech.mechanisms.regretnet.RegretNetMechanism` (feasible and IR by
+:class:`~automech.mechanisms.learned.regretnet.RegretNetMechanism` (feasible and IR by
 construction). With ``rgt_i`` the empirical regret of bidder i on a mini-batch,
 
     rgt_i = (1/B) sum_b max(0, u_i(v_i; (b'_i, v_-i)) - u_i(v_i; v)),
@@ -48,7 +48,7 @@ import torch
 
 from automech.errors import AutomechError
 from automech.mechanisms.base import Mechanism
-from automech.mechanisms.regretnet import RegretNetMechanism, misreport_utilities
+from automech.mechanisms.learned.regretnet import RegretNetMechanism, misreport_utilities
 from automech.problems.setting import Setting
 from automech.training.trainer import GradientMethod
 

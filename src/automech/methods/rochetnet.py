@@ -1,42 +1,47 @@
 """RochetNet / MenuNet: learn a single bidder's menu by gradient ascent on revenue.
 
 Duetting et al. (2019), Section 3.2; Shen, Tang and Zuo (2019).  The menu
-(:class:`~automech.mechanisms.menu.MenuMechanism`) is exactly DSIC and IR for any
+(:class:`~automech.mechanisms.learned.menu.MenuMechanism`) is exactly DSIC and IR for any
 parameters; training maximises the objective of its softmax relaxation, with the
 temperature raised over training so the relaxation approaches the argmax.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from automech.mechanisms.menu import MenuMechanism
+from automech.mechanisms.learned.menu import MenuMechanism
 from automech.problems.setting import Setting
-from automech.training.trainer import GradientMethod
+from automech.training import FitContext, GradientMethod, SoftmaxOptions, TrainerOptions, option
+
+
+@dataclass(frozen=True)
+class RochetNetOptions(TrainerOptions, SoftmaxOptions):
+    """RochetNet's options.  The defaults are measured on 1x2-uniform
+    (``bench/rochetnet.py``; ``docs/results.md``): the batch matters more than the menu
+    or the step count."""
+
+    method = "rochetnet"
+    menu_size: int = option(64, "menu entries besides the null entry", low=1)
+    steps: int = 500
+    batch_size: int = 16384
+    lr: float = 0.05
+    lr_final: float = 0.002
+    temperature: float = 20.0
+    temperature_final: float = 1000.0
+    validate_every: int = 100
+    checkpoint_every: int = 250
 
 
 class RochetNet(GradientMethod):
+    """RochetNet / MenuNet: a single bidder's menu of lotteries (Duetting et al. 2019, 3.2)."""
+
     name = "rochetnet"
-    defaults = {
-        **GradientMethod.defaults,
-        # Measured on 1x2-uniform ("tried" in bench/results/rochetnet.json): the batch matters
-        # more than the menu or the step count.  With 64 entries, 500 steps of 16,384
-        # profiles came within 0.15% of the optimum in 8 of 8 seeds (~30 s on 2 busy cores);
-        # 4,096 or 8,192 profiles per step often settled 0.6-1% below it, even over 1,500-3,000
-        # steps.  The optimal menu has 3 entries.
-        "menu_size": 64,
-        "steps": 500,
-        "batch_size": 16384,
-        "lr": 0.05,
-        "lr_final": 0.002,
-        "temperature": 20.0,
-        "temperature_final": 1000.0,
-        "validate_every": 100,
-        "checkpoint_every": 250,
-    }
+    Options = RochetNetOptions
+    mechanism = MenuMechanism
 
     def applicable(self, setting: Setting) -> str | None:
         return MenuMechanism.applicable(setting)
 
-    def build(self, setting: Setting, options: dict[str, Any], seed: int) -> MenuMechanism:
-        return MenuMechanism(setting, menu_size=options["menu_size"], init_seed=seed)
+    def build(self, ctx: FitContext) -> MenuMechanism:
+        return MenuMechanism(ctx.setting, menu_size=ctx.options.menu_size, init_seed=ctx.seed)

@@ -52,7 +52,7 @@ them open:
   (see :meth:`TEDI.resolve`).  Starting from a classical mechanism is our choice, the
   paper starts from its initialisation.
 * the network has an entry-fee residual ``c(y) max_j x_j`` (``fee``, see
-  :class:`~automech.mechanisms.tedi.PartialGroupMaxNet`) next to the affine skip: it
+  :class:`~automech.mechanisms.learned.tedi.PartialGroupMaxNet`) next to the affine skip: it
   holds the grand bundle exactly.
 * ``burn_in`` (default 0): rounds of chain moves at beta_0 before the first gradient step,
   so the first estimates come from chains near q^beta rather than from the uniform start.
@@ -81,8 +81,8 @@ import numpy as np
 import torch
 
 from automech.errors import AutomechError
-from automech.mechanisms.cost_baselines import SeparableOPT, SharedBundleOPT, best_bundle_price
-from automech.mechanisms.tedi import TEDIMechanism
+from automech.mechanisms.classical.cost_baselines import SeparableOPT, SharedBundleOPT, best_bundle_price
+from automech.mechanisms.learned.tedi import TEDIMechanism
 from automech.problems.setting import Setting
 from automech.runs import Run
 from automech.training.trainer import GradientMethod, schedule

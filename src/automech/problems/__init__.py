@@ -10,12 +10,17 @@ from automech.problems.priors import (
     Prior,
     SphericalPrior,
 )
-from automech.problems.registry import get_setting, register, register_family, setting_names
+from automech.problems.registry import (
+    get_setting,
+    register,
+    register_family,
+    setting_from_dict,
+    setting_names,
+)
 from automech.problems.setting import Setting
 
 __all__ = [
     "LAWS", "Law1D", "OBJECTIVES", "Objective", "Prior", "IndependentPrior", "DiscretePrior",
     "IndependentDiscretePrior", "SphericalPrior", "CorrelatedPrior", "Setting", "get_setting",
-    "register", "register_family", "setting_names",
+    "register", "register_family", "setting_from_dict", "setting_names",
 ]
-from automech.problems import tedi_settings  # noqa: E402,F401  (registers the TEDI family)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from automech.errors import SettingError
+from automech.problems import tedi_settings
 from automech.problems.setting import Setting
 
 
@@ -60,6 +61,11 @@ def get_setting(name_or_path: str | Path) -> Setting:
                        "(see `automech settings`) nor an existing .toml file")
 
 
+def setting_from_dict(spec: dict[str, Any], source: str | None = None) -> Setting:
+    """The setting a run's ``config.json`` or checkpoint records (its dict form)."""
+    return Setting.from_dict(spec, source=source)
+
+
 # ------------------------------------------------------------------ the built-in settings
 
 
@@ -99,3 +105,4 @@ register_family(
                 "prior": {"kind": "exponential", "mean": 1.0}},
     ["1x1-exponential", "3x1-exponential"],
 )
+register_family(tedi_settings.PATTERN, tedi_settings.tedi_setting, tedi_settings.TABLE1)

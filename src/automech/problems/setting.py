@@ -152,3 +152,13 @@ def _count(spec: dict, key: str, source: str | None) -> int:
     if val < 1:
         raise SettingError(key, f"must be a positive integer, got {val}", source)
     return val
+
+def cost_problem(setting: Setting) -> str | None:
+    """Why the unlimited-supply/cost baselines and TEDI do not apply to ``setting`` (None if they do)."""
+    if setting.unit_supply:
+        return "needs unlimited supply (the TEDI problem class)"
+    if setting.unit_demand:
+        return "needs additive bidders"
+    if setting.objective.name not in ("revenue", "revenue-minus-cost"):
+        return "maximises revenue minus production/duplication costs only"
+    return None

@@ -14,8 +14,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from automech.problems.registry import register_family
-
 PATTERN = (r"(?P<prior>[UBC])-(?P<n>[1-9][0-9]?)x(?P<m>[1-9][0-9]?)"
            r"-cp(?P<cp>[0-9]+(?:\.[0-9]+)?)-cd(?P<cd>[0-9]+(?:\.[0-9]+)?)")
 
@@ -42,5 +40,3 @@ def tedi_setting(match: re.Match[str]) -> dict[str, Any]:
         "prior": dict(_PRIORS[match["prior"]]),
     }
 
-
-register_family(PATTERN, tedi_setting, TABLE1)

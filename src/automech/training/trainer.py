@@ -1,28 +1,25 @@
 """The training loop shared by every method that learns a mechanism by gradient descent.
 
-A :class:`GradientMethod` supplies two things: ``build`` (a fresh, trainable mechanism)
-and ``loss`` (what to minimise on a batch, by default minus the setting's objective under
-the mechanism's softmax relaxation).  The loop is the same for all of them:
+A :class:`GradientMethod` supplies ``build`` (a fresh, trainable mechanism) and may
+override ``loss`` (by default minus the setting's objective under the mechanism's softmax
+relaxation) and the other hooks; each hook receives the run's :class:`FitContext`.  The
+loop is the same for all of them:
 
-* fresh profiles from the prior every step (a NumPy generator seeded by the run seed);
-* Adam, with the learning rate and the softmax temperature following schedules
-  (:func:`schedule`) that are pure functions of the step, so resuming is exact;
-* optional gradient accumulation over chunks of the batch, which keeps the
-  (profiles x menu) temporaries small (see ``shared/reference/performance.md``);
+* fresh profiles from the prior every step (``ctx.rng``, a NumPy generator seeded by the
+  run seed), or rows of a pool the method keeps (``sample`` returns their indices);
+* Adam, with the learning rate and (methods with :class:`SoftmaxOptions`) the softmax
+  temperature following schedules (:func:`schedule`) that are pure functions of the step,
+  so resuming is exact;
+* optional gradient accumulation over chunks of the batch (``chunk_size``), which keeps
+  the (profiles x menu) temporaries small; the chunk's pool indices go to ``ctx.indices``;
 * validation of the exact (argmax) mechanism on a held-out set every ``validate_every``
   steps, a Rich progress bar showing it, ``history.jsonl`` in the run directory;
-* a checkpoint (model, optimiser, generator state) every ``checkpoint_every`` steps; a
-  rerun with the same run directory resumes from it, and a finished run is not retrained;
+* a checkpoint (model, optimiser, generator, the method's run state) every
+  ``checkpoint_every`` steps; a rerun with the same run directory resumes from it, and a
+  finished run is not retrained;
 * with ``keep_best``, the mechanism returned is the one with the best validation
   objective seen, the starting one included (early stopping on held-out profiles), not
-  the last one; the step it was taken from is logged as ``selected_step``;
-* with ``average`` = a in (0, 1), the mechanism validated, kept and returned is the
-  exponential moving average of the iterates, ``bar theta <- a bar theta + (1 - a) theta``
-  after every step (Polyak-Ruppert averaging, Polyak & Juditsky 1992, in its
-  exponentially weighted form), while the steps themselves follow the live parameters:
-  where the gradient estimate is mostly noise, the average keeps the drift and cancels
-  much of the random walk around it (the live parameters' validation is logged as
-  ``val_objective_live``).
+  the last one; the step it was taken from is logged as ``selected_step``.
 """
 
 from __future__ import annotations
@@ -31,7 +28,8 @@ import json
 import math
 import time
 from abc import abstractmethod
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -40,11 +38,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from automech.device import default_device
 from automech.errors import AutomechError
 from automech.mechanisms.base import Mechanism
-from automech.methods.base import Method
-from automech.problems.setting import Setting
 from automech.runs import HISTORY, Run
+from automech.training.method import FitContext, Method
+from automech.training.options import Options, option
 
 SCHEDULES = ("constant", "cosine", "exponential", "linear")
+Schedule = Literal["constant", "cosine", "exponential", "linear"]
 
 
 def schedule(kind: str, start: float, end: float, step: int, total: int) -> float:
@@ -65,11 +64,33 @@ def schedule(kind: str, start: float, end: float, step: int, total: int) -> floa
     raise AutomechError(f"unknown schedule {kind!r}; known: {', '.join(SCHEDULES)}")
 
 
-def _float_state(mechanism: Mechanism, copy: bool = True) -> dict[str, torch.Tensor]:
-    """The floating-point entries of ``mechanism``'s state dict (what ``average`` averages),
-    copied unless ``copy=False``."""
-    return {k: v.detach().clone() if copy else v.detach()
-            for k, v in mechanism.state_dict().items() if v.is_floating_point()}
+@dataclass(frozen=True)
+class TrainerOptions(Options):
+    """The options of the shared loop, which every gradient method has."""
+
+    steps: int = option(2000, "optimiser steps", low=1)
+    batch_size: int = option(4096, "training profiles per step", low=1)
+    chunk_size: int = option(0, "profiles per forward/backward (0: the whole batch)", low=0)
+    lr: float = option(1e-3, "Adam step size at step 0", low=0, low_open=True)
+    lr_final: float = option(1e-4, "Adam step size at the last step", low=0, low_open=True)
+    lr_schedule: Schedule = option("cosine", "learning-rate schedule from lr to lr_final")
+    validate_every: int = option(200, "steps between validations of the exact mechanism",
+                                 low=1)
+    validation_samples: int = option(16384, "held-out profiles of each validation", low=1)
+    checkpoint_every: int = option(500, "steps between checkpoints", low=1)
+    log_every: int = option(10, "steps between history lines", low=1)
+    keep_best: bool = option(False, "return the best validated mechanism, not the last")
+
+
+@dataclass(frozen=True)
+class SoftmaxOptions(Options):
+    """The inverse-temperature schedule of methods trained on a softmax relaxation."""
+
+    temperature: float = option(100.0, "softmax inverse temperature at step 0", low=0,
+                                low_open=True)
+    temperature_final: float = option(100.0, "... and at the last step", low=0,
+                                      low_open=True)
+    temperature_schedule: Schedule = option("exponential", "temperature schedule")
 
 
 def _snapshot(mechanism: Mechanism, record: dict[str, Any]) -> dict[str, Any]:
@@ -80,159 +101,77 @@ def _snapshot(mechanism: Mechanism, record: dict[str, Any]) -> dict[str, Any]:
 
 
 class GradientMethod(Method):
-    """A method trained by the shared loop; subclasses implement ``build`` (and may
-    override ``loss``) and extend :attr:`defaults`."""
+    """A method trained by the shared loop; subclasses implement ``build`` and declare
+    ``Options`` deriving from :class:`TrainerOptions` (and :class:`SoftmaxOptions` when
+    they train a softmax relaxation)."""
 
-    defaults: ClassVar[dict[str, Any]] = {
-        "steps": 2000,            # optimiser steps
-        "batch_size": 4096,       # fresh prior profiles per step
-        "chunk_size": 0,          # profiles per forward/backward (0: the whole batch)
-        "lr": 1e-3,               # Adam step size at step 0
-        "lr_final": 1e-4,         # ... and at the last step
-        "lr_schedule": "cosine",  # one of SCHEDULES
-        "temperature": 100.0,     # softmax inverse temperature at step 0
-        "temperature_final": 100.0,
-        "temperature_schedule": "exponential",
-        "validate_every": 200,    # steps between validations of the exact mechanism
-        "validation_samples": 16384,
-        "checkpoint_every": 500,  # steps between checkpoints
-        "log_every": 10,          # steps between history lines
-        "keep_best": False,       # return the best validated mechanism, not the last
-        "average": 0.0,           # EMA decay of the iterates validated and returned (0: off)
-    }
+    Options = TrainerOptions
 
     @abstractmethod
-    def build(self, setting: Setting, options: dict[str, Any], seed: int) -> Mechanism:
-        """A fresh trainable mechanism; it must implement ``relaxed(bids, temperature)``."""
+    def build(self, ctx: FitContext) -> Mechanism:
+        """A fresh trainable mechanism for ``ctx.setting``."""
 
-    def loss(self, mechanism: Mechanism, values: torch.Tensor, options: dict[str, Any],
-             temperature: float, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        """Minus the objective of the relaxed mechanism, averaged over ``values``."""
-        alloc, pay = mechanism.relaxed(values, temperature)
-        objective = mechanism.setting.objective.value(values, alloc, pay).mean()
+    def loss(self, mechanism: Mechanism, values: torch.Tensor,
+             ctx: FitContext) -> tuple[torch.Tensor, dict[str, float]]:
+        """Minus the objective of the relaxed mechanism at ``ctx.temperature``, averaged
+        over ``values``; the mechanism must implement ``relaxed(bids, temperature)``."""
+        alloc, pay = mechanism.relaxed(values, ctx.temperature)  # type: ignore[operator]
+        objective = ctx.setting.objective.value(values, alloc, pay).mean()
         return -objective, {"train_objective": float(objective.detach())}
 
-    # ---------------------------------------------------------------- the loop
+    # ---------------------------------------------------------------- hooks
 
-    def fit(self, setting: Setting, options: dict[str, Any], seed: int, run: Run,
-            progress: bool = False) -> Mechanism:
-        for key in ("lr_schedule", "temperature_schedule"):
-            if options[key] not in SCHEDULES:
-                raise AutomechError(f"option {key!r} must be one of {SCHEDULES}, "
-                                    f"got {options[key]!r}")
-        if not 0.0 <= options["average"] < 1.0:
-            raise AutomechError(f"option 'average' (an EMA decay) must be in [0, 1), "
-                                f"got {options['average']}")
-        device = default_device()
-        mechanism = self.build(setting, options, seed).to(device)
-        optimizer = torch.optim.Adam(mechanism.parameters(), lr=options["lr"])
-        rng = np.random.default_rng([seed, 0])
-        self._best: dict[str, Any] | None = None
-        self._average: dict[str, torch.Tensor] | None = None
-        start_step = self._resume(run, mechanism, optimizer, rng)
-        if start_step is None:
-            return mechanism.eval()
-        if start_step == 0:
-            self.initialise(mechanism, setting, options, seed, run, progress)
-        decay = options["average"]
-        if decay and self._average is None:
-            self._average = _float_state(mechanism)
-        validation = torch.as_tensor(setting.sample(options["validation_samples"],
-                                                    np.random.default_rng([seed, 1])),
-                                     dtype=mechanism.dtype, device=device)
-        if options["keep_best"] and start_step == 0:   # the start is a candidate too
-            record = {"step": 0, **self.validate(mechanism, validation)}
-            run.log(record)
-            self._best = _snapshot(mechanism, record)
-        steps, started = options["steps"], time.perf_counter()
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(),
-                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                   TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
-        with Progress(*columns, disable=not progress, transient=False) as bar:
-            task = bar.add_task(f"{self.name} on {setting.name}", total=steps,
-                                completed=start_step, status="")
-            for step in range(start_step, steps):
-                lr = schedule(options["lr_schedule"], options["lr"], options["lr_final"],
-                              step, steps)
-                temperature = schedule(options["temperature_schedule"], options["temperature"],
-                                       options["temperature_final"], step, steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                mechanism.train()
-                values = self.sample(mechanism, setting, options, rng, step)
-                metrics = self._step(mechanism, optimizer, values, options, temperature, step)
-                if decay:
-                    with torch.no_grad():
-                        for key, value in _float_state(mechanism, copy=False).items():
-                            self._average[key].lerp_(value, 1.0 - decay)
-                record = {"step": step + 1, "lr": lr, "temperature": temperature, **metrics}
-                last = step + 1 == steps
-                if (step + 1) % options["validate_every"] == 0 or last:
-                    if decay:
-                        live = self.validate(mechanism, validation)["val_objective"]
-                        record["val_objective_live"] = live
-                        live_state = _float_state(mechanism)
-                        mechanism.load_state_dict(self._average, strict=False)
-                    record.update(self.validate(mechanism, validation))
-                    bar.update(task, status=f"val {setting.objective.name} "
-                               f"{record['val_objective']:.4f}")
-                    if options["keep_best"] and (self._best is None or record["val_objective"]
-                                                 > self._best["val_objective"]):
-                        self._best = _snapshot(mechanism, record)
-                    if decay and not last:
-                        mechanism.load_state_dict(live_state, strict=False)
-                if (step + 1) % options["log_every"] == 0 or "val_objective" in record:
-                    record["seconds"] = time.perf_counter() - started
-                    run.log(record)
-                if (step + 1) % options["checkpoint_every"] == 0 and not last:
-                    self._checkpoint(run, mechanism, optimizer, rng, step + 1)
-                bar.advance(task)
-        if self._best is not None:
-            mechanism.load_state_dict(self._best["state_dict"])
-            run.log({"selected_step": self._best["step"],
-                     "selected_val_objective": self._best["val_objective"]})
-        return mechanism.eval()
+    def start(self, mechanism: Mechanism, ctx: FitContext) -> Any:
+        """The method's run state (``ctx.state``), built for every run, fresh or resumed
+        (a resumed run then loads :meth:`training_state`'s output into it); None here."""
+        return None
 
-    def _step(self, mechanism, optimizer, values, options, temperature, step) -> dict[str, float]:
-        optimizer.zero_grad(set_to_none=True)
-        chunk = options["chunk_size"] or len(values)
-        totals: dict[str, float] = {}
-        for s in range(0, len(values), chunk):
-            part = values[s:s + chunk]
-            weight = len(part) / len(values)
-            loss, metrics = self.loss(mechanism, part, options, temperature, step)
-            (loss * weight).backward()
-            for k, v in {"loss": float(loss.detach()), **metrics}.items():
-                totals[k] = totals.get(k, 0.0) + weight * v
-        optimizer.step()
-        self.after_step(mechanism, options)
-        return totals
-
-    def initialise(self, mechanism: Mechanism, setting: Setting, options: dict[str, Any],
-                   seed: int, run: Run, progress: bool = False) -> None:
+    def initialise(self, mechanism: Mechanism, ctx: FitContext) -> None:
         """Hook run once before the first step of a fresh run (not on resume), e.g. to
         start from another design; by default nothing."""
 
-    def after_step(self, mechanism: Mechanism, options: dict[str, Any]) -> None:
+    def sample(self, mechanism: Mechanism,
+               ctx: FitContext) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The training profiles of step ``ctx.step`` and their rows in the method's
+        pool (None: fresh draws).  By default ``batch_size`` fresh prior draws from
+        ``ctx.rng``."""
+        values = ctx.setting.sample(ctx.options.batch_size, ctx.rng)
+        return torch.as_tensor(values, dtype=mechanism.dtype, device=mechanism.device), None
+
+    def step(self, mechanism: Mechanism, optimizer: torch.optim.Optimizer,
+             values: torch.Tensor, indices: torch.Tensor | None,
+             ctx: FitContext) -> dict[str, float]:
+        """One optimiser step on ``values``: gradients accumulated over chunks of
+        ``chunk_size`` profiles (each chunk's pool rows in ``ctx.indices``), weighted by
+        the chunk's share of the batch, then :meth:`after_step`."""
+        optimizer.zero_grad(set_to_none=True)
+        chunk = ctx.options.chunk_size or len(values)
+        totals: dict[str, float] = {}
+        for s in range(0, len(values), chunk):
+            part = values[s:s + chunk]
+            ctx.indices = None if indices is None else indices[s:s + chunk]
+            weight = len(part) / len(values)
+            loss, metrics = self.loss(mechanism, part, ctx)
+            (loss * weight).backward()
+            for k, v in {"loss": float(loss.detach()), **metrics}.items():
+                totals[k] = totals.get(k, 0.0) + weight * v
+        ctx.indices = indices
+        optimizer.step()
+        self.after_step(mechanism, ctx)
+        return totals
+
+    def after_step(self, mechanism: Mechanism, ctx: FitContext) -> None:
         """Hook run after each optimiser step (e.g. a projection of parameters)."""
 
-    def sample(self, mechanism: Mechanism, setting: Setting, options: dict[str, Any],
-               rng: np.random.Generator, step: int) -> torch.Tensor:
-        """The training profiles of ``step``: by default ``batch_size`` fresh draws from the
-        prior with the run's generator ``rng`` (a method may cycle a fixed training set)."""
-        return torch.as_tensor(setting.sample(options["batch_size"], rng),
-                               dtype=mechanism.dtype, device=mechanism.device)
-
-    def training_state(self, mechanism: Mechanism) -> dict[str, Any] | None:
-        """Extra state a method keeps outside the mechanism's parameters (misreport caches,
-        Lagrange multipliers, an adversary network...), saved in checkpoints."""
+    def training_state(self, ctx: FitContext) -> dict[str, Any] | None:
+        """What of ``ctx.state`` checkpoints keep (misreport caches, multipliers, an
+        adversary network...); None here."""
         return None
 
-    def load_training_state(self, mechanism: Mechanism, state: dict[str, Any]) -> None:
-        """Restore what :meth:`training_state` saved (on resume)."""
+    def load_training_state(self, ctx: FitContext, saved: dict[str, Any]) -> None:
+        """Restore what :meth:`training_state` saved into ``ctx.state`` (on resume)."""
 
-    @staticmethod
-    def validate(mechanism: Mechanism, values: torch.Tensor) -> dict[str, float]:
+    def validate(self, mechanism: Mechanism, values: torch.Tensor) -> dict[str, float]:
         """Objective and revenue of the exact mechanism on the validation profiles."""
         mechanism.eval()
         with torch.no_grad():
@@ -240,18 +179,84 @@ class GradientMethod(Method):
             objective = mechanism.setting.objective.value(values, alloc, pay).mean()
         return {"val_objective": float(objective), "val_revenue": float(pay.sum(-1).mean())}
 
+    # ---------------------------------------------------------------- the loop
+
+    def fit(self, ctx: FitContext) -> Mechanism:
+        options, setting, run = ctx.options, ctx.setting, ctx.run
+        device = default_device()
+        mechanism = self.build(ctx).to(device)
+        optimizer = torch.optim.Adam(mechanism.parameters(), lr=options.lr)
+        ctx.rng = np.random.default_rng([ctx.seed, 0])
+        ctx.state = self.start(mechanism, ctx)
+        start_step = self._resume(ctx, mechanism, optimizer)
+        if start_step is None:
+            return mechanism.eval()
+        if start_step == 0:
+            self.initialise(mechanism, ctx)
+        validation = torch.as_tensor(setting.sample(options.validation_samples,
+                                                    np.random.default_rng([ctx.seed, 1])),
+                                     dtype=mechanism.dtype, device=device)
+        if options.keep_best and start_step == 0:   # the start is a candidate too
+            record = {"step": 0, **self.validate(mechanism, validation)}
+            run.log(record)
+            ctx.best = _snapshot(mechanism, record)
+        steps, started = options.steps, time.perf_counter()
+        softmax = isinstance(options, SoftmaxOptions)
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                   TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
+        with Progress(*columns, disable=not ctx.progress, transient=False) as bar:
+            task = bar.add_task(f"{self.name} on {setting.name}", total=steps,
+                                completed=start_step, status="")
+            for step in range(start_step, steps):
+                ctx.step = step
+                ctx.lr = schedule(options.lr_schedule, options.lr, options.lr_final, step,
+                                  steps)
+                if softmax:
+                    ctx.temperature = schedule(options.temperature_schedule,
+                                               options.temperature, options.temperature_final,
+                                               step, steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = ctx.lr
+                mechanism.train()
+                values, indices = self.sample(mechanism, ctx)
+                metrics = self.step(mechanism, optimizer, values, indices, ctx)
+                record = {"step": step + 1, "lr": ctx.lr,
+                          **({"temperature": ctx.temperature} if softmax else {}), **metrics}
+                last = step + 1 == steps
+                if (step + 1) % options.validate_every == 0 or last:
+                    record.update(self.validate(mechanism, validation))
+                    bar.update(task, status=f"val {setting.objective.name} "
+                               f"{record['val_objective']:.4f}")
+                    if options.keep_best and (ctx.best is None or record["val_objective"]
+                                              > ctx.best["val_objective"]):
+                        ctx.best = _snapshot(mechanism, record)
+                if (step + 1) % options.log_every == 0 or "val_objective" in record:
+                    record["seconds"] = time.perf_counter() - started
+                    run.log(record)
+                if (step + 1) % options.checkpoint_every == 0 and not last:
+                    self._checkpoint(ctx, mechanism, optimizer, step + 1)
+                bar.advance(task)
+        if ctx.best is not None:
+            mechanism.load_state_dict(ctx.best["state_dict"])
+            run.log({"selected_step": ctx.best["step"],
+                     "selected_val_objective": ctx.best["val_objective"]})
+        return mechanism.eval()
+
     # ---------------------------------------------------------------- checkpoints
 
-    def _checkpoint(self, run, mechanism, optimizer, rng, step) -> None:
-        run.save(mechanism, training_state={
+    def _checkpoint(self, ctx: FitContext, mechanism: Mechanism,
+                    optimizer: torch.optim.Optimizer, step: int) -> None:
+        ctx.run.save(mechanism, training_state={
             "method": self.name, "step": step, "finished": False,
-            "optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,
-            "extra": self.training_state(mechanism), "best": self._best,
-            "average": self._average,
+            "optimizer": optimizer.state_dict(), "rng": ctx.rng.bit_generator.state,
+            "extra": self.training_state(ctx), "best": ctx.best,
         })
 
-    def _resume(self, run, mechanism, optimizer, rng) -> int | None:
-        """Restore from ``run``'s checkpoint: the step to continue from, None if finished."""
+    def _resume(self, ctx: FitContext, mechanism: Mechanism,
+                optimizer: torch.optim.Optimizer) -> int | None:
+        """Restore from the run's checkpoint: the step to continue from, None if finished."""
+        run = ctx.run
         if not (run.path / "checkpoint.pt").exists():
             return 0
         payload = run.checkpoint()
@@ -263,11 +268,10 @@ class GradientMethod(Method):
         if state.get("finished"):
             return None
         optimizer.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["rng"]
+        ctx.rng.bit_generator.state = state["rng"]
         if state.get("extra") is not None:
-            self.load_training_state(mechanism, state["extra"])
-        self._best = state.get("best")
-        self._average = state.get("average")
+            self.load_training_state(ctx, state["extra"])
+        ctx.best = state.get("best")
         step = int(state["step"])
         kept = [r for r in run.history() if r.get("step", 0) <= step]
         (run.path / HISTORY).write_text("".join(json.dumps(r) + "\n" for r in kept))

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from automech.mechanisms.base import Mechanism
-from automech.mechanisms.pricing import best_posted_price, best_second_price_reserve, \
+from automech.mechanisms.classical.pricing import best_posted_price, best_second_price_reserve, \
     tuning_statistics
 from automech.problems.setting import Setting
 

@@ -1,7 +1,7 @@
 """GemNet: menu networks trained on revenue plus menu incompatibility, then price-adjusted.
 
 Wang, Jiang and Parkes (2024); survey Section 5.3.  The mechanism is
-:class:`~automech.mechanisms.gemnet.GemNetMechanism`, trained on the grid of opponent
+:class:`~automech.mechanisms.learned.gemnet.GemNetMechanism`, trained on the grid of opponent
 cells it will be deployed on.
 
 1. **Start** (``init``): from random weights, or from an affine maximizer's menus
@@ -20,7 +20,7 @@ cells it will be deployed on.
    the paper tunes a fixed weight per setting), ``T`` from ``temperature`` to
    ``temperature_final``.
 3. **Adjustment** (``adjust``, the default): the MILP price adjustment of
-   :mod:`automech.methods.menu_compatibility` on ``grid`` cells per coordinate (0: about
+   :mod:`automech.methods.gemnet.compatibility` on ``grid`` cells per coordinate (0: about
    1,600 opponent cells) returns the certified, exactly feasible mechanism.  Its report
    goes to ``adjustment.json`` in the run directory; the network before adjustment is
    scored with the same protocol into ``unadjusted.json``.
@@ -35,11 +35,11 @@ import torch
 
 from automech.errors import AutomechError
 from automech.evaluation import RegretSearch, evaluate
-from automech.mechanisms.affine_maximizer import AffineMaximizer, DeterministicAMA
+from automech.mechanisms.learned.affine_maximizer import AffineMaximizer, DeterministicAMA
 from automech.mechanisms.base import Mechanism
-from automech.mechanisms.gemnet import GemNetMechanism
+from automech.mechanisms.learned.gemnet import GemNetMechanism
 from automech.methods.ama import DeterministicAMAMethod, LotteryAMAMethod
-from automech.methods.menu_compatibility import (adjust, adjustable, auto_grid,
+from automech.methods.gemnet.compatibility import (adjust, adjustable, auto_grid,
                                                  cheapest_share_prices)
 from automech.problems.setting import Setting
 from automech.runs import CHECKPOINT, Run, load

@@ -26,7 +26,7 @@ from torch import nn
 
 from automech.errors import NotApplicableError
 from automech.mechanisms.base import Mechanism
-from automech.mechanisms.cost_baselines import cost_problem
+from automech.problems.setting import cost_problem
 from automech.problems.setting import Setting
 
 

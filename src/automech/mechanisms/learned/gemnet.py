@@ -8,7 +8,7 @@ menu does not depend on the bidder's own bid, truthful bidding is a dominant str
 value.  What a free menu network does *not* guarantee is feasibility: when every bidder
 picks independently, the chosen lotteries may allocate an item more than once
 ("menu incompatibility").  Training penalises it (:mod:`automech.methods.gemnet`) and the
-post-training price adjustment (:mod:`automech.methods.menu_compatibility`) removes it.
+post-training price adjustment (:mod:`automech.methods.gemnet.compatibility`) removes it.
 
 The network's input is ``v_-i`` scaled to [0, 1] by the support box; with ``grid > 0``
 it is instead the centre of the cell holding ``v_-i`` in a grid of ``grid`` cells per
@@ -26,7 +26,7 @@ items and a dummy; prices are unconstrained (the null entry keeps IR).
   can choose removed.  Bids are capped at the support's upper end before the choice.
   Everything a bidder faces is a function of ``v_-i`` (its own report only selects from
   it, and a capped report is one it could have sent), so DSIC and IR still hold exactly;
-  :func:`~automech.methods.menu_compatibility.certify` proves that no profile
+  :func:`~automech.methods.gemnet.compatibility.certify` proves that no profile
   over-allocates (see that module for the precise statement).
 
 The exact choice takes the first maximum (null entry first, so ties go to not buying).

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from automech.mechanisms.base import Mechanism
-from automech.mechanisms.pricing import TUNING_SEED, best_posted_price, tuning_statistics
+from automech.mechanisms.classical.pricing import TUNING_SEED, best_posted_price, tuning_statistics
 from automech.problems.setting import Setting
 
 #: Unit-demand prices are tuned by coordinate search on this many profiles and grid points.

@@ -36,25 +36,16 @@ import torch
 
 from automech.errors import NotApplicableError
 from automech.mechanisms.base import Mechanism
-from automech.mechanisms.myerson import interp
-from automech.mechanisms.pricing import tuning_statistics
+from automech.mechanisms.classical.myerson import interp
+from automech.mechanisms.classical.pricing import tuning_statistics
 from automech.mechanisms.welfare import item_costs
 from automech.problems.priors import CorrelatedPrior
-from automech.problems.setting import Setting
+from automech.problems.setting import Setting, cost_problem
 
 #: Value-grid points for the ironed virtual value of a continuous marginal.
 GRID_POINTS = 4001
 
 
-def cost_problem(setting: Setting) -> str | None:
-    """Why the unlimited-supply/cost baselines do not apply to ``setting`` (None if they do)."""
-    if setting.unit_supply:
-        return "needs unlimited supply (the TEDI problem class)"
-    if setting.unit_demand:
-        return "needs additive bidders"
-    if setting.objective.name not in ("revenue", "revenue-minus-cost"):
-        return "maximises revenue minus production/duplication costs only"
-    return None
 
 
 def _upper_hull_slopes(q: np.ndarray, r: np.ndarray) -> np.ndarray:

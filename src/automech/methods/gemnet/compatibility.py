@@ -1,7 +1,7 @@
 """GemNet's post-training price adjustment: make independent menu choices compatible.
 
 Survey Section 5.3 (Wang, Jiang and Parkes 2024).  Two bidders, unit supply.  The
-adjusted mechanism (:class:`~automech.mechanisms.gemnet.GemNetMechanism` with
+adjusted mechanism (:class:`~automech.mechanisms.learned.gemnet.GemNetMechanism` with
 ``adjusted=True``) splits each bidder's support box into ``G^m`` cells; bidder i's menu on
 the cell ``c`` holding the other bid is the network's menu at the centre of ``c``
 (allocations within ``snap`` of 0 or 1 rounded), plus price shifts ``delta[i, c]``.
@@ -68,7 +68,7 @@ import scipy.sparse
 import torch
 
 from automech.errors import AutomechError
-from automech.mechanisms.gemnet import GemNetMechanism
+from automech.mechanisms.learned.gemnet import GemNetMechanism
 
 #: Two probabilities summing above 1 by more than this over-allocate.
 SUPPLY_TOL = 1e-9

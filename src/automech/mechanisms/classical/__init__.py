@@ -1,0 +1,1 @@
+"""Closed-form mechanisms: the baselines ``automech baselines`` runs."""

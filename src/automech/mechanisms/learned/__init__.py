@@ -1,0 +1,2 @@
+"""Mechanisms whose parameters a design method fits (LP tables, menus, networks, affine
+maximizers)."""

@@ -1,0 +1,142 @@
+"""What a design method is, and the explicit state of one fit.
+
+A :class:`Method` is a stateless description in the scikit-learn sense: a name, an options
+dataclass (:class:`~automech.training.options.Options`), the mechanism class it produces,
+and ``fit(ctx)``.  Nothing about a run is stored on the method: every run gets a fresh
+:class:`FitContext` from :func:`automech.experiment.train`, which every hook receives.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+import numpy as np
+
+from automech.training.options import Options
+
+if TYPE_CHECKING:  # annotations only: no import at run time
+    import torch
+
+    from automech.mechanisms.base import Mechanism
+    from automech.runs import Run
+
+#: ``nested(method, options, out)``: train ``method`` with ``options`` on the context's
+#: setting and seed into run directory ``out``; returns the fitted mechanism.
+Nested = Callable[[str, dict[str, Any], Any], Any]
+
+
+@dataclass
+class FitContext:
+    """Everything one fit knows and changes, passed to every hook of a method.
+
+    Attributes
+    ----------
+    setting
+        The problem (a :class:`~automech.problems.Setting` or a dynamic environment).
+    options
+        The method's resolved options (an instance of ``Method.Options``).
+    seed
+        The run's seed; every generator of the run derives from it.
+    run
+        The run directory (:class:`~automech.runs.Run`): logs, checkpoints, side files.
+    progress
+        Show progress bars.
+    nested
+        Trains another registered method into a sub-run (e.g. GemNet's AMA start),
+        without the method importing the experiment module; see :meth:`fit_nested`.
+    rng
+        The run's NumPy generator of training profiles (saved in checkpoints).
+    step, temperature, lr
+        The trainer's current step (0-based, the one being taken), softmax temperature
+        and learning rate.
+    indices
+        Rows of the current chunk of the batch in the method's own pool of profiles
+        (``None`` when the batch is fresh prior draws).  The trainer cuts the batch and
+        these indices together, so a method that caches per-profile state (misreports,
+        Langevin chains) indexes exactly the profiles it is given.
+    state
+        The method's own run state (built by ``GradientMethod.start``).
+    best
+        What ``keep_best`` keeps: step, validation objective and parameters.
+    """
+
+    setting: Any
+    options: Options
+    seed: int
+    run: "Run"
+    progress: bool = False
+    nested: Nested | None = None
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    step: int = 0
+    temperature: float = math.nan
+    lr: float = math.nan
+    indices: "torch.Tensor | None" = None
+    state: Any = None
+    best: dict[str, Any] | None = None
+
+    def fit_nested(self, method: str, options: dict[str, Any], name: str) -> "Mechanism":
+        """Train ``method`` on this context's setting and seed into ``RUN/name``."""
+        if self.nested is None:
+            raise RuntimeError("this fit context cannot train nested methods")
+        return self.nested(method, options, self.run.path / name)
+
+
+@dataclass(frozen=True)
+class NoOptions(Options):
+    """A method without options."""
+
+
+class Method(ABC):
+    """Base class of every design method (registered in :mod:`automech.methods`).
+
+    Subclasses set :attr:`name`, :attr:`Options` (a frozen dataclass of
+    :class:`~automech.training.options.Options`), :attr:`mechanism` (the class of what
+    ``fit`` returns, which :func:`automech.load` rebuilds) and implement :meth:`fit`.
+    """
+
+    name: ClassVar[str]
+    Options: ClassVar[type[Options]] = NoOptions
+    #: The mechanism class ``fit`` returns (``None``: several, each registered elsewhere).
+    mechanism: ClassVar[type | None] = None
+    #: ``"static"`` (a :class:`~automech.problems.Setting`) or ``"dynamic"`` (an MDP).
+    kind: ClassVar[str] = "static"
+    #: One line for ``automech methods`` (default: the docstring's first line).
+    summary: ClassVar[str] = ""
+
+    def applicable(self, setting: Any) -> str | None:
+        """None if the method applies to ``setting``, else the reason it does not."""
+        return None
+
+    def resolve(self, setting: Any, options: Options) -> Options:
+        """Options with setting-dependent choices made (an ``auto`` recipe), before they
+        are written to the run's config; by default unchanged."""
+        return options
+
+    @abstractmethod
+    def fit(self, ctx: FitContext) -> "Mechanism":
+        """Design a mechanism for ``ctx.setting``; may resume from ``ctx.run``."""
+
+    def describe(self) -> str:
+        """One line for ``automech methods``: the first line of the class docstring."""
+        return self.summary or (type(self).__doc__ or "").strip().splitlines()[0]
+
+
+class Classical(Method):
+    """A closed-form mechanism as a method: fitting only tunes its prices or reserves."""
+
+    def __init__(self, mechanism: type) -> None:
+        self.mechanism = mechanism  # type: ignore[misc]  - the configuration, not run state
+        self.name = mechanism.name  # type: ignore[misc]
+
+    def applicable(self, setting: Any) -> str | None:
+        return self.mechanism.applicable(setting)  # type: ignore[union-attr]
+
+    def fit(self, ctx: FitContext) -> "Mechanism":
+        return self.mechanism(ctx.setting)  # type: ignore[misc]
+
+    def describe(self) -> str:
+        doc = (self.mechanism.__doc__ or "").strip().splitlines()  # type: ignore[union-attr]
+        return f"classical: {doc[0] if doc else self.name}"
