@@ -5,8 +5,7 @@ Problems (:mod:`automech.problems`), mechanisms with one interface
 evaluation protocol (:mod:`automech.evaluation`).
 """
 
-__version__ = "0.1.0"
-
+from automech._version import __version__
 from automech.evaluation import Evaluation, RegretSearch, evaluate  # noqa: E402
 from automech.problems import Setting, get_setting  # noqa: E402
 from automech.experiment import load, save, train  # noqa: E402

@@ -18,7 +18,7 @@ from automech.evaluation import THOROUGH, Evaluation, RegretSearch, evaluate
 from automech.evaluation.protocol import TEST_SEED
 from automech.experiment import options_from_file, parse_assignments, train as train_run
 from automech.mechanisms import CLASSICAL
-from automech.methods import METHODS
+from automech.methods import METHODS, get_method
 from automech.problems import get_setting, setting_names
 from automech.runs import Run
 from automech.experiment import load, save
@@ -172,11 +172,14 @@ def evaluate_cmd(
 @app.command()
 def train(
     setting: str = typer.Argument(..., help="setting name or .toml file"),
-    method: str = typer.Option(..., help=f"one of: {', '.join(METHODS)}"),
+    method: str = typer.Option(..., help=f"one of: {', '.join(METHODS)} "
+                               "(`automech methods NAME` lists its options)"),
     steps: Optional[int] = typer.Option(None, help="training steps (gradient methods)"),
     seed: int = typer.Option(0, help="seed of everything random in the run"),
     out: Optional[Path] = typer.Option(None, help="run directory (default runs/...)"),
-    set_: list[str] = typer.Option([], "--set", help="method option key=value (repeatable)"),
+    set_: list[str] = typer.Option([], "--set", help="method option key=value (repeatable; "
+                                   "`automech methods NAME` lists them with types, "
+                                   "defaults and ranges)"),
     config: Optional[Path] = typer.Option(None, help="TOML file of method options"),
     eval_samples: int = typer.Option(10_000, help="test profiles for the final evaluation"),
     regret_profiles: int = typer.Option(1_000, help="profiles searched for misreports"),
@@ -365,6 +368,54 @@ def report_cmd(
         path = write_report(runs, out, baseline_samples=baseline_samples, bidder=bidder,
                             figures=figures)
         console.print(f"report: {path}", markup=False, highlight=False)
+
+
+@app.command()
+def methods(
+    name: Optional[str] = typer.Argument(None, help="a method: print its options"),
+    setting: Optional[str] = typer.Option(None, help="only the methods that apply to this "
+                                          "setting (name or .toml file)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """List the design methods and the settings each applies to, or one method's options
+    (type, default, valid range, meaning)."""
+    with _clean_errors():
+        if name is not None:
+            meth = get_method(name)
+            infos = meth.Options.describe()
+            if as_json:
+                print(json.dumps({"method": name, "description": meth.describe(),
+                                  "options": [i.to_dict() for i in infos]}, indent=2))
+                return
+            table = Table(title=f"{name}: {meth.describe()}")
+            for col in ("option", "type", "default", "range", "meaning"):
+                table.add_column(col)
+            for i in infos:
+                table.add_row(i.name, i.type, json.dumps(i.default), i.range, i.doc)
+            console.print(table if infos else f"{name}: {meth.describe()} (no options)")
+            return
+        candidates = [get_setting(setting)] if setting else \
+            [*(get_setting(n) for n in setting_names())]
+        rows = {}
+        for key in METHODS:
+            meth = METHODS[key]
+            fits = [s.name for s in candidates
+                    if getattr(s, "kind", "static") == meth.kind and not meth.applicable(s)]
+            if setting and not fits:
+                continue
+            rows[key] = {"kind": meth.kind, "description": meth.describe(),
+                         "options": len(meth.Options.describe()), "settings": fits}
+        if as_json:
+            print(json.dumps(rows, indent=2))
+            return
+        table = Table(title="design methods (`automech methods NAME` for its options)")
+        for col in ("method", "kind", "options", "applies to", "description"):
+            table.add_column(col)
+        for key, r in rows.items():
+            shown = ", ".join(r["settings"][:4]) + (f" (+{len(r['settings']) - 4})"
+                                                    if len(r["settings"]) > 4 else "")
+            table.add_row(key, r["kind"], str(r["options"]), shown or "-", r["description"])
+        console.print(table)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from automech import __version__
+from automech._version import __version__
 from automech.errors import AutomechError, NotApplicableError
 from automech.evaluation import RegretSearch, evaluate
 from automech.mechanisms.base import Mechanism
@@ -96,7 +96,9 @@ def train(setting: Setting | str, method: str, options: Mapping[str, Any] | None
     """
     setting = get_setting(setting) if isinstance(setting, (str, Path)) else setting
     meth = get_method(method)
-    problem = meth.applicable(setting)
+    kind = getattr(setting, "kind", "static")
+    problem = (f"it designs {meth.kind} mechanisms and the setting is {kind}"
+               if kind != meth.kind else meth.applicable(setting))
     if problem:
         raise NotApplicableError(f"method {method!r} does not apply to "
                                  f"{setting.name or 'this setting'}: {problem}")

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from automech import __version__
+from automech._version import __version__
 from automech.errors import AutomechError, NotApplicableError
 from automech.evaluation import Evaluation, RegretSearch, evaluate
 from automech.evaluation.protocol import TEST_SEED
@@ -34,6 +34,7 @@ from automech.problems.setting import Setting
 from automech.reference import Reference, references
 from automech.runs import CONFIG, METRICS, Run
 from automech.experiment import load
+from automech.methods import METHODS
 
 #: Test profiles on which the classical baselines are evaluated inside a report.
 BASELINE_SAMPLES = 20_000
@@ -215,10 +216,19 @@ def _method_blocks(r: RunData) -> list[Any]:
     options = r.config.get("options") or r.config.get("config") or r.mechanism.config()
     blocks: list[Any] = [Table(["", ""], rows)]
     if options:
-        blocks.append(Table(["hyperparameter", "value"],
-                            [[k, _plain(v)] for k, v in sorted(options.items())],
+        docs = _option_docs(r.method)
+        blocks.append(Table(["hyperparameter", "value", "meaning"],
+                            [[k, _plain(v), docs.get(k, "")] for k, v in sorted(options.items())],
                             caption="options (defaults resolved)"))
     return blocks
+
+
+def _option_docs(method: str) -> dict[str, str]:
+    """Option name -> one-line doc, from the method's options dataclass (none for a
+    mechanism saved without a registered method)."""
+    if method not in METHODS:
+        return {}
+    return {info.name: info.doc for info in METHODS[method].Options.describe()}
 
 
 def _evaluation_table(m: dict[str, Any]) -> Table:

@@ -13,8 +13,7 @@ where b'_i is the misreport found by the attacker below, each step minimises
 
 over the network weights w (Adam), and every ``lagrange_every`` steps the multipliers
 move by ``lambda_i <- lambda_i + rho * rgt_i`` (rgt_i averaged over those steps); ``rho``
-grows by ``rho_add`` every ``rho_every`` steps (the paper's scheme; the default values
-here are ours, tuned for a few thousand steps on a CPU instead of the paper's 400,000).
+grows by ``rho_add`` every ``rho_every`` steps (the paper's scheme).
 
 Training-time attacker (as in the original code): the training sample is a **fixed** set of
 ``train_profiles`` profiles drawn once from the prior with the run seed (the paper uses
@@ -32,15 +31,24 @@ attacker: ``automech train``/``evaluate`` use the shared protocol
 (:mod:`automech.evaluation`); :func:`attacker_regret` gives this attacker's estimate on
 any profiles for comparison.
 
-The cache, the multipliers and rho live in a :class:`RegretTrainingState` attached to the
-mechanism during training (not in its ``state_dict``) and go into checkpoints through the
-trainer's ``training_state`` hook, so a resumed run continues exactly.
+``chunk_size`` (profiles per forward/backward) gives the same step as the whole batch,
+up to float rounding: :meth:`RegretNet.step` first runs the attacker chunk by chunk
+(misreports are per profile; the candidate draws are those of the whole batch), then the
+trainer accumulates the chunks' losses.  The quadratic term is not a mean over profiles,
+so a chunk's loss carries it linearised at the batch's regret ``R`` (computed without
+gradient between the two passes): ``-rev_c + sum_i (lambda_i + rho R_i) rgt_c,i - (rho/2)
+|R|^2``, whose chunk-weighted sum has the value and the gradient of ``C_rho``.
+
+The fixed sample, the misreport cache, the multipliers and rho are the run state
+(:class:`RegretTrainingState`, ``ctx.state``, built by :meth:`RegretNet.start`); the
+cache, multipliers and rho go into checkpoints through the ``training_state`` hook, so a
+resumed run continues exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
@@ -50,9 +58,7 @@ from automech.errors import AutomechError
 from automech.mechanisms.base import Mechanism
 from automech.mechanisms.learned.regretnet import RegretNetMechanism, misreport_utilities
 from automech.problems.setting import Setting
-from automech.training.trainer import GradientMethod
-
-STATE_ATTR = "_regret_training"
+from automech.training import FitContext, GradientMethod, TrainerOptions, option
 
 
 @contextlib.contextmanager
@@ -108,15 +114,22 @@ def regrets(mechanism: Mechanism, values: torch.Tensor,
     return (misreport_utilities(mechanism, values, misreports) - truthful).clamp_min(0), pay
 
 
-def best_start(mechanism: Mechanism, values: torch.Tensor, cached: torch.Tensor, count: int,
-               generator: torch.Generator) -> torch.Tensor:
-    """Per profile and bidder, the best of the cached misreport and ``count`` uniform draws
-    from the support box (forward passes only): lets the warm-started ascent jump out of
-    a local optimum it has settled in."""
-    b, n, m = values.shape
-    low, high = box(mechanism.setting, values)
-    draws = low + (high - low) * torch.rand(b, count, n, m, generator=generator,
-                                            dtype=values.dtype).to(values.device)
+def box_draws(setting: Setting, num: int, count: int, generator: torch.Generator,
+              like: torch.Tensor) -> torch.Tensor:
+    """``count`` uniform points of the support box per profile and bidder,
+    (num, count, n, m), like ``like``."""
+    n, m = setting.shape
+    low, high = box(setting, like)
+    return low + (high - low) * torch.rand(num, count, n, m, generator=generator,
+                                           dtype=like.dtype).to(like.device)
+
+
+def best_start(mechanism: Mechanism, values: torch.Tensor, cached: torch.Tensor,
+               draws: torch.Tensor) -> torch.Tensor:
+    """Per profile and bidder, the best of the cached misreport and the candidate
+    ``draws`` (B, K, n, m) of :func:`box_draws` (forward passes only): lets the
+    warm-started ascent jump out of a local optimum it has settled in."""
+    b, count, n, m = draws.shape
     cands = torch.cat([cached.unsqueeze(1), draws], dim=1)           # (B, 1 + K, n, m)
     with torch.no_grad():
         u = misreport_utilities(mechanism, values.repeat_interleave(count + 1, dim=0),
@@ -147,20 +160,60 @@ def attacker_regret(mechanism: Mechanism, values: torch.Tensor, steps: int = 25,
     return torch.cat(out)
 
 
+def chunks(total: int, chunk_size: int) -> list[slice]:
+    """The consecutive slices the trainer cuts a batch of ``total`` profiles into."""
+    size = chunk_size or total
+    return [slice(s, s + size) for s in range(0, total, size)]
+
+
+@dataclass(frozen=True)
+class RegretNetOptions(TrainerOptions):
+    """RegretNet's options (the paper's scheme; budgets for a few thousand steps)."""
+
+    method = "regretnet"
+    hidden: int = option(100, "units per hidden layer (both networks)", low=1)
+    layers: int = option(2, "hidden layers (both networks)", low=1)
+    train_profiles: int = option(128_000, "fixed training sample, cycled in shuffled "
+                                 "batches (paper: 640,000)", low=1)
+    misreport_steps: int = option(25, "attacker Adam steps per training step (paper: 25)",
+                                  low=0)
+    misreport_lr: float = option(0.1, "attacker step size, times the support width",
+                                 low=0, low_open=True)
+    misreport_candidates: int = option(16, "random box points tried against the cached "
+                                       "misreport each step (0: the paper's attacker)",
+                                       low=0)
+    lagrange_init: float = option(5.0, "multipliers lambda_i at step 0", low=0)
+    rho: float = option(1.0, "quadratic penalty weight at step 0", low=0)
+    rho_add: float = option(40.0, "added to rho every rho_every steps", low=0)
+    rho_every: int = option(100, "steps between increases of rho", low=1)
+    lagrange_every: int = option(25, "steps between multiplier updates", low=1)
+    steps: int = 4_000               # paper: 400,000 steps of batch 128
+    batch_size: int = 256
+    lr: float = 2e-3
+    lr_final: float = 1e-4
+    validate_every: int = 500
+    checkpoint_every: int = 2_000
+    log_every: int = 50
+
+
 @dataclass
 class RegretTrainingState:
-    """What RegretNet training keeps besides the network weights."""
+    """RegretNet's run state (``ctx.state``): everything training keeps besides the
+    network weights."""
 
     seed: int
     values: torch.Tensor                 # (N, n, m) the fixed training sample
     misreports: torch.Tensor             # (N, n, m) cached misreports, warm starts
     lagrange: torch.Tensor               # (n,) multipliers lambda_i
     rho: float
-    regret_sum: torch.Tensor             # (n,) regret summed since the last lambda update
-    regret_count: int = 0
-    indices: torch.Tensor | None = None  # rows of the current mini-batch
-    step: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    regret_sum: torch.Tensor             # (n,) batch regret summed since the last update
+    regret_count: int = 0                # steps summed in regret_sum
+    step: int = 0                        # the step last sampled
+    #: (n,) regret of the whole batch when the step is chunked (None: one chunk)
+    batch_regret: torch.Tensor | None = None
+    batch_rows: int = 0                  # profiles in the current batch
+    epoch: int | None = None             # the epoch of ``perm``
+    perm: torch.Tensor | None = None     # this epoch's shuffle of the fixed sample
 
     def to_dict(self) -> dict[str, Any]:
         return {"misreports": self.misreports.cpu(), "lagrange": self.lagrange.cpu(),
@@ -183,122 +236,126 @@ def fixed_batch(state: RegretTrainingState, batch_size: int, step: int) -> torch
     total = len(state.values)
     per_epoch = max(1, total // batch_size)
     epoch, k = divmod(step, per_epoch)
-    if state.extra.get("epoch") != epoch:
+    if state.epoch != epoch or state.perm is None:
         gen = torch.Generator().manual_seed(int(np.random.default_rng(
             [state.seed, 3, epoch]).integers(2**62)))
-        state.extra["epoch"], state.extra["perm"] = epoch, torch.randperm(total, generator=gen)
-    return state.extra["perm"][k * batch_size:(k + 1) * batch_size].to(state.values.device)
+        state.epoch, state.perm = epoch, torch.randperm(total, generator=gen)
+    return state.perm[k * batch_size:(k + 1) * batch_size].to(state.values.device)
 
 
 class RegretNet(GradientMethod):
     """RegretNet trained by the augmented Lagrangian on warm-started gradient misreports."""
 
     name = "regretnet"
-    mechanism_class: type[RegretNetMechanism] = RegretNetMechanism
-    defaults = {
-        **GradientMethod.defaults,
-        "hidden": 100,               # units per hidden layer (both networks)
-        "layers": 2,                 # hidden layers (both networks)
-        "train_profiles": 128_000,   # fixed training sample (paper: 640,000); 8 epochs
-        "steps": 4_000,              # paper: 400,000 steps of batch 128 (hours on a GPU)
-        "batch_size": 256,
-        "lr": 2e-3,
-        "lr_final": 1e-4,
-        "lr_schedule": "cosine",
-        "misreport_steps": 25,       # attacker Adam steps per training step (paper: 25)
-        "misreport_lr": 0.1,         # attacker step size, times the support width
-        "misreport_candidates": 16,  # random box points tried against the cached start
-        "lagrange_init": 5.0,        # lambda_i at step 0
-        "rho": 1.0,                  # quadratic penalty weight at step 0
-        "rho_add": 40.0,             # added to rho every rho_every steps
-        "rho_every": 100,
-        "lagrange_every": 25,        # steps between multiplier updates
-        "validate_every": 500,
-        "checkpoint_every": 2_000,
-        "log_every": 50,
-    }
+    Options = RegretNetOptions
+    mechanism = RegretNetMechanism
 
     def applicable(self, setting: Setting) -> str | None:
-        return self.mechanism_class.applicable(setting)
+        return RegretNetMechanism.applicable(setting)
 
-    def build(self, setting: Setting, options: dict[str, Any], seed: int) -> RegretNetMechanism:
-        if options["chunk_size"]:
-            raise AutomechError(f"{self.name} trains on whole batches (chunk_size must be 0): "
-                                "the misreport cache is indexed by batch rows")
-        mech = self.mechanism_class(setting, hidden=options["hidden"], layers=options["layers"],
-                                    init_seed=seed)
-        self.attach_state(mech, setting, options, seed)
-        return mech
+    def build(self, ctx: FitContext) -> RegretNetMechanism:
+        o = ctx.options
+        return RegretNetMechanism(ctx.setting, hidden=o.hidden, layers=o.layers,
+                                  init_seed=ctx.seed)
 
-    def attach_state(self, mech: Mechanism, setting: Setting, options: dict[str, Any],
-                     seed: int) -> RegretTrainingState:
-        like = torch.empty(0, dtype=mech.dtype)
+    def start(self, mechanism: Mechanism, ctx: FitContext) -> RegretTrainingState:
+        """The fixed sample, its misreport cache (prior draws), lambda and rho at step 0."""
+        o, setting = ctx.options, ctx.setting
+        like = torch.empty(0, dtype=mechanism.dtype, device=mechanism.device)
         n = setting.num_bidders
-        state = RegretTrainingState(
-            seed=seed,
-            values=prior_draws(setting, options["train_profiles"], [seed, 2], like),
-            misreports=prior_draws(setting, options["train_profiles"], [seed, 4], like),
-            lagrange=torch.full((n,), float(options.get("lagrange_init", 0.0))),
-            rho=float(options.get("rho", 0.0)), regret_sum=torch.zeros(n))
-        object.__setattr__(mech, STATE_ATTR, state)
-        return state
+        return RegretTrainingState(
+            seed=ctx.seed,
+            values=prior_draws(setting, o.train_profiles, [ctx.seed, 2], like),
+            misreports=prior_draws(setting, o.train_profiles, [ctx.seed, 4], like),
+            lagrange=torch.full((n,), float(o.lagrange_init), dtype=mechanism.dtype,
+                                device=mechanism.device),
+            rho=float(o.rho),
+            regret_sum=torch.zeros(n, dtype=mechanism.dtype, device=mechanism.device))
 
-    @staticmethod
-    def state(mechanism: Mechanism) -> RegretTrainingState:
-        return getattr(mechanism, STATE_ATTR)
+    def sample(self, mechanism: Mechanism,
+               ctx: FitContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's mini-batch of the fixed sample and its rows."""
+        state: RegretTrainingState = ctx.state
+        indices = fixed_batch(state, ctx.options.batch_size, ctx.step)
+        state.step = ctx.step
+        return state.values[indices], indices
 
-    def sample(self, mechanism, setting, options, rng, step) -> torch.Tensor:
-        state = self.state(mechanism)
-        if state.values.device != mechanism.device:
-            for key in ("values", "misreports", "lagrange", "regret_sum"):
-                setattr(state, key, getattr(state, key).to(mechanism.device))
-        state.indices = fixed_batch(state, options["batch_size"], step)
-        state.step = step
-        return state.values[state.indices]
-
-    def attack(self, mechanism: Mechanism, values: torch.Tensor,
-               options: dict[str, Any]) -> torch.Tensor:
-        """Warm-started misreports for the current batch (updates the cache)."""
-        state = self.state(mechanism)
-        if state.indices is None or len(state.indices) != len(values):
-            raise AutomechError(f"{self.name}: loss called on profiles that are not the "
-                                "current training batch")
-        start = state.misreports[state.indices]
-        if options["misreport_candidates"]:
+    def attack(self, mechanism: Mechanism, values: torch.Tensor, indices: torch.Tensor,
+               ctx: FitContext) -> None:
+        """Refresh the cached misreports of the batch (rows ``indices``), chunk by chunk
+        when ``chunk_size`` cuts it; with a chunked batch, also the batch's regret."""
+        state: RegretTrainingState = ctx.state
+        o = ctx.options
+        draws = None
+        if o.misreport_candidates:
             gen = torch.Generator().manual_seed(int(np.random.default_rng(
-                [state.seed, 5, state.step]).integers(2**62)))
-            start = best_start(mechanism, values, start, options["misreport_candidates"], gen)
-        b = ascend(mechanism, values, start, options["misreport_steps"],
-                   options["misreport_lr"])
-        state.misreports[state.indices] = b
-        return b
+                [state.seed, 5, ctx.step]).integers(2**62)))
+            draws = box_draws(mechanism.setting, len(values), o.misreport_candidates, gen,
+                              values)
+        parts = chunks(len(values), o.chunk_size)
+        for part in parts:
+            v, rows = values[part], indices[part]
+            start = state.misreports[rows]
+            if draws is not None:
+                start = best_start(mechanism, v, start, draws[part])
+            state.misreports[rows] = ascend(mechanism, v, start, o.misreport_steps,
+                                            o.misreport_lr)
+        state.batch_rows, state.batch_regret = len(values), None
+        if len(parts) > 1:
+            with torch.no_grad():
+                state.batch_regret = sum(
+                    regrets(mechanism, values[p], state.misreports[indices[p]])[0].sum(dim=0)
+                    for p in parts) / len(values)
 
-    def loss(self, mechanism, values, options, temperature, step):
-        state = self.state(mechanism)
-        misreports = self.attack(mechanism, values, options)
-        rgt_profile, pay = regrets(mechanism, values, misreports)
+    def step(self, mechanism: Mechanism, optimizer: torch.optim.Optimizer,
+             values: torch.Tensor, indices: torch.Tensor | None,
+             ctx: FitContext) -> dict[str, float]:
+        """The attack on the whole batch (:meth:`attack`), then the trainer's step."""
+        if indices is None:
+            raise AutomechError(f"{self.name}: trains on rows of its fixed sample "
+                                "(sample must return their indices)")
+        self.attack(mechanism, values, indices, ctx)
+        return super().step(mechanism, optimizer, values, indices, ctx)
+
+    def loss(self, mechanism: Mechanism, values: torch.Tensor,
+             ctx: FitContext) -> tuple[torch.Tensor, dict[str, float]]:
+        """``C_rho`` on the chunk (rows ``ctx.indices``) against its cached misreports,
+        which :meth:`step` has just refreshed; with a chunked batch, the quadratic term
+        linearised at the batch's regret (see the module docstring)."""
+        state: RegretTrainingState = ctx.state
+        if ctx.indices is None or len(ctx.indices) != len(values):
+            raise AutomechError(f"{self.name}: loss called on profiles that are not rows "
+                                "of the training sample (ctx.indices)")
+        rgt_profile, pay = regrets(mechanism, values, state.misreports[ctx.indices])
         rgt = rgt_profile.mean(dim=0)                                 # (n,)
         revenue = pay.sum(dim=-1).mean()
         lagrange = state.lagrange.to(rgt.dtype)
-        loss = -revenue + (lagrange * rgt).sum() + 0.5 * state.rho * (rgt**2).sum()
-        state.regret_sum += rgt.detach()
-        state.regret_count += 1
+        if state.batch_regret is None:
+            loss = -revenue + (lagrange * rgt).sum() + 0.5 * state.rho * (rgt**2).sum()
+        else:
+            whole = state.batch_regret.to(rgt.dtype)
+            loss = (-revenue + ((lagrange + state.rho * whole) * rgt).sum()
+                    - 0.5 * state.rho * (whole**2).sum())
+        state.regret_sum += (len(values) / (state.batch_rows or len(values))) * rgt.detach()
         return loss, {"train_revenue": float(revenue.detach()),
                       "train_regret": float(rgt.detach().mean()),
                       "lagrange_mean": float(lagrange.mean()), "rho": state.rho}
 
-    def after_step(self, mechanism, options) -> None:
-        state = self.state(mechanism)
-        done = state.step + 1
-        if done % options["lagrange_every"] == 0 and state.regret_count:
+    def after_step(self, mechanism: Mechanism, ctx: FitContext) -> None:
+        """The multiplier and rho updates of the augmented Lagrangian."""
+        state: RegretTrainingState = ctx.state
+        o = ctx.options
+        state.regret_count += 1
+        done = ctx.step + 1
+        if done % o.lagrange_every == 0 and state.regret_count:
             state.lagrange += state.rho * state.regret_sum / state.regret_count
             state.regret_sum.zero_()
             state.regret_count = 0
-        if done % options["rho_every"] == 0:
-            state.rho += options["rho_add"]
+        if done % o.rho_every == 0:
+            state.rho += o.rho_add
 
-    def training_state(self, mechanism) -> dict[str, Any]:
-        return self.state(mechanism).to_dict()
+    def training_state(self, ctx: FitContext) -> dict[str, Any]:
+        return ctx.state.to_dict()
 
-    def load_training_state(self, mechanism, state) -> None:
-        self.state(mechanism).load(state)
+    def load_training_state(self, ctx: FitContext, saved: dict[str, Any]) -> None:
+        ctx.state.load(saved)

@@ -10,82 +10,44 @@
   of the smoothed objective (Eq. 9) when y, z ~ q^beta (Proposition 3.5, Eq. 11); with
   K > 2 samples the pair term becomes the sample covariance (:func:`covariance_loss`);
 * then every chain of the batch moves ``langevin_steps`` projected Euler-Maruyama steps of
-  Eq. (13), ``x <- clip(x + eta grad_x u_i(x) + sqrt(2 eta / beta) N(0, I), 0, 1)``,
-  followed by ``metropolis_steps`` rounds of exact Metropolis-Hastings moves
-  (:func:`metropolis`, our addition, see below);
+  Eq. (13), ``x <- clip(x + eta grad_x u_i(x) + sqrt(2 eta / beta) N(0, I), 0, 1)``;
 * beta (the trainer's ``temperature``) rises and eta (``langevin_step``) and the learning
-  rate fall on exponential / cosine schedules (line 15);
+  rate fall on schedules (line 15);
 * the mechanism kept is the best of the validated ones (``keep_best``; validation is the
   exact mechanism on ``validation_samples`` held-out profiles, the start included).
 
 With ``train_profiles == batch_size`` (default) every step uses all M profiles, as in
 Algorithm 1; a larger pool is cycled through in minibatches.
 
-Choices where the paper (its appendix with hyperparameters is not in our copy) leaves
-them open:
+Our additions to Algorithm 1 (the choices and what was measured for each are in
+``docs/results.md``, "TEDI: choices and what was measured"):
 
-* Metropolis moves.  Plain Eq. (13) cannot follow q^beta once beta is large: along a
-  direction where u_i is nearly flat (types close to indifference, exactly where the
-  covariance term carries the price signal) a chain needs of order beta / eta steps to
-  spread, and it never crosses between "buy the bundle" and "buy nothing".  In our runs
-  without the moves, the exact mechanism's validation objective fell as beta rose past a
-  few hundred while the smoothed objective did not (on B-1x10 the chains still "bought"
-  goods whose price had passed 1).  Coordinate and scale moves leave q^beta exactly
-  invariant and relax such chains in a few dozen steps (the stale-chain test in
-  ``tests/test_tedi.py``); ``--set metropolis_steps=0`` turns them off.
-* beta 20 -> 200 on an exponential schedule for priors with a density, and
-  ``recipe="atoms"`` (:data:`ATOMS_RECIPE`: 20 -> 1000, linear, no fee, Adam ending at
-  1e-4) for priors with atoms.  The Bernoulli prior's optimum prices each good at its
-  value, where the smoothing costs of order 1 / sqrt(beta) per good (d = 1 / sqrt(beta)
-  is where ``(1 - d)(1 - 1 / (beta d))`` peaks): beta = 200 cannot pass 4.65 on B-1x10.
-  On U-1x10 a beta in the hundreds while the learning rate was still above 1e-4 made the
-  smoothed objective itself fall, the noise of the covariance term growing with beta;
-  ``keep_best`` keeps the last good mechanism.
-* ``init="auto"``: the start is the better of two classical menus the network can hold
-  (:meth:`TEDI.resolve`): the grand bundle at Bundle-OPT's price, or Separable-OPT's
-  threshold prices distilled into the skip term (:func:`distil_start`; per-good linear
-  prices on priors with atoms).  On U-1x10 the pure bundle (3.448) is within 0.5% of the
-  paper's TEDI (3.462), and our runs from the linear start ended no higher.  On
-  U-3x10-cp1-cd0 no posted price independent of the others is profitable (the linear
-  start loses money).  ``init="shared-bundle"`` starts from Shared-Bundle-OPT (1.52
-  there, above Separable-OPT's 1.30) but training from it collapsed in every run we made
-  (see :meth:`TEDI.resolve`).  Starting from a classical mechanism is our choice, the
-  paper starts from its initialisation.
-* the network has an entry-fee residual ``c(y) max_j x_j`` (``fee``, see
-  :class:`~automech.mechanisms.learned.tedi.PartialGroupMaxNet`) next to the affine skip: it
-  holds the grand bundle exactly.
-* ``burn_in`` (default 0): rounds of chain moves at beta_0 before the first gradient step,
-  so the first estimates come from chains near q^beta rather than from the uniform start.
-* ``snapshots`` (default 1, Algorithm 1): S > 1 prices every chain at S points of its
-  Metropolis rounds instead of the last one only (:meth:`TEDI.move_chains`); the
-  estimator pairs independent chains only (:func:`covariance_loss`), so it stays
-  unbiased however correlated the snapshots are.
-* ``chain_start`` (default ``"uniform"``, Algorithm 1): ``"choice"`` starts every chain at
-  its bidder's exact choice under the starting mechanism, the mode q^beta concentrates on
-  as beta grows, so a run started at a large beta does not first have to carry its chains
-  there from the uniform draw.
-* Adam 3e-4 -> 1e-5 (cosine): with 1e-3 the mechanism oscillated.
-* 1,000 steps, full batch of M = 2,048 profiles, K = 2 chains (K = 4 moved U-1x10 by less
-  than the test noise in our runs).  From beta ~ 100 on, the estimate's noise, mostly the
-  chains' in the covariance term, swamps its signal near a stationary point
-  (``bench/tedi_gradient.py``).  On U-3x10-cp1-cd0, ``chains=8 temperature=50`` ended
-  higher than the defaults (README, TEDI section), at about twice the training time.
+* after the Langevin steps, ``metropolis_steps`` rounds of exact Metropolis-Hastings moves
+  (:func:`metropolis`), which keep the chains on q^beta where Eq. (13) alone cannot once
+  beta is large;
+* a classical start (``init="auto"``, :meth:`TEDI.resolve`): the grand bundle at
+  Bundle-OPT's price, or Separable-OPT's thresholds distilled into the network
+  (:func:`distil_start`);
+* an entry-fee residual ``c(y) max_j x_j`` in the network (``fee``, see
+  :class:`~automech.mechanisms.learned.tedi.PartialGroupMaxNet`), which holds the grand
+  bundle exactly.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from automech.errors import AutomechError
-from automech.mechanisms.classical.cost_baselines import SeparableOPT, SharedBundleOPT, best_bundle_price
+from automech.errors import OptionError
+from automech.mechanisms.classical.cost_baselines import SeparableOPT, best_bundle_price
 from automech.mechanisms.learned.tedi import TEDIMechanism
 from automech.problems.setting import Setting
-from automech.runs import Run
-from automech.training.trainer import GradientMethod, schedule
+from automech.training import FitContext, GradientMethod, SoftmaxOptions, TrainerOptions, option
+from automech.training.trainer import schedule
 
 
 def to_rows(chains: torch.Tensor) -> torch.Tensor:
@@ -124,33 +86,22 @@ def principal_and_welfare(mech: TEDIMechanism, values: torch.Tensor, chains: tor
 def covariance_loss(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
                     beta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The covariance-trick surrogate (to be maximised) averaged over the batch, and the
-    plain mean of u0, for samples of q^beta from K >= 2 independent chains per profile:
-    ``chains`` (K, B, n, m), one sample per chain, or (K, S, B, n, m), S snapshots of
-    each chain (:meth:`TEDI.move_chains`, option ``snapshots``).
+    plain mean of u0, for samples of q^beta from K >= 2 independent chains per profile
+    (``chains`` (K, B, n, m), one sample per chain).
 
-    With ``c = sg(u0 - mean u0)`` and ``a = ASW - mean ASW`` (means over all K S samples
-    of a profile), ``L = mean u0 + mean(c a) + 1 / (K (K - 1)) sum_k cbar_k abar_k``
-    (``cbar_k``, ``abar_k``: chain k's means over its snapshots).  The last two terms
-    are ``mean(u0 ASW) - 1 / (K (K - 1)) sum_{k != l} ubar_k ASWbar_l``, whose cross
-    products pair independent chains only, so the gradient is ``mean grad u0`` plus an
-    unbiased estimate of ``Cov(u0, grad ASW^beta)``, i.e. of Eq. (10), however
-    correlated the snapshots of one chain are.  For S = 1 it is the unbiased sample
-    covariance ``1 / (K - 1) sum_k c_k a_k``, and for K = 2 Eq. (12) exactly; more
-    chains, or snapshots, lower the variance of the covariance term, which grows with
-    beta."""
-    if chains.dim() == 4:
-        chains = chains.unsqueeze(1)
-    k, s, b, n, m = chains.shape
+    With ``c = sg(u0 - mean u0)`` and ``a = ASW - mean ASW`` (means over a profile's K
+    samples), ``L = mean u0 + 1 / (K - 1) sum_k c_k a_k``: its gradient is ``mean grad u0``
+    plus the unbiased sample covariance of u0 and ``grad ASW^beta``, i.e. an unbiased
+    estimate of Eq. (10); for K = 2 it is Eq. (12) exactly.  More chains lower the
+    variance of the covariance term, which grows with beta."""
+    k = chains.shape[0]
     if k < 2:
         raise ValueError(f"the covariance trick needs at least 2 chains per profile, got {k}")
-    u0, asw = principal_and_welfare(mech, values, chains.reshape(k * s, b, n, m),
-                                    pricing_maps(mech, values), beta)
-    u0, asw = u0.view(k, s, b), asw.view(k, s, b)
-    centred = (u0 - u0.mean((0, 1))).detach()
-    asw = asw - asw.mean((0, 1))
-    covariance = ((centred * asw).mean((0, 1))
-                  + (centred.mean(1) * asw.mean(1)).sum(0) / (k * (k - 1)))
-    return (u0.mean((0, 1)) + covariance).mean(), u0.mean()
+    u0, asw = principal_and_welfare(mech, values, chains, pricing_maps(mech, values), beta)
+    centred = (u0 - u0.mean(0)).detach()
+    asw = asw - asw.mean(0)
+    covariance = (centred * asw).sum(0) / (k - 1)
+    return (u0.mean(0) + covariance).mean(), u0.mean()
 
 
 def langevin(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
@@ -201,9 +152,8 @@ def metropolis(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
     to indifference, where the covariance term of the gradient lives) a chain needs of
     order ``beta / eta`` steps to spread out, and it cannot cross from "buy the bundle"
     (x near 1) to "buy nothing" (x near 0) at all once beta is large.  The estimator then
-    sees buyers that q^beta no longer has: in our runs that drove prices past the values
-    on B-1x10.  Coordinate moves relax separable
-    directions, scale moves the bundle direction, in a few dozen steps.  ``params`` as in
+    sees buyers that q^beta no longer has.  Coordinate moves relax separable directions,
+    scale moves the bundle direction, in a few dozen steps.  ``params`` as in
     :func:`langevin`.  Returns the moved chains and the adapted scales."""
     k, b, n, m = chains.shape
     rows = b * n
@@ -241,7 +191,7 @@ def metropolis(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
         return from_rows(x, b, n), from_rows(sc, b, n)
 
 
-#: Options that ``recipe="atoms"`` puts over the defaults, and ``recipe="auto"`` on priors
+#: Options that ``recipe="atoms"`` puts over the options, and ``recipe="auto"`` on priors
 #: with atoms (Bernoulli, discrete): the optimum there leaves types exactly indifferent
 #: (B-1x10: every good priced at the value 1), so the smoothing must end sharp and stay
 #: sharp for long -- revenue lost to it is of order 1 / sqrt(beta) per good, against
@@ -249,66 +199,34 @@ def metropolis(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
 #: objective favours there, is left out.
 ATOMS_RECIPE: dict[str, Any] = {"temperature_final": 1000.0, "temperature_schedule": "linear",
                                 "lr_final": 1e-4, "fee": False}
-RECIPES = ("auto", "continuous", "atoms")
+Recipe = Literal["auto", "continuous", "atoms"]
 #: Starting menus of the network (:meth:`TEDI.resolve`).
-INITS = ("auto", "linear", "bundle", "shared-bundle", "separable")
-#: First points of the Langevin chains: Algorithm 1's uniform draw on [0, 1]^m, or every
-#: bidder's exact choice under the starting mechanism (the mode of q^beta as beta grows).
-CHAIN_STARTS = ("uniform", "choice")
+Init = Literal["auto", "linear", "bundle", "separable"]
 #: Starts distilled from a classical mechanism before training (:func:`distil_start`),
 #: with the number of Adam steps ``init_steps=0`` gives them.
-DISTILLED = {"shared-bundle": 6000, "separable": 2000}
+DISTILLED = {"separable": 2000}
 #: Seed of the prior profiles on which ``init="auto"`` compares the starts.
 INIT_SEED = 20_240_601
 #: Raw entry-fee bias giving softplus ~ 1e-6: the fee off for the separable start.
 FEE_OFF = -14.0
 
 
-def distil_start(mech: TEDIMechanism, start: str, steps: int, batch_size: int, lr: float,
+def distil_start(mech: TEDIMechanism, steps: int, batch_size: int, lr: float,
                  rng: np.random.Generator) -> float:
-    """Fit ``mech``'s pricing network to a classical mechanism's threshold prices given
-    ``t_-i`` by Adam on the squared error, step size ``lr`` on a cosine to 0,
-    ``batch_size`` fresh prior profiles a step.  Returns the final root-mean-square error
-    of the fitted thresholds.
-
-    * ``start="separable"``: the skip term ``D(t_-i)`` is fitted to Separable-OPT's
-      per-good thresholds ``theta(t_-i)`` (:meth:`SeparableOPT.thresholds`, capped at the
-      largest value: a good nobody can be served is priced out of reach), with the entry
-      fee switched off (softplus ~ 1e-6).  The network then prices a bundle ``x`` at about
-      ``theta(t_-i) . x`` (fitting the prices themselves, GroupMax part included, started
-      lower in our probes).
-    * ``start="shared-bundle"``: the entry fee ``c(t_-i)`` is fitted to
-      Shared-Bundle-OPT's bundle thresholds (:meth:`SharedBundleOPT.thresholds`, capped at
-      the largest bundle value) and the skip term to 0; only the PAN trunk and these two
-      heads move (the GroupMax heads play no part), and the fee head is first redrawn at
-      the default scale of a linear layer, ``U(-1/sqrt(width), 1/sqrt(width))``: at the
-      network's small head scale the fit sat at the targets' mean for thousands of steps
-      in our probes.  ``c max_j x_j`` prices the grand bundle at ``c`` and leaves every
-      other bundle dominated, so the network sells what Shared-Bundle-OPT sells, up to
-      the fit.  The bidders' thresholds must agree for that: a bidder served alone pays
-      about 4 of the grand bundle's cost of 10 on U-3x10-cp1-cd0.
-
-    Either way the small convex GroupMax part the network starts with stays on top."""
+    """Fit ``mech``'s skip term ``D(t_-i)`` to Separable-OPT's per-good thresholds
+    ``theta(t_-i)`` (:meth:`SeparableOPT.thresholds`, capped at the largest value: a good
+    nobody can be served is priced out of reach) by Adam on the squared error, step size
+    ``lr`` on a cosine to 0, ``batch_size`` fresh prior profiles a step, with the entry fee
+    switched off (softplus ~ 1e-6).  The network then prices a bundle ``x`` at about
+    ``theta(t_-i) . x``, with the small convex GroupMax part it starts with on top.
+    Returns the final root-mean-square error of the fitted thresholds."""
     setting, net = mech.setting, mech.net
-    high = float(np.max(setting.prior.support()[1]))
-    params = list(net.parameters())
-    if start == "separable":
-        classical, cap = SeparableOPT(setting), high
-        if net.c_head is not None:
-            with torch.no_grad():
-                net.c_head.bias.fill_(FEE_OFF)
-    elif start == "shared-bundle":
-        classical, cap = SharedBundleOPT(setting), high * setting.num_items
-        head = net.c_head
-        gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    cap = float(np.max(setting.prior.support()[1]))
+    classical = SeparableOPT(setting)
+    if net.c_head is not None:
         with torch.no_grad():
-            bound = 1.0 / math.sqrt(head.in_features)
-            for tensor in (head.weight, head.bias):
-                tensor.copy_((2 * torch.rand(tensor.shape, generator=gen) - 1) * bound)
-        params = [*net.trunk.parameters(), *head.parameters(), *net.d_heads.parameters()]
-    else:
-        raise ValueError(f"no distilled start {start!r}")
-    optimizer = torch.optim.Adam(params, lr=lr)
+            net.c_head.bias.fill_(FEE_OFF)
+    optimizer = torch.optim.Adam(list(net.parameters()), lr=lr)
     error = float("nan")
     for step in range(steps):
         for group in optimizer.param_groups:
@@ -317,69 +235,123 @@ def distil_start(mech: TEDIMechanism, start: str, steps: int, batch_size: int, l
         with torch.no_grad():
             target = classical.thresholds(values.double()).clamp(max=cap).to(mech.dtype)
         others = mech.others(values)
-        slope, fee = net.residual_heads(others.reshape(-1, others.shape[-1]))
+        slope, _ = net.residual_heads(others.reshape(-1, others.shape[-1]))
         slope = slope[:, 0, :]                                     # (B n, m); n = 1: shared
-        if start == "separable":
-            fit = ((slope - target.reshape(-1, target.shape[-1])) ** 2).mean()
-            loss = fit
-        else:
-            fit = ((fee[:, 0] - target.reshape(-1)) ** 2).mean()
-            loss = fit + (slope ** 2).mean()
+        fit = ((slope - target.reshape(-1, target.shape[-1])) ** 2).mean()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        fit.backward()
         optimizer.step()
         error = float(fit.detach().sqrt())
     return error
 
 
-class TEDI(GradientMethod):
-    name = "tedi"
-    defaults = {
-        **GradientMethod.defaults,
-        "steps": 1000,
-        "batch_size": 2048,
-        "train_profiles": 0,          # M; 0: equal to batch_size (full batch, Algorithm 1)
-        "lr": 3e-4,
-        "lr_final": 1e-5,
-        "temperature": 20.0,          # beta_0 (inverse temperature of q^beta)
-        "temperature_final": 200.0,
-        "temperature_schedule": "exponential",
-        "langevin_step": 0.02,        # eta_0
-        "langevin_step_final": 0.002,
-        "langevin_steps": 10,         # S
-        "chains": 2,                  # K samples of q^beta per profile (2: Eq. 12)
-        "metropolis_steps": 10,       # rounds of exact Metropolis moves after Langevin
-        "snapshots": 1,               # S samples per chain and step, spread over those rounds
-        "burn_in": 0,                 # rounds of chain moves before the first step
-        "chain_start": "uniform",     # chains' first points: "uniform" (Algorithm 1) or "choice"
-        "groups": [16, 16],
-        "group_size": 4,
-        "pan_hidden": 64,
-        "pan_layers": 2,
-        "skip": True,
-        "fee": True,
-        "init": "auto",               # one of INITS; "auto": :meth:`resolve`
-        "init_steps": 0,              # Adam steps of a distilled start; 0: DISTILLED[init]
-        "init_lr": 1e-2,              # ... their step size (cosine to 0)
-        "recipe": "auto",             # "continuous", "atoms" or "auto" (see ATOMS_RECIPE)
-        "solver_steps": 300,
-        "validate_every": 200,
-        "validation_samples": 8192,
-        "checkpoint_every": 250,
-        "keep_best": True,
-    }
+@dataclass(frozen=True)
+class TEDIOptions(TrainerOptions, SoftmaxOptions):
+    """TEDI's options; the defaults and what was measured for them are in
+    ``docs/results.md`` ("TEDI: choices and what was measured")."""
 
-    def __init__(self) -> None:
-        self.state: dict[str, Any] = {}
+    method = "tedi"
+    temperature: float = option(20.0, "beta_0: inverse temperature of q^beta at step 0",
+                                low=0, low_open=True)
+    temperature_final: float = 200.0
+    steps: int = 1000
+    batch_size: int = 2048
+    train_profiles: int = option(0, "M: the pool of training profiles (0: batch_size, "
+                                 "the full batch of Algorithm 1)", low=0)
+    lr: float = 3e-4
+    lr_final: float = 1e-5
+    langevin_step: float = option(0.02, "eta_0: step size of Eq. (13) at step 0", low=0,
+                                  low_open=True)
+    langevin_step_final: float = option(0.002, "eta at the last step (exponential schedule)",
+                                        low=0, low_open=True)
+    langevin_steps: int = option(10, "Euler-Maruyama steps of Eq. (13) per training step",
+                                 low=0)
+    chains: int = option(2, "K: samples of q^beta per profile and bidder (2: Eq. 12)", low=2)
+    metropolis_steps: int = option(10, "rounds of exact Metropolis moves after the "
+                                   "Langevin steps (0: Algorithm 1's Eq. 13 alone)", low=0)
+    groups: tuple[int, ...] = option((16, 16), "groups of each GroupMax layer")
+    group_size: int = option(4, "affine pieces per group", low=1)
+    pan_hidden: int = option(64, "width of the parameterised affine network's trunk", low=1)
+    pan_layers: int = option(2, "hidden layers of that trunk", low=0)
+    skip: bool = option(True, "affine skip term D(t_-i) x of the pricing network")
+    fee: bool = option(True, "entry-fee residual c(t_-i) max_j x_j of the pricing network")
+    init: Init = option("auto", "starting menu (auto: the better classical one, see resolve)")
+    init_steps: int = option(0, "Adam steps of a distilled start (0: its default)", low=0)
+    init_lr: float = option(1e-2, "step size of those steps (cosine to 0)", low=0,
+                            low_open=True)
+    recipe: Recipe = option("auto", "continuous, atoms (ATOMS_RECIPE) or auto (by the prior)")
+    solver_steps: int = option(300, "steps of the inner utility-maximisation solver", low=1)
+    validate_every: int = 200
+    validation_samples: int = 8192
+    checkpoint_every: int = 250
+    keep_best: bool = True
+
+    def validate(self) -> None:
+        if not self.groups or min(self.groups) < 1:
+            raise OptionError(f"tedi: option 'groups' must be a non-empty list of integers "
+                              f">= 1, got {list(self.groups)}")
+        if self.init == "bundle" and not self.fee:
+            raise OptionError("tedi: init='bundle' needs the fee term (fee=true)")
+        if self.init == "separable" and not self.skip:
+            raise OptionError("tedi: init='separable' needs the skip term (skip=true)")
+
+
+@dataclass
+class TEDIState:
+    """A TEDI run's state (``ctx.state``): the pool of training profiles, their chains,
+    the chains' Metropolis proposal sizes and the generator of their moves, and the pool
+    rows of the current batch."""
+
+    pool: torch.Tensor                 # (M, n, m)
+    chains: torch.Tensor               # (K, M, n, m)
+    scales: torch.Tensor               # (K, M, n, m + 1), see :func:`metropolis`
+    generator: torch.Generator
+    indices: torch.Tensor | None = None
+
+    @classmethod
+    def uniform(cls, pool: torch.Tensor, chains: int, generator: torch.Generator) -> "TEDIState":
+        """Chains drawn uniformly on [0, 1]^m (Algorithm 1), proposal sizes 0.1."""
+        points = torch.rand((chains, *pool.shape), generator=generator, dtype=pool.dtype)
+        return cls.at(pool, points, generator)
+
+    @classmethod
+    def at(cls, pool: torch.Tensor, chains: torch.Tensor,
+           generator: torch.Generator) -> "TEDIState":
+        """Chains at the points ``chains`` (K, M, n, m), proposal sizes 0.1."""
+        scales = torch.full((*chains.shape[:-1], chains.shape[-1] + 1), 0.1, dtype=pool.dtype)
+        return cls(pool, chains, scales, generator)
+
+
+def move_chains(mechanism: TEDIMechanism, state: TEDIState, options: TEDIOptions,
+                idx: torch.Tensor, beta: float, eta: float) -> None:
+    """One round of chain moves for the pool rows ``idx``, in place in ``state``:
+    ``langevin_steps`` steps of Eq. (13), then ``metropolis_steps`` Metropolis rounds."""
+    values = state.pool[idx]
+    with torch.no_grad():
+        params = pricing_maps(mechanism, values)
+    chains = langevin(mechanism, values, state.chains[:, idx], beta, eta,
+                      options.langevin_steps, state.generator, params)
+    scales = state.scales[:, idx]
+    if options.metropolis_steps:
+        chains, scales = metropolis(mechanism, values, chains, scales, beta,
+                                    options.metropolis_steps, state.generator, params)
+    state.chains[:, idx], state.scales[:, idx] = chains, scales
+
+
+class TEDI(GradientMethod):
+    """TEDI: convex pricing rules trained by Langevin sampling (Ma et al., AAMAS 2026)."""
+
+    name = "tedi"
+    Options = TEDIOptions
+    mechanism = TEDIMechanism
 
     def applicable(self, setting: Setting) -> str | None:
         return TEDIMechanism.applicable(setting)
 
-    def resolve(self, setting: Setting, options: dict[str, Any]) -> dict[str, Any]:
+    def resolve(self, setting: Setting, options: TEDIOptions) -> TEDIOptions:
         """``recipe="auto"`` applies :data:`ATOMS_RECIPE` on priors with atoms.
         ``init="auto"`` starts from the better of two classical menus the network can
-        hold at initialisation, compared by their principal utility on 2^14 prior
-        profiles (the first listed wins ties):
+        hold at initialisation (:meth:`best_start`):
 
         * ``"bundle"``: the grand bundle at Bundle-OPT's price (the fee term alone), when
           some bundle price is profitable;
@@ -388,45 +360,19 @@ class TEDI(GradientMethod):
           exactly on the atoms (B-1x10: every good at price 1 = the value), which leaves
           the types indifferent and the exact mechanism's choice to the solver's ties;
           there the per-good linear prices at half the largest value (``"linear"``)
-          stand in for it.
-
-        ``"shared-bundle"`` (Shared-Bundle-OPT's grand-bundle prices given ``t_-i`` in the
-        entry fee) is only used on request: on U-3x10-cp1-cd0 it starts higher than the
-        separable start (1.41 against 1.21 on validation) but every training run from it
-        lost money within 200 steps, for beta_0 = 20, 100 and 200 (README, TEDI section;
-        ``bench/tedi.py``'s ``tedi_variants`` rows), so ``keep_best`` returned the start
-        itself, below what training from the separable start reaches (1.44)."""
-        if options["recipe"] not in RECIPES:
-            raise AutomechError(f"tedi: option 'recipe' must be one of {RECIPES}, "
-                                f"got {options['recipe']!r}")
-        recipe = options["recipe"]
+          stand in for it."""
+        recipe = options.recipe
         if recipe == "auto":
             recipe = "atoms" if setting.prior.atoms(0) is not None else "continuous"
-        options = {**options, **(ATOMS_RECIPE if recipe == "atoms" else {}), "recipe": recipe}
-        if options["init"] not in INITS:
-            raise AutomechError(f"tedi: option 'init' must be one of {INITS}, "
-                                f"got {options['init']!r}")
-        if options["init"] in ("bundle", "shared-bundle") and not options["fee"]:
-            raise AutomechError(f"tedi: init={options['init']!r} needs the fee term (fee=true)")
-        for key in ("init_steps", "burn_in"):
-            if options[key] < 0:
-                raise AutomechError(f"tedi: option {key!r} must be >= 0, got {options[key]}")
-        snaps, rounds = options["snapshots"], options["metropolis_steps"]
-        if snaps < 1 or (snaps > 1 and (rounds < snaps or rounds % snaps)):
-            raise AutomechError(f"tedi: option 'snapshots' must be 1 or divide "
-                                f"metropolis_steps ({rounds}) into equal parts, got {snaps}")
-        if options["chain_start"] not in CHAIN_STARTS:
-            raise AutomechError(f"tedi: chain_start must be one of {', '.join(CHAIN_STARTS)}, "
-                                f"got {options['chain_start']!r}")
-        if options["init"] == "separable" and not options["skip"]:
-            raise AutomechError("tedi: init='separable' needs the skip term (skip=true)")
-        if options["init"] == "auto":
-            options["init"] = self.best_start(setting, options)
+        options = options.replace(**(ATOMS_RECIPE if recipe == "atoms" else {}), recipe=recipe)
+        if options.init == "auto":
+            options = options.replace(init=self.best_start(setting, options))
         return options
 
     @staticmethod
-    def best_start(setting: Setting, options: dict[str, Any]) -> str:
-        """The ``init="auto"`` choice of :meth:`resolve`."""
+    def best_start(setting: Setting, options: TEDIOptions) -> str:
+        """The ``init="auto"`` choice of :meth:`resolve`: the start whose principal
+        utility on 2^14 prior profiles is the highest (the first listed wins ties)."""
         values = torch.as_tensor(setting.sample(2**14, np.random.default_rng(INIT_SEED)))
 
         def utility(mechanism) -> float:
@@ -436,9 +382,9 @@ class TEDI(GradientMethod):
 
         earns = {}
         price, bundle = best_bundle_price(setting)
-        if options["fee"] and math.isfinite(price):
+        if options.fee and math.isfinite(price):
             earns["bundle"] = bundle
-        if options["skip"]:
+        if options.skip:
             earns["separable"] = utility(SeparableOPT(setting))
         if not earns:
             return "linear"
@@ -447,104 +393,67 @@ class TEDI(GradientMethod):
             return "linear"
         return best
 
-    def build(self, setting: Setting, options: dict[str, Any], seed: int) -> TEDIMechanism:
-        self.state = {"seed": seed}
+    def build(self, ctx: FitContext) -> TEDIMechanism:
+        o, setting = ctx.options, ctx.setting
         start = {}
-        if options["init"] == "bundle":
+        if o.init == "bundle":
             start = {"init_slope": 0.0, "init_fee": best_bundle_price(setting)[0]}
-        return TEDIMechanism(setting, groups=tuple(options["groups"]),
-                             group_size=options["group_size"], pan_hidden=options["pan_hidden"],
-                             pan_layers=options["pan_layers"], skip=options["skip"],
-                             fee=options["fee"], solver_steps=options["solver_steps"],
-                             init_seed=seed, **start)
+        return TEDIMechanism(setting, groups=o.groups, group_size=o.group_size,
+                             pan_hidden=o.pan_hidden, pan_layers=o.pan_layers, skip=o.skip,
+                             fee=o.fee, solver_steps=o.solver_steps, init_seed=ctx.seed,
+                             **start)
 
-    def initialise(self, mechanism: TEDIMechanism, setting: Setting, options: dict[str, Any],
-                   seed: int, run: Run, progress: bool = False) -> None:
-        """Distilled starts (``init="separable"`` or ``"shared-bundle"``): fit the pricing
-        network to the classical mechanism's threshold prices (:func:`distil_start`) on
-        fresh prior profiles; the fit's root-mean-square error goes to ``init.json``."""
-        if options["init"] not in DISTILLED:
+    def start(self, mechanism: TEDIMechanism, ctx: FitContext) -> TEDIState:
+        """The pool of ``train_profiles`` profiles (``ctx.rng``) and their chains, uniform
+        on [0, 1]^m (a resumed run then loads its saved state over them)."""
+        o = ctx.options
+        pool = torch.as_tensor(ctx.setting.sample(o.train_profiles or o.batch_size, ctx.rng),
+                               dtype=mechanism.dtype)
+        gen = torch.Generator().manual_seed(int(ctx.rng.integers(2**31)))
+        return TEDIState.uniform(pool, o.chains, gen)
+
+    def initialise(self, mechanism: TEDIMechanism, ctx: FitContext) -> None:
+        """The distilled start (``init="separable"``): fit the pricing network to
+        Separable-OPT's threshold prices (:func:`distil_start`) on fresh prior profiles;
+        the fit's root-mean-square error goes to ``init.json``."""
+        o = ctx.options
+        if o.init not in DISTILLED:
             return
-        steps = options["init_steps"] or DISTILLED[options["init"]]
-        rmse = distil_start(mechanism, options["init"], steps, options["batch_size"],
-                            options["init_lr"], np.random.default_rng([seed, 3]))
-        run.write_json("init.json", {"init": options["init"], "threshold_rmse": rmse,
-                                     "steps": steps})
+        steps = o.init_steps or DISTILLED[o.init]
+        rmse = distil_start(mechanism, steps, o.batch_size, o.init_lr,
+                            np.random.default_rng([ctx.seed, 3]))
+        ctx.run.write_json("init.json", {"init": o.init, "threshold_rmse": rmse,
+                                         "steps": steps})
 
-    def sample(self, mechanism, setting, options, rng, step) -> torch.Tensor:
-        st = self.state
-        if "pool" not in st:
-            size = options["train_profiles"] or options["batch_size"]
-            st["pool"] = torch.as_tensor(setting.sample(size, rng), dtype=mechanism.dtype)
-            gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
-            if options["chain_start"] == "choice":
-                with torch.no_grad():
-                    choice, _ = mechanism(st["pool"])
-                st["chains"] = choice.expand(options["chains"], -1, -1, -1).clone()
-            else:
-                st["chains"] = torch.rand((options["chains"], *st["pool"].shape), generator=gen,
-                                          dtype=mechanism.dtype)
-            st["scales"] = torch.full((*st["chains"].shape[:-1], st["chains"].shape[-1] + 1),
-                                      0.1, dtype=mechanism.dtype)
-            st["gen"] = gen
-            st["samples"] = st["chains"].unsqueeze(1).repeat(1, options["snapshots"], 1, 1, 1)
-            for _ in range(options["burn_in"]):
-                self.move_chains(mechanism, options, torch.arange(size), options["temperature"],
-                                 options["langevin_step"])
-        size, batch = len(st["pool"]), min(options["batch_size"], len(st["pool"]))
-        start = (step * batch) % size
-        st["idx"] = (torch.arange(batch) + start) % size
-        st["step"] = step
-        return st["pool"][st["idx"]]
+    def sample(self, mechanism: TEDIMechanism,
+               ctx: FitContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's batch: ``batch_size`` consecutive rows of the pool (cyclically)."""
+        st = ctx.state
+        size = len(st.pool)
+        batch = min(ctx.options.batch_size, size)
+        st.indices = (torch.arange(batch) + (ctx.step * batch) % size) % size
+        return st.pool[st.indices], st.indices
 
-    def loss(self, mechanism, values, options, temperature, step):
-        st = self.state
-        st["beta"] = temperature
-        surrogate, u0 = covariance_loss(mechanism, values, st["samples"][:, :, st["idx"]],
-                                        temperature)
+    def loss(self, mechanism: TEDIMechanism, values: torch.Tensor, ctx: FitContext):
+        """Minus the surrogate of Eq. (12) on the chunk's profiles and their chains
+        (pool rows ``ctx.indices``) at beta = ``ctx.temperature``."""
+        chains = ctx.state.chains[:, ctx.indices]
+        surrogate, u0 = covariance_loss(mechanism, values, chains, ctx.temperature)
         return -surrogate, {"train_objective": float(u0.detach())}
 
-    def after_step(self, mechanism, options) -> None:
-        st = self.state
-        eta = schedule("exponential", options["langevin_step"], options["langevin_step_final"],
-                       st["step"], options["steps"])
-        self.move_chains(mechanism, options, st["idx"], st["beta"], eta)
+    def after_step(self, mechanism: TEDIMechanism, ctx: FitContext) -> None:
+        """Move the chains of the whole batch at the step's beta and eta."""
+        o = ctx.options
+        eta = schedule("exponential", o.langevin_step, o.langevin_step_final, ctx.step,
+                       o.steps)
+        move_chains(mechanism, ctx.state, o, ctx.state.indices, ctx.temperature, eta)
 
-    def move_chains(self, mechanism, options, idx: torch.Tensor, beta: float,
-                    eta: float) -> None:
-        """One round of chain moves for the pool profiles ``idx``: ``langevin_steps``
-        steps of Eq. (13), then ``metropolis_steps`` Metropolis rounds in ``snapshots``
-        equal parts; the chains' positions after each part are the next step's samples
-        (``state["samples"]``, (K, S, M, n, m)).  S > 1 is our addition: Algorithm 1 uses
-        the last position only (S = 1), and the chain moves cost most of a step (about
-        85% on U-3x10 with K = 8), while pricing S times more samples in the loss costs
-        little, so the covariance term gets S correlated samples per chain for the price
-        of one (:func:`covariance_loss` pairs only independent chains, so it stays
-        unbiased)."""
-        st = self.state
-        values = st["pool"][idx]
-        with torch.no_grad():
-            params = pricing_maps(mechanism, values)
-        chains = langevin(mechanism, values, st["chains"][:, idx], beta, eta,
-                          options["langevin_steps"], st["gen"], params)
-        scales, snaps = st["scales"][:, idx], options["snapshots"]
-        samples = []
-        for _ in range(snaps):
-            if options["metropolis_steps"]:
-                chains, scales = metropolis(mechanism, values, chains, scales, beta,
-                                            options["metropolis_steps"] // snaps, st["gen"],
-                                            params)
-            samples.append(chains)
-        st["chains"][:, idx], st["scales"][:, idx] = chains, scales
-        st["samples"][:, :, idx] = torch.stack(samples, dim=1)
+    def training_state(self, ctx: FitContext) -> dict[str, Any]:
+        st = ctx.state
+        return {"pool": st.pool, "chains": st.chains, "scales": st.scales,
+                "gen": st.generator.get_state()}
 
-    def training_state(self, mechanism) -> dict[str, Any]:
-        st = self.state
-        return {"pool": st["pool"], "chains": st["chains"], "scales": st["scales"],
-                "samples": st["samples"], "gen": st["gen"].get_state()}
-
-    def load_training_state(self, mechanism, state) -> None:
-        gen = torch.Generator()
-        gen.set_state(state["gen"])
-        self.state.update(pool=state["pool"], chains=state["chains"], scales=state["scales"],
-                          samples=state["samples"], gen=gen)
+    def load_training_state(self, ctx: FitContext, saved: dict[str, Any]) -> None:
+        st = ctx.state
+        st.pool, st.chains, st.scales = saved["pool"], saved["chains"], saved["scales"]
+        st.generator.set_state(saved["gen"])

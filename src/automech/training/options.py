@@ -119,10 +119,16 @@ class Options:
     def describe(cls) -> list[OptionInfo]:
         """Every option with its type, default, range and doc (declaration order)."""
         hints = typing.get_type_hints(cls)
+        mro = cls.__mro__
+
+        def owner(name: str) -> int:   # the method's own options first, shared ones after
+            return max(i for i, k in enumerate(mro)
+                       if name in getattr(k, "__dataclass_fields__", {}))
+
         out = []
-        for f in dataclasses.fields(cls):
+        for f in sorted(dataclasses.fields(cls), key=lambda f: owner(f.name)):
             meta = cls.meta(f.name)
-            out.append(OptionInfo(f.name, describe_type(hints[f.name]), _plain(f.default),
+            out.append(OptionInfo(f.name, short_type(hints[f.name]), _plain(f.default),
                                   _range_text(meta).removeprefix(" ") or "-",
                                   meta.get("doc", "")))
         return out
@@ -212,6 +218,20 @@ def describe_type(hint: Any) -> str:
         return f"a list of {describe_type(args[0]).removeprefix('an ').removeprefix('a ')}s"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
             type(None): "none"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def short_type(hint: Any) -> str:
+    """``int``, ``float``, ``"a" | "b"``, ``list[int]``, ``float | "auto"``..."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return " | ".join(f'"{c}"' if isinstance(c, str) else str(c).lower()
+                          for c in typing.get_args(hint))
+    if origin in (Union, types.UnionType):
+        return " | ".join(short_type(a) for a in typing.get_args(hint))
+    if origin in (tuple, list):
+        args = typing.get_args(hint)
+        return f"list[{short_type(args[0]) if args else 'any'}]"
+    return getattr(hint, "__name__", str(hint))
 
 
 def _range_text(meta: Mapping[str, Any]) -> str:

@@ -110,7 +110,7 @@ class SoftmaxSurrogate(torch.autograd.Function):
     """The softmax surrogate of Eq. (1)-(2) with a hand-written backward.
 
     Same values as the plain autograd version (:meth:`AffineMaximizer.relaxed` with
-    ``fused = False``) but far fewer passes over the (profiles x bidders x allocations)
+    ``fused=False``) but far fewer passes over the (profiles x bidders x allocations)
     tensors, and only two of them kept for the backward: the counterfactual scores
     ``x = s^{-i}`` and their softmax ``beta``.  With ``c_i = dL/dp_i / w_i``,
     ``F_i = sum_k beta_ik x_ik`` and ``alpha = softmax(T s)``:
@@ -300,30 +300,26 @@ class AffineMaximizer(Mechanism):
 
     # ------------------------------------------------------------ training surrogate
 
-    #: Chunk-level restriction of :meth:`relaxed` (0: off, the paper's surrogate): the
-    #: softmaxes of a batch run only over the allocations whose softmax weight, relative
-    #: to the largest one, reaches ``exp(-softmax_gap)`` in the choice or in a bidder's
-    #: counterfactual choice for at least one profile of the batch.  Set by the training
-    #: method; not part of the saved config.
-    softmax_gap: float = 0.0
-    #: Use :class:`SoftmaxSurrogate` (hand-written backward) rather than plain autograd.
-    fused: bool = True
-
-    def relaxed(self, bids: torch.Tensor, temperature: float):
+    def relaxed(self, bids: torch.Tensor, temperature: float, *, softmax_gap: float = 0.0,
+                fused: bool = True):
         """The paper's softmax surrogate: allocation ``sum_k softmax(T s)_k a_k`` and
         payments ``(1/w_i) sum_k (softmax(T s^{-i})_k - softmax(T s)_k) s^{-i}_k``.
 
-        With ``softmax_gap = c > 0`` the scores of all allocations are first computed
-        without autograd and the differentiable part runs over the allocations within
-        ``c / T`` of some row maximum in this batch only; what is left out has softmax
-        weight below ``exp(-c)`` everywhere in the batch.
+        ``fused``: through :class:`SoftmaxSurrogate` (hand-written backward) rather than
+        plain autograd; same values.  ``softmax_gap = c > 0`` (0: off, the paper's
+        surrogate) restricts the batch to the allocations that carry softmax weight in
+        it: the scores of all allocations are first computed without autograd and the
+        differentiable part runs over the allocations within ``c / T`` of some row
+        maximum (in the choice or in a bidder's counterfactual choice) in this batch
+        only; what is left out has softmax weight below ``exp(-c)`` everywhere in the
+        batch.  Both are training switches of the method, not part of the mechanism.
         """
         alloc, boosts, _ = self.table()
         w = self.weights()
-        if self.softmax_gap > 0 and len(alloc) > 1:
-            keep = self._within_gap(bids, alloc, boosts, w, self.softmax_gap / temperature)
+        if softmax_gap > 0 and len(alloc) > 1:
+            keep = self._within_gap(bids, alloc, boosts, w, softmax_gap / temperature)
             alloc, boosts = alloc[keep], boosts[keep]
-        if self.fused:
+        if fused:
             return SoftmaxSurrogate.apply(bids, alloc, boosts, w, float(temperature))
         wu, s, s_minus = self._scores(bids, alloc, boosts, w)
         chosen = torch.softmax(temperature * s, dim=1)                 # (B, K)
