@@ -13,8 +13,9 @@ For each case ``METHOD:SETTING`` this script
    ``--random``, ``--ascent-starts`` and ``--ascent-steps`` (recorded in the output);
 3. measures the regret the *training-time attacker* sees on the same profiles
    (RegretNet: ``misreport_steps`` Adam steps from one prior draw;
-   ALGNet: the final misreporter network), and reports how much the shared protocol
-   finds beyond it (``protocol / attacker``);
+   ALGNet: the final misreporter network, saved as ``misreporter.pt`` in the run
+   directory), and reports how much the shared protocol finds beyond it
+   (``protocol / attacker``);
 4. optionally (``--time-thorough P``) times the papers' THOROUGH search (1,000 restarts x
    2,000 Adam steps) on P profiles and extrapolates to its 10,000 profiles.
 
@@ -79,7 +80,7 @@ def machine() -> dict:
 
 
 def training_attacker_regret(method: str, mechanism, values: torch.Tensor,
-                             options: dict) -> dict | None:
+                             options: dict, run_dir: Path) -> dict | None:
     """Regret the training-time attacker finds on ``values`` (mean over profiles, bidders)."""
     if method == "regretnet":
         from automech.methods.regretnet import attacker_regret
@@ -89,13 +90,13 @@ def training_attacker_regret(method: str, mechanism, values: torch.Tensor,
                             "(no warm start)", "regret_mean": float(r.mean()),
                 "regret_max": float(r.max())}
     if method == "algnet":
-        from automech.methods.algnet import misreporter_regret
-        r = misreporter_regret(mechanism, values)
+        from automech.methods.algnet import load_misreporter, misreporter_regret
+        misreporter = load_misreporter(run_dir, mechanism.setting)
+        r = misreporter_regret(mechanism, values, misreporter)
         if r is None:
-            return {"attacker": "none: the misreporter is not saved with the mechanism and "
-                                "this run was reused, not trained in this process",
-                    "regret_mean": None, "regret_max": None}
-        refined = misreporter_regret(mechanism, values, options["refine_steps"],
+            return {"attacker": "none: the run directory holds no trained misreporter "
+                                "(misreporter.pt)", "regret_mean": None, "regret_max": None}
+        refined = misreporter_regret(mechanism, values, misreporter, options["refine_steps"],
                                      options["refine_lr"])
         return {"attacker": "final misreporter network", "regret_mean": float(r.mean()),
                 "regret_max": float(r.max()),
@@ -121,7 +122,7 @@ def run_case(case: str, args, overrides: dict) -> dict:
     method, setting_name = case.split(":")
     setting = get_setting(setting_name)
     meth = get_method(method)
-    options = {**meth.defaults, **overrides}
+    options = meth.resolve(setting, meth.Options.resolve(overrides)).to_dict()
     tag = f"-{args.tag}" if args.tag else ""
     out = ROOT / "runs" / f"{method}-{setting_name}-seed{args.seed}{tag}"
     print(f"[{case}] training into {out}", file=sys.stderr, flush=True)
@@ -147,7 +148,7 @@ def run_case(case: str, args, overrides: dict) -> dict:
     eval_seconds = time.perf_counter() - start
     values = torch.as_tensor(setting.sample(args.samples, TEST_SEED),
                              dtype=mechanism.dtype)[:args.regret_profiles]
-    attacker = training_attacker_regret(method, mechanism, values, options)
+    attacker = training_attacker_regret(method, mechanism, values, options, run.path)
     result = {
         "case": case, "method": method, "setting": setting_name, "seed": args.seed,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -57,8 +57,8 @@ def interrupt_third_step(monkeypatch, method) -> None:
     calls = {"n": 0}
     original = type(method).after_step
 
-    def interrupt(self, mechanism, options):
-        original(self, mechanism, options)
+    def interrupt(self, mechanism, ctx):
+        original(self, mechanism, ctx)
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt

@@ -9,13 +9,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import cached_setting
+from conftest import cached_setting, interrupt_third_step
 from typer.testing import CliRunner
 
 import automech
 from automech import Setting, evaluate
 from automech.cli import app
-from automech.errors import AutomechError
+from automech.errors import AutomechError, OptionError
 from automech.evaluation import RegretSearch
 from automech.experiment import train
 from automech.mechanisms import MECHANISMS
@@ -26,6 +26,8 @@ from automech.mechanisms.learned.affine_maximizer import (
     symmetric_prior,
 )
 from automech.methods import METHODS
+from automech.methods.ama import FINITE_TYPE_RECIPE
+from automech.training import FitContext
 
 SMALL_SEARCH = RegretSearch(profiles=150, random=64, scales=8, grid=8)
 
@@ -139,9 +141,8 @@ def test_fused_backward_matches_autograd():
     bids = torch.as_tensor(s.sample(200, 1))
     grads = []
     for fused in (False, True):
-        mech.fused = fused
         mech.zero_grad()
-        alloc, pay = mech.relaxed(bids, 30.0)
+        alloc, pay = mech.relaxed(bids, 30.0, fused=fused)
         ((alloc * bids).sum() * 0.3 - pay.sum()).backward()
         grads.append([p.grad.clone() for p in mech.parameters()])
     for a, b in zip(*grads):
@@ -154,8 +155,7 @@ def test_gap_restriction_keeps_the_surrogate():
     bids = torch.as_tensor(s.sample(256, 3))
     with torch.no_grad():
         full = mech.relaxed(bids, 100.0)
-        mech.softmax_gap = 30.0
-        gap = mech.relaxed(bids, 100.0)
+        gap = mech.relaxed(bids, 100.0, softmax_gap=30.0)
     for a, b in zip(full, gap):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
 
@@ -216,10 +216,16 @@ def test_weights_fixed_or_learned():
     assert symmetric_prior(s) and symmetric_prior(cached_setting("2x4-unit-spherical"))
     assert not symmetric_prior(cached_setting("3x10-asym-uniform"))
     method = METHODS["lottery-ama"]
-    opts = {**method.defaults, "allocations": 8, "init_reserve": 0.0}
-    assert not method.build(s, opts, 0).learn_weights
-    assert method.build(cached_setting("3x10-asym-uniform"), opts, 0).learn_weights
-    assert method.build(s, {**opts, "learn_weights": True}, 0).learn_weights
+    opts = method.Options.resolve({"allocations": 8, "init_reserve": 0.0})
+
+    def build(setting, options):
+        return method.build(FitContext(setting=setting, options=options, seed=0, run=None))
+
+    assert not build(s, opts).learn_weights
+    assert build(cached_setting("3x10-asym-uniform"), opts).learn_weights
+    assert build(s, opts.replace(learn_weights=True)).learn_weights
+    with pytest.raises(OptionError, match="learn_weights"):
+        method.Options.resolve({"learn_weights": "maybe"})
 
 
 def test_deterministic_ama_not_applicable_when_too_many_allocations():
@@ -311,3 +317,80 @@ def test_describe_lists_used_allocations(tmp_path):
 
 def test_surrogate_function_is_exported():
     assert SoftmaxSurrogate.apply is not None
+
+
+# ------------------------------------------------------------------ options, run state
+
+
+def test_recipe_resolves_by_prior():
+    """``recipe="auto"``: the paper's start on a prior small enough to train on exactly
+    (the spherical setting's 25 profiles), the fast start on a continuous one; "paper"
+    puts FINITE_TYPE_RECIPE over the options."""
+    method = METHODS["lottery-ama"]
+    defaults = method.Options.resolve({})
+    spherical = method.resolve(cached_setting("2x4-unit-spherical"), defaults)
+    assert spherical.recipe == "paper"
+    assert {k: spherical[k] for k in FINITE_TYPE_RECIPE} == FINITE_TYPE_RECIPE
+    uniform = method.resolve(cached_setting("2x2-uniform"), defaults)
+    assert uniform.recipe == "fast" and uniform.allocations == 512 and uniform.init == "deterministic"
+    paper = method.resolve(cached_setting("2x2-uniform"), defaults.replace(recipe="paper"))
+    assert paper.allocations == FINITE_TYPE_RECIPE["allocations"] and paper.recipe == "paper"
+    with pytest.raises(OptionError, match="recipe"):
+        method.Options.resolve({"recipe": "bogus"})
+    with pytest.raises(OptionError, match="init"):
+        method.Options.resolve({"init": "zeros"})
+
+
+def test_exact_expectation_needs_an_enumerable_prior(tmp_path):
+    with pytest.raises(OptionError, match="exact_expectation"):
+        train(cached_setting("2x2-uniform"), "deterministic-ama",
+              {"steps": 1, "exact_expectation": True}, out=tmp_path / "run", search=None)
+    assert not (tmp_path / "run").exists()          # refused before the run directory
+
+
+EXACT = {"steps": 3, "validate_every": 3, "validation_samples": 512, "init_reserve": 0.5,
+         "prune_after": 2, "prune_every": 1, "prune_threshold": 1e-4}
+
+
+def test_exact_expectation_trains_on_every_profile_in_chunks(tmp_path):
+    """On the spherical prior (25 profiles) the AMA trains on the exact expectation; the
+    run state (the profiles) stays in the fit, not on the mechanism, and ``chunk_size``
+    only cuts the sum (same step up to float summation order)."""
+    s = cached_setting("2x4-unit-spherical")
+    whole, run = train(s, "deterministic-ama", EXACT, seed=0, out=tmp_path / "whole",
+                       search=None, eval_samples=1_000)
+    chunked, _ = train(s, "deterministic-ama", {**EXACT, "chunk_size": 7}, seed=0,
+                       out=tmp_path / "chunked", search=None, eval_samples=1_000)
+    for x, y in zip(whole.state_dict().values(), chunked.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+    # nothing is sampled: another seed takes the very same steps
+    other, _ = train(s, "deterministic-ama", EXACT, seed=1, out=tmp_path / "other",
+                     search=None, eval_samples=1_000)
+    for x, y in zip(whole.state_dict().values(), other.state_dict().values()):
+        assert torch.equal(x, y)
+    history = [r for r in run.history() if "train_objective" in r]
+    assert history and all("allocations_active" in r for r in history)
+    for mech in (whole, chunked):
+        assert not {"exact_profiles_", "init_seed_", "softmax_gap", "fused"} & set(vars(mech))
+
+
+def test_interrupted_run_with_pruning_resumes_exactly(tmp_path, monkeypatch):
+    """Pruning draws are seeded by the run seed and the step, so a run cut after its
+    step-2 checkpoint and resumed prunes and trains as the uninterrupted one."""
+    s = cached_setting("2x2-uniform")
+    opts = {"steps": 4, "batch_size": 256, "chunk_size": 0, "allocations": 24,
+            "prune_after": 1, "prune_every": 1, "prune_samples": 512,
+            "prune_threshold": 0.05, "validate_every": 2, "validation_samples": 256,
+            "checkpoint_every": 2, "log_every": 1}
+    whole, _ = train(s, "lottery-ama", opts, seed=0, out=tmp_path / "whole", search=None,
+                     eval_samples=256)
+    assert int(whole.active.sum()) < 24                    # pruning did something
+    interrupt_third_step(monkeypatch, METHODS["lottery-ama"])
+    with pytest.raises(KeyboardInterrupt):
+        train(s, "lottery-ama", opts, seed=0, out=tmp_path / "cut", search=None,
+              eval_samples=256)
+    monkeypatch.undo()
+    resumed, _ = train(s, "lottery-ama", opts, seed=0, out=tmp_path / "cut", search=None,
+                       eval_samples=256)
+    for (k, x), y in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(x, y), k

@@ -3,6 +3,8 @@ menu inference, and the covariance-trick gradient."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -11,8 +13,10 @@ from automech import get_setting
 from automech.mechanisms.classical.cost_baselines import (BundleOPT, SeparableOPT, SharedBundleOPT,
                                                 best_bundle_price)
 from automech.mechanisms.learned.tedi import PartialGroupMaxNet, TEDIMechanism
+from automech.errors import OptionError
 from automech.methods import METHODS
 from automech.methods.tedi import covariance_loss
+from automech.training import FitContext
 
 
 @pytest.fixture(autouse=True)
@@ -338,7 +342,6 @@ def test_keep_best_returns_the_best_validated_mechanism(tmp_path):
     """With ``keep_best`` the trained mechanism is the one whose validation objective was
     the best logged (the start included), and the step it came from is recorded."""
     from automech.experiment import train
-    from automech.training.trainer import GradientMethod
 
     s = get_setting("U-1x2-cp0-cd0")
     opts = dict(steps=30, batch_size=128, validate_every=10, validation_samples=256,
@@ -354,7 +357,7 @@ def test_keep_best_returns_the_best_validated_mechanism(tmp_path):
     assert selected[0]["selected_step"] == best_step
     validation = torch.as_tensor(s.sample(256, np.random.default_rng([0, 1])),
                                  dtype=mech.dtype)
-    assert GradientMethod.validate(mech, validation)["val_objective"] == pytest.approx(
+    assert METHODS["tedi"].validate(mech, validation)["val_objective"] == pytest.approx(
         vals[best_step], abs=1e-6)
 
 
@@ -387,42 +390,46 @@ def test_metropolis_moves_reach_q_beta_from_stale_chains():
             assert float((empirical - cdf).abs().max()) < 0.04
 
 
+def _ctx(setting, options, seed: int = 0, run=None) -> FitContext:
+    """A fit context for calling TEDI's hooks directly (the trainer's seeding)."""
+    meth = METHODS["tedi"]
+    opts = meth.resolve(setting, meth.Options.resolve(options))
+    ctx = FitContext(setting=setting, options=opts, seed=seed, run=run)
+    ctx.rng = np.random.default_rng([seed, 0])
+    return ctx
+
+
 def test_auto_start_is_the_better_classical_menu():
     """``init="auto"`` starts U-1x10 (pure bundle 3.448 > separable 2.5) at the bundle
     price and B-1x10 (separable 5.0 > bundle 3.31) with linear prices; the bundle start
-    earns Bundle-OPT's utility before any training."""
+    earns Bundle-OPT's utility before any training.  Inconsistent options are refused
+    up front, and so are the options removed as giving no gain."""
     from automech import evaluate
-    from automech.errors import AutomechError
-    from automech.mechanisms.classical.cost_baselines import best_bundle_price
 
     meth = METHODS["tedi"]
     u, b = get_setting("U-1x10-cp0-cd0"), get_setting("B-1x10-cp0-cd0")
-    assert meth.resolve(u, dict(meth.defaults))["init"] == "bundle"
-    assert meth.resolve(b, dict(meth.defaults))["init"] == "linear"
-    small = dict(meth.defaults, init="bundle", groups=[4], pan_hidden=8)
-    mech = meth.build(u, meth.resolve(u, small), seed=0)
+    defaults = meth.Options.resolve({})
+    assert meth.resolve(u, defaults).init == "bundle"
+    assert meth.resolve(b, defaults).init == "linear"
+    ctx = _ctx(u, dict(init="bundle", groups=[4], pan_hidden=8))
+    mech = meth.build(ctx)
     start = evaluate(mech, u, samples=4096, search=None).objective_value
     assert start == pytest.approx(best_bundle_price(u)[1], abs=0.1)
-    with pytest.raises(AutomechError, match="init"):
-        meth.resolve(u, dict(meth.defaults, init="random"))
-    with pytest.raises(AutomechError, match="skip"):
-        meth.resolve(u, dict(meth.defaults, init="separable", skip=False))
-    with pytest.raises(AutomechError, match="fee"):
-        meth.resolve(u, dict(meth.defaults, init="bundle", fee=False))
-    with pytest.raises(AutomechError, match="recipe"):
-        meth.resolve(u, dict(meth.defaults, recipe="discrete"))
-    with pytest.raises(AutomechError, match="fee"):
-        meth.resolve(u, dict(meth.defaults, init="shared-bundle", fee=False))
-    for key in ("init_steps", "burn_in"):
-        with pytest.raises(AutomechError, match=key):
-            meth.resolve(u, dict(meth.defaults, **{key: -1}))
-    with pytest.raises(AutomechError, match="chain_start"):
-        meth.resolve(u, dict(meth.defaults, chain_start="mode"))
-    for bad in ({"snapshots": 0}, {"snapshots": 3}, {"snapshots": 2, "metropolis_steps": 0}):
-        with pytest.raises(AutomechError, match="snapshots"):
-            meth.resolve(u, dict(meth.defaults, **bad))
-    atoms = meth.resolve(b, dict(meth.defaults))
-    assert atoms["recipe"] == "atoms" and atoms["temperature_final"] == 1000.0
+    bad = [({"init": "random"}, "init"), ({"init": "separable", "skip": False}, "skip"),
+           ({"init": "bundle", "fee": False}, "fee"), ({"recipe": "discrete"}, "recipe"),
+           ({"init_steps": -1}, "init_steps"), ({"chains": 1}, "chains"),
+           ({"groups": []}, "groups"), ({"init": "shared-bundle"}, "init")]
+    bad += [({key: value}, key) for key, value in
+            (("snapshots", 2), ("burn_in", 5), ("chain_start", "choice"))]   # removed
+    for given, key in bad:
+        with pytest.raises(OptionError, match=key):
+            meth.Options.resolve(given)
+    with pytest.raises(OptionError, match="fee"):       # the atoms recipe drops the fee
+        meth.resolve(b, meth.Options.resolve({"init": "bundle"}))
+    atoms = meth.resolve(b, defaults)
+    assert atoms.recipe == "atoms" and atoms.temperature_final == 1000.0 and not atoms.fee
+    assert meth.resolve(u, defaults).recipe == "continuous"
+    assert meth.Options.meta("temperature")["doc"].startswith("beta_0")
 
 
 def test_separable_start_earns_what_separable_opt_earns(tmp_path):
@@ -435,15 +442,15 @@ def test_separable_start_earns_what_separable_opt_earns(tmp_path):
 
     meth = METHODS["tedi"]
     for name in ("U-3x10-cp1-cd0", "U-3x10-cp0-cd0.5"):
-        assert meth.resolve(get_setting(name), dict(meth.defaults))["init"] == "separable"
+        assert meth.resolve(get_setting(name), meth.Options.resolve({})).init == "separable"
     s = get_setting("U-3x2-cp1-cd0")
-    opts = meth.resolve(s, dict(meth.defaults, groups=[4], pan_hidden=32, init_steps=600,
-                                batch_size=512, solver_steps=100))
-    assert opts["init"] == "separable"
-    linear = meth.build(s, dict(opts, init="linear"), seed=0)
-    mech = meth.build(s, opts, seed=0)
+    small = dict(groups=[4], pan_hidden=32, init_steps=600, batch_size=512, solver_steps=100)
     run = open_run(tmp_path / "run", {"setting": s.to_dict()})
-    meth.initialise(mech, s, opts, seed=0, run=run)
+    ctx = _ctx(s, small, run=run)
+    assert ctx.options.init == "separable"
+    linear = meth.build(_ctx(s, dict(small, init="linear")))
+    mech = meth.build(ctx)
+    meth.initialise(mech, ctx)
     assert run.read_json("init.json")["threshold_rmse"] < 0.05
     start = evaluate(mech, s, samples=8192, search=None).objective_value
     separable = evaluate(SeparableOPT(s), s, samples=8192, search=None).objective_value
@@ -451,81 +458,62 @@ def test_separable_start_earns_what_separable_opt_earns(tmp_path):
     assert start > separable - 0.05 and start > base + 0.05
 
 
-def test_shared_bundle_start_earns_more_than_separable_opt(tmp_path):
-    """``init="shared-bundle"`` on U-3x10-cp1-cd0 (Shared-Bundle-OPT 1.52 > Separable-OPT
-    1.30): its grand-bundle prices given ``t_-i`` distilled into the entry fee earn more
-    than Separable-OPT before any training step."""
-    from automech import evaluate
-    from automech.runs import open_run
-
-    meth = METHODS["tedi"]
-    s = get_setting("U-3x10-cp1-cd0")
-    opts = meth.resolve(s, dict(meth.defaults, init="shared-bundle", groups=[4],
-                                batch_size=512, solver_steps=100))
-    mech = meth.build(s, opts, seed=0)
-    run = open_run(tmp_path / "run", {"setting": s.to_dict()})
-    meth.initialise(mech, s, opts, seed=0, run=run)
-    assert run.read_json("init.json")["threshold_rmse"] < 0.3
-    start = evaluate(mech, s, samples=4096, search=None).objective_value
-    separable = evaluate(SeparableOPT(s), s, samples=4096, search=None).objective_value
-    assert start > separable + 0.05
-
-
-def test_burn_in_moves_the_chains_before_the_first_step():
-    """``burn_in`` rounds of chain moves at beta_0 run when the pool is drawn: the chains
-    leave the uniform start for q^beta, so their mean utility rises; ``burn_in=0`` leaves
-    them uniform (and the run is what it was before the option existed)."""
+def test_run_state_lives_in_the_context():
+    """``start`` builds the pool and its uniform chains into ``ctx.state`` (nothing on the
+    method); ``sample`` cycles through the pool's rows, which ``ctx.state`` keeps."""
     meth = METHODS["tedi"]
     s = get_setting("U-1x10-cp0-cd0")
-    mean_utility = {}
-    for rounds in (0, 20):
-        opts = meth.resolve(s, dict(meth.defaults, burn_in=rounds, batch_size=256))
-        mech = meth.build(s, opts, seed=0)
-        values = meth.sample(mech, s, opts, np.random.default_rng(0), step=0)
-        chains = meth.state["chains"]                                    # (K, B, 1, m)
-        with torch.no_grad():
-            params = mech.net.affine(values.new_zeros(1, 0))
-            pay = mech.prices(chains.reshape(1, -1, s.num_items), params).view(chains.shape[:2])
-        mean_utility[rounds] = float(((values.unsqueeze(0) * chains).sum((-1, -2)) - pay).mean())
-    assert mean_utility[20] > mean_utility[0] + 0.2
+    ctx = _ctx(s, dict(batch_size=64, train_profiles=160, groups=[4], pan_hidden=8))
+    mech = meth.build(ctx)
+    ctx.state = meth.start(mech, ctx)
+    st = ctx.state
+    assert st.pool.shape == (160, 1, 10) and st.chains.shape == (2, 160, 1, 10)
+    assert st.scales.shape == (2, 160, 1, 11)
+    assert ((st.chains >= 0) & (st.chains <= 1)).all() and st.chains.std() > 0.2
+    assert vars(meth) == {}
+    rows = []
+    for step in range(3):
+        ctx.step = step
+        values, idx = meth.sample(mech, ctx)
+        assert torch.equal(values, st.pool[idx]) and torch.equal(idx, st.indices)
+        rows.append(idx)
+    assert rows[0].tolist() == list(range(64)) and rows[1][0] == 64
+    assert rows[2].tolist() == [(128 + r) % 160 for r in range(64)]
 
 
-def test_chain_start_choice_puts_the_chains_on_the_exact_choices():
-    """``chain_start="choice"``: every chain starts at its bidder's exact choice under the
-    starting mechanism, not uniform: under the bundle at Bundle-OPT's price (fee
-    ``c max_j x_j``) most chains hold the whole bundle or nothing (types near the price
-    are nearly indifferent along the diagonal, so the solver may stop in between)."""
+def test_chunked_step_equals_the_whole_batch(tmp_path):
+    """With ``chunk_size=32`` and ``batch_size=64`` each chunk's loss uses its own rows'
+    chains (``ctx.indices``): the first step's gradient equals the unchunked one up to
+    float error, and ``after_step`` moves the chains of the whole batch the same way.
+    A short chunked run trains to the end."""
+    from automech.experiment import train
+
     meth = METHODS["tedi"]
     s = get_setting("U-1x10-cp0-cd0")
-    opts = meth.resolve(s, dict(meth.defaults, init="bundle", chain_start="choice",
-                                batch_size=256))
-    mech = meth.build(s, opts, seed=0)
-    values = meth.sample(mech, s, opts, np.random.default_rng(0), step=0)
-    chains = meth.state["chains"]                                        # (K, B, 1, m)
-    with torch.no_grad():
-        choice, _ = mech(values)
-    assert chains.shape == (2, *values.shape)
-    assert torch.equal(chains[0], choice) and torch.equal(chains[1], choice)
-    share = choice.amax(-1)
-    bought, none = share > 0.99, share < 0.01
-    assert bought.any() and none.any() and (bought | none).float().mean() > 0.9
+    small = dict(batch_size=64, groups=[4, 4], pan_hidden=16, langevin_steps=2,
+                 metropolis_steps=2, solver_steps=50, init="bundle")
+    grads, states = {}, {}
+    for chunk in (0, 32):
+        ctx = _ctx(s, dict(small, chunk_size=chunk))
+        torch.manual_seed(0)              # as train(): the network's layers draw from it
+        mech = meth.build(ctx)
+        ctx.state = meth.start(mech, ctx)
+        ctx.step, ctx.temperature = 0, ctx.options.temperature
+        values, idx = meth.sample(mech, ctx)
+        optimizer = torch.optim.SGD(mech.parameters(), lr=0.0)      # keeps the weights
+        meth.step(mech, optimizer, values, idx, ctx)
+        grads[chunk] = [p.grad.clone() for p in mech.parameters() if p.grad is not None]
+        states[chunk] = ctx.state
+    assert len(grads[0]) == len(grads[32]) > 0
+    for whole, chunked in zip(grads[0], grads[32]):
+        assert torch.allclose(whole, chunked, rtol=1e-4, atol=1e-6)
+    assert any(g.abs().max() > 0 for g in grads[0])
+    assert torch.allclose(states[0].chains, states[32].chains, atol=1e-5)
+    mech, run = train(s, "tedi", dict(small, chunk_size=32, steps=4, validate_every=2,
+                                      validation_samples=128),
+                      seed=0, out=tmp_path / "run", search=None, eval_samples=128)
+    history = run.history()
+    assert max(r.get("step", 0) for r in history) == 4
+    assert all(math.isfinite(r["loss"]) for r in history if "loss" in r)
 
 
-def test_snapshots_are_points_along_the_metropolis_rounds():
-    """``snapshots=S``: one round of chain moves leaves S samples per chain, taken after
-    each of S equal parts of the Metropolis rounds; the last is the chain's new position,
-    the earlier ones differ from it (the chains move between them), and before any move
-    all S are the starting point (so the first step's estimate is the S = 1 one)."""
-    meth = METHODS["tedi"]
-    s = get_setting("U-3x2-cp1-cd0")
-    opts = meth.resolve(s, dict(meth.defaults, snapshots=5, batch_size=64))
-    mech = meth.build(s, opts, seed=0)
-    meth.sample(mech, s, opts, np.random.default_rng(0), step=0)
-    st = meth.state
-    assert st["samples"].shape == (2, 5, *st["pool"].shape)
-    assert torch.equal(st["samples"][:, 0], st["chains"])
-    assert torch.equal(st["samples"][:, 4], st["chains"])
-    meth.move_chains(mech, opts, torch.arange(64), 50.0, 0.01)
-    assert torch.equal(st["samples"][:, 4], st["chains"])
-    for j in range(4):
-        assert not torch.equal(st["samples"][:, j], st["chains"])

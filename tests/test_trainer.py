@@ -1,6 +1,5 @@
-"""The shared training loop's parameter averaging (option ``average``): it leaves the
-live trajectory alone, returns the exponential moving average of the iterates, survives
-an interrupted run, and rejects a decay outside [0, 1)."""
+"""The shared training loop: exact resume, keep_best, chunked gradient accumulation, and
+the fit context the hooks receive."""
 
 from __future__ import annotations
 
@@ -8,13 +7,14 @@ import pytest
 import torch
 from conftest import cached_setting, interrupt_third_step
 
-from automech.errors import AutomechError
 from automech.experiment import train
 from automech.methods import METHODS
+from automech.runs import Run
+from automech.training import FitContext, schedule
 
-TINY = {"steps": 3, "batch_size": 64, "lr_schedule": "constant",
+TINY = {"steps": 4, "batch_size": 64, "lr_schedule": "constant",
         "temperature_schedule": "constant", "validate_every": 1, "validation_samples": 256,
-        "checkpoint_every": 2, "log_every": 1}
+        "checkpoint_every": 2, "log_every": 1, "menu_size": 8}
 
 
 def _fit(tmp_path, name: str, **options):
@@ -23,38 +23,48 @@ def _fit(tmp_path, name: str, **options):
     return mech, [r for r in run.history() if "val_objective" in r and "step" in r]
 
 
-def test_average_is_the_ema_of_the_live_iterates(tmp_path):
-    """With decay a, three steps leave ``a^3 th0 + a^2 (1-a) th1 + a (1-a) th2 + (1-a) th3``,
-    the th_k being the plain run's iterates (same seed): the averaging changes what is
-    validated and returned, never the steps."""
-    a = 0.6
-    iterates = [_fit(tmp_path, f"plain{k}", steps=k)[0].state_dict() for k in (1, 2, 3)]
-    start = METHODS["rochetnet"]
-    torch.manual_seed(0)
-    th0 = start.build(cached_setting("1x2-uniform"), {**start.defaults, **TINY}, 0).state_dict()
-    averaged, history = _fit(tmp_path, "avg", average=a)
-    weights = [a ** 3, a ** 2 * (1 - a), a * (1 - a), 1 - a]
-    for key, value in averaged.state_dict().items():
-        if value.is_floating_point():
-            expect = sum(w * s[key] for w, s in zip(weights, [th0, *iterates]))
-            torch.testing.assert_close(value, expect)
-    _, plain = _fit(tmp_path, "plain-again")
-    assert [r["val_objective_live"] for r in history] == [r["val_objective"] for r in plain]
-
-
-def test_interrupted_averaged_run_resumes_exactly(tmp_path, monkeypatch):
-    whole, _ = _fit(tmp_path, "whole", steps=4, average=0.5)
-    meth = METHODS["rochetnet"]
-    interrupt_third_step(monkeypatch, meth)
+def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
+    whole, _ = _fit(tmp_path, "whole")
+    interrupt_third_step(monkeypatch, METHODS["rochetnet"])
     with pytest.raises(KeyboardInterrupt):
-        _fit(tmp_path, "cut", steps=4, average=0.5)
+        _fit(tmp_path, "cut")
     monkeypatch.undo()
-    resumed, _ = _fit(tmp_path, "cut", steps=4, average=0.5)
+    resumed, _ = _fit(tmp_path, "cut")
     for x, y in zip(whole.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(x, y)
 
 
-@pytest.mark.parametrize("decay", [1.0, -0.1])
-def test_average_outside_unit_interval_is_refused(tmp_path, decay):
-    with pytest.raises(AutomechError, match="average"):
-        _fit(tmp_path, "bad", average=decay)
+def test_keep_best_returns_the_best_validated_mechanism(tmp_path):
+    _, history = _fit(tmp_path, "best", keep_best=True, lr=0.5)
+    run = Run(tmp_path / "best")
+    selected = [r for r in run.history() if "selected_step" in r][-1]
+    best = max(history, key=lambda r: r["val_objective"])
+    assert selected["selected_val_objective"] == best["val_objective"]
+    assert selected["selected_step"] == best["step"]
+
+
+def test_chunks_accumulate_the_whole_batch_gradient(tmp_path):
+    """chunk_size only changes how the batch is cut: one step with chunks of 16 moves the
+    parameters as one step on the whole batch of 64 (up to float summation order)."""
+    whole, _ = _fit(tmp_path, "whole", steps=1)
+    chunked, _ = _fit(tmp_path, "chunked", steps=1, chunk_size=16)
+    for x, y in zip(whole.state_dict().values(), chunked.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_hooks_receive_the_fit_context(tmp_path, monkeypatch):
+    seen = []
+    meth = METHODS["rochetnet"]
+    original = type(meth).loss
+
+    def spy(self, mechanism, values, ctx):
+        assert isinstance(ctx, FitContext)
+        seen.append((ctx.step, ctx.temperature, ctx.lr, len(values)))
+        return original(self, mechanism, values, ctx)
+
+    monkeypatch.setattr(type(meth), "loss", spy)
+    _fit(tmp_path, "spy", steps=3, temperature=30.0, temperature_final=60.0,
+         temperature_schedule="linear")
+    assert [s[0] for s in seen] == [0, 1, 2]
+    assert [s[1] for s in seen] == [schedule("linear", 30.0, 60.0, k, 3) for k in range(3)]
+    assert all(s[3] == 64 for s in seen)

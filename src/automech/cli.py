@@ -52,12 +52,26 @@ def _search(regret_profiles: int, thorough: bool, no_regret: bool) -> RegretSear
     return RegretSearch(profiles=regret_profiles)
 
 
-def _row(report: Evaluation) -> dict:
-    row = {k: getattr(report, k) for k in JSON_KEYS}
-    row.update(regret_samples=report.regret_samples, infeasible_rate=report.infeasible_rate,
-               objective=report.objective, objective_value=report.objective_value,
-               seconds=round(report.seconds, 3))
+def _row(report: Evaluation | dict) -> dict:
+    """One mechanism's row: an evaluation (static or dynamic) or its dict form
+    (``metrics.json``); figures a kind does not measure are None."""
+    data = report if isinstance(report, dict) else report.to_dict()
+    row = {k: data.get(k) for k in JSON_KEYS}
+    seconds = data.get("seconds")
+    row.update(regret_samples=data.get("regret_samples"),
+               infeasible_rate=data.get("infeasible_rate"), objective=data.get("objective"),
+               objective_value=data.get("objective_value"),
+               seconds=None if seconds is None else round(seconds, 3))
     return row
+
+
+def _rows(report: Evaluation | dict) -> dict[str, dict]:
+    """The evaluated mechanism's row, then those of the baselines its evaluation scored on
+    the same profiles (a dynamic evaluation's dynamic VCG), by mechanism name."""
+    data = report if isinstance(report, dict) else report.to_dict()
+    rows = {data["mechanism"]: _row(data)}
+    rows.update({name: _row(row) for name, row in (data.get("baselines") or {}).items()})
+    return rows
 
 
 def _table(title: str, rows: dict[str, dict]) -> Table:

@@ -63,7 +63,7 @@ def resolve_options(method: Method, setting: Any, given: Mapping[str, Any] | Non
     return method.resolve(setting, method.Options.resolve(given or {}))
 
 
-def train(setting: Setting | str, method: str, options: Mapping[str, Any] | None = None,
+def train(setting: Any, method: str, options: Mapping[str, Any] | None = None,
           seed: int = 0, out: str | Path | None = None, eval_samples: int = 10_000,
           search: RegretSearch | None = RegretSearch(), progress: bool = False,
           ) -> tuple[Mechanism, Run]:
@@ -94,7 +94,8 @@ def train(setting: Setting | str, method: str, options: Mapping[str, Any] | None
         The fitted mechanism and its :class:`~automech.runs.Run` directory, which holds
         ``config.json``, ``checkpoint.pt``, ``history.jsonl`` and ``metrics.json``.
     """
-    setting = get_setting(setting) if isinstance(setting, (str, Path)) else setting
+    if isinstance(setting, (str, Path)):
+        setting = get_setting(setting)
     meth = get_method(method)
     kind = getattr(setting, "kind", "static")
     problem = (f"it designs {meth.kind} mechanisms and the setting is {kind}"

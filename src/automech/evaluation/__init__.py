@@ -1,6 +1,66 @@
-"""One evaluation protocol for every mechanism: :func:`evaluate`."""
+"""One evaluation entry point for every mechanism: :func:`evaluate`.
 
-from automech.evaluation.protocol import Evaluation, evaluate
+It hands over to the protocol of the setting's type (:data:`PROTOCOLS`): the shared
+static protocol (:mod:`~automech.evaluation.protocol`: revenue, welfare, IR,
+feasibility, regret by misreport search) for a :class:`~automech.problems.Setting`, the
+exact dynamic one (:mod:`~automech.evaluation.dynamic`) for an MDP environment.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from automech.errors import AutomechError
+from automech.evaluation import dynamic, protocol
+from automech.evaluation.dynamic import DynamicEvaluation, evaluate_dynamic
+from automech.evaluation.protocol import TEST_SEED, Evaluation
 from automech.evaluation.regret import THOROUGH, RegretSearch, best_misreport_utility
+from automech.problems.dynamic import DynamicEnv
+from automech.problems.setting import Setting
 
-__all__ = ["Evaluation", "evaluate", "RegretSearch", "THOROUGH", "best_misreport_utility"]
+#: Setting type -> its evaluation protocol (same signature as :func:`evaluate`).
+PROTOCOLS: dict[type, Callable[..., Any]] = {
+    Setting: protocol.evaluate,
+    DynamicEnv: dynamic.evaluate,
+}
+
+
+def protocol_for(setting: Any) -> Callable[..., Any]:
+    """The evaluation protocol of ``setting``'s type (the nearest registered base)."""
+    for cls in type(setting).__mro__:
+        if cls in PROTOCOLS:
+            return PROTOCOLS[cls]
+    raise AutomechError(f"no evaluation protocol for a {type(setting).__name__}")
+
+
+def evaluate(mechanism: Any, setting: Any = None, samples: int = 10_000,
+             seed: int = TEST_SEED, search: RegretSearch | None = RegretSearch(),
+             thorough: bool = False, progress: bool = False) -> Evaluation | DynamicEvaluation:
+    """Score ``mechanism`` on ``setting`` (its own by default) with the protocol of the
+    setting's type.
+
+    Args:
+        samples: test profiles.
+        seed: seed of the test profiles and of the random misreports.
+        search: misreport search budget; None skips regret (for a dynamic setting: the
+            IC check on ``search.profiles`` profiles).
+        thorough: use the papers' budget :data:`THOROUGH` (overrides ``search``).
+        progress: show a Rich progress bar.
+
+    Raises:
+        AutomechError: when the setting is of another kind than the mechanism's (a
+            dynamic AMA on a static setting, or the reverse).
+    """
+    own = mechanism.setting
+    setting = own if setting is None else setting
+    score = protocol_for(setting)
+    if protocol_for(own) is not score:
+        raise AutomechError(f"cannot evaluate {mechanism.name!r}, designed for "
+                            f"{own.name or 'a setting'!r}, on {setting.name or 'a setting'!r}: "
+                            "the settings are of different kinds (static / dynamic)")
+    return score(mechanism, setting, samples=samples, seed=seed, search=search,
+                 thorough=thorough, progress=progress)
+
+
+__all__ = ["Evaluation", "DynamicEvaluation", "evaluate", "evaluate_dynamic", "PROTOCOLS",
+           "protocol_for", "RegretSearch", "THOROUGH", "best_misreport_utility"]

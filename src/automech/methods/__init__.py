@@ -80,7 +80,8 @@ def mechanism_class(name: str, method: str | None = None) -> type | None:
     """The mechanism class called ``name`` (what a checkpoint records): a classical
     one, or the ``mechanism`` a registered method declares (``method`` first, when the
     checkpoint names it).  None when no method produces it."""
-    order = ([method] if method in METHODS else []) + [m for m in METHODS if m != method]
+    order = ([method] if method is not None and method in METHODS else []) + \
+        [m for m in METHODS if m != method]
     for key in order:
         cls = METHODS[key].mechanism
         if cls is not None and getattr(cls, "name", None) == name:

@@ -73,7 +73,7 @@ class _Rows:
         self.rhs.append(np.full(size, rhs))
         return first
 
-    def add(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> None:
+    def add(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray | float) -> None:
         rows, cols, vals = np.broadcast_arrays(rows, cols, vals)
         self.rows.append(rows.ravel())
         self.cols.append(cols.ravel())

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
 
+from automech.training import options as _options
 from automech.training.options import Options
 
 if TYPE_CHECKING:  # annotations only: no import at run time
@@ -64,7 +65,7 @@ class FitContext:
     """
 
     setting: Any
-    options: Options
+    options: Any  # an instance of the method's Options dataclass
     seed: int
     run: "Run"
     progress: bool = False
@@ -98,7 +99,7 @@ class Method(ABC):
     """
 
     name: ClassVar[str]
-    Options: ClassVar[type[Options]] = NoOptions
+    Options: ClassVar[type[_options.Options]] = NoOptions
     #: The mechanism class ``fit`` returns (``None``: several, each registered elsewhere).
     mechanism: ClassVar[type | None] = None
     #: ``"static"`` (a :class:`~automech.problems.Setting`) or ``"dynamic"`` (an MDP).
@@ -110,7 +111,7 @@ class Method(ABC):
         """None if the method applies to ``setting``, else the reason it does not."""
         return None
 
-    def resolve(self, setting: Any, options: Options) -> Options:
+    def resolve(self, setting: Any, options: Any) -> Any:
         """Options with setting-dependent choices made (an ``auto`` recipe), before they
         are written to the run's config; by default unchanged."""
         return options
@@ -127,8 +128,9 @@ class Method(ABC):
 class Classical(Method):
     """A closed-form mechanism as a method: fitting only tunes its prices or reserves."""
 
-    def __init__(self, mechanism: type) -> None:
-        self.mechanism = mechanism  # type: ignore[misc]  - the configuration, not run state
+    def __init__(self, mechanism: Any) -> None:
+        # the configuration (which closed form), not run state
+        self.mechanism = mechanism  # type: ignore[misc]
         self.name = mechanism.name  # type: ignore[misc]
 
     def applicable(self, setting: Any) -> str | None:

@@ -29,7 +29,7 @@ import math
 import time
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -105,7 +105,7 @@ class GradientMethod(Method):
     ``Options`` deriving from :class:`TrainerOptions` (and :class:`SoftmaxOptions` when
     they train a softmax relaxation)."""
 
-    Options = TrainerOptions
+    Options: ClassVar[type[Options]] = TrainerOptions
 
     @abstractmethod
     def build(self, ctx: FitContext) -> Mechanism:

@@ -6,9 +6,9 @@ cells it will be deployed on.
 
 1. **Start** (``init``): from random weights, or from an affine maximizer's menus
    (:func:`distil`): every AMA is a menu mechanism (``AffineMaximizer.menus``), so GemNet can start
-   as a copy of one and move beyond it.  ``auto`` trains the deterministic AMA (its
-   defaults, into ``RUN/init-ama``) where it applies -- our choice; the paper starts from
-   random weights, which on this CPU budget ends well below the AMA (see the README).
+   as a copy of one and move beyond it.  ``init`` names an AMA method (trained with its
+   defaults into ``RUN/init-ama``) or an AMA run directory; ``auto`` trains the
+   deterministic AMA where it applies (our choice; the paper starts from random weights).
 2. **Training**: each step minimises, on fresh profiles and the softmax relaxation of every
    bidder's choice (weights ``softmax(T u_i)`` over its K + 1 entries),
 
@@ -28,25 +28,46 @@ cells it will be deployed on.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
-from automech.errors import AutomechError
+from automech.errors import AutomechError, OptionError
 from automech.evaluation import RegretSearch, evaluate
-from automech.mechanisms.learned.affine_maximizer import AffineMaximizer, DeterministicAMA
 from automech.mechanisms.base import Mechanism
+from automech.mechanisms.learned.affine_maximizer import (
+    AffineMaximizer,
+    DeterministicAMA,
+    LotteryAMA,
+)
 from automech.mechanisms.learned.gemnet import GemNetMechanism
-from automech.methods.ama import DeterministicAMAMethod, LotteryAMAMethod
-from automech.methods.gemnet.compatibility import (adjust, adjustable, auto_grid,
-                                                 cheapest_share_prices)
+from automech.methods.gemnet.compatibility import (
+    adjust,
+    adjustable,
+    auto_grid,
+    cheapest_share_prices,
+)
 from automech.problems.setting import Setting
-from automech.runs import CHECKPOINT, Run, load
-from automech.training.trainer import GradientMethod, schedule
+from automech.runs import CHECKPOINT, rebuild
+from automech.training import (
+    FitContext,
+    GradientMethod,
+    SoftmaxOptions,
+    TrainerOptions,
+    option,
+    schedule,
+)
 
 #: Profiles the unadjusted network is scored on before adjustment (revenue, over-allocation).
 UNADJUSTED_SAMPLES = 100_000
+
+#: The affine maximizer methods GemNet can start from, and their mechanisms.
+AMA_METHODS = ("lottery-ama", "deterministic-ama")
+AMA_MECHANISMS: dict[str, type[AffineMaximizer]] = {LotteryAMA.name: LotteryAMA,
+                                                     DeterministicAMA.name: DeterministicAMA}
 
 
 def incompatibility(alloc: torch.Tensor, util: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -138,109 +159,154 @@ def distil(mechanism: GemNetMechanism, ama: AffineMaximizer, steps: int, batch_s
     return error
 
 
+@dataclass(frozen=True)
+class GemNetOptions(TrainerOptions, SoftmaxOptions):
+    """GemNet's options.  The step size is small because from an AMA start larger steps
+    lose revenue (``docs/results.md``)."""
+
+    method = "gemnet"
+    menu_size: int = option(16, "K: entries per menu (plus the null entry)", low=1)
+    hidden: int = option(64, "width of each hidden layer", low=1)
+    layers: int = option(2, "hidden layers", low=0)
+    init: Literal["auto", "random", "lottery-ama", "deterministic-ama"] | str = option(
+        "auto", "start: random weights, an AMA method (trained with its defaults into "
+        "RUN/init-ama), an AMA run directory, or auto (deterministic-ama where it "
+        "applies, else random)")
+    init_steps: int = option(1500, "distillation steps when starting from an AMA", low=0)
+    init_lr: float = option(3e-3, "... and their Adam step size (cosine to 1/30 of it)",
+                            low=0, low_open=True)
+    penalty: float = option(1.0, "incompatibility weight at step 0 (0 with penalty_final "
+                            "0: no incompatibility term)", low=0)
+    penalty_final: float = option(10.0, "... and at the last step (geometric schedule)",
+                                  low=0)
+    penalty_temperature: float = option(0.0, "softmax temperature of that term (0: the "
+                                        "training one)", low=0)
+    penalty_batch: int = option(1024, "profiles of each batch it is computed on (0: all; "
+                                "with chunk_size, the same share of each chunk)", low=0)
+    adjust: bool = option(True, "run the MILP price adjustment after training")
+    grid: int = option(0, "cells per coordinate of the other bid (0: automatic)", low=0)
+    snap: float = option(0.01, "allocations this close to 0 or 1 are rounded to it", low=0,
+                         high=0.5, high_open=True)
+    steps: int = 1000                   # revenue steps after the start
+    batch_size: int = 4096
+    lr: float = 3e-5
+    lr_final: float = 3e-6
+    temperature: float = 200.0
+    temperature_final: float = 1000.0
+    validate_every: int = 250
+
+    def validate(self) -> None:
+        if (self.penalty == 0) != (self.penalty_final == 0):
+            raise OptionError("gemnet: options 'penalty' and 'penalty_final' must both be "
+                              "0 (no incompatibility term) or both > 0 (a geometric "
+                              f"schedule), got {self.penalty} and {self.penalty_final}")
+        if not self.init:
+            raise OptionError("gemnet: option 'init' must not be empty")
+
+
+def _ama_class(name: str, method: str | None) -> type[AffineMaximizer]:
+    """The lookup of :func:`automech.runs.rebuild` for an AMA start."""
+    if name not in AMA_MECHANISMS:
+        raise AutomechError(f"GemNet can start from an affine maximizer, but the init run "
+                            f"holds a {name!r} mechanism")
+    return AMA_MECHANISMS[name]
+
+
+def _gemnet_class(name: str, method: str | None) -> type[GemNetMechanism] | None:
+    return GemNetMechanism if name == GemNetMechanism.name else None
+
+
 class GemNet(GradientMethod):
+    """GemNet: menu networks, menu-incompatibility loss, MILP price adjustment (5.3)."""
+
     name = "gemnet"
-    defaults = {
-        **GradientMethod.defaults,
-        "menu_size": 16,          # K entries per menu (plus the null entry)
-        "hidden": 64,             # width of each hidden layer
-        "layers": 2,              # hidden layers
-        "init": "auto",           # "random", an AMA method name, or an AMA run directory
-        "init_steps": 1500,       # distillation steps when starting from an AMA
-        "init_lr": 3e-3,          # ... and their Adam step size (cosine to 1/30 of it)
-        "steps": 1000,            # revenue steps after the start
-        "batch_size": 4096,
-        "lr": 3e-5,               # small: from an AMA start, larger steps lose revenue
-        "lr_final": 3e-6,
-        "temperature": 200.0,
-        "temperature_final": 1000.0,
-        "penalty": 1.0,           # incompatibility weight at step 0
-        "penalty_final": 10.0,    # ... and at the last step (geometric schedule)
-        "penalty_temperature": 0.0,  # softmax temperature of that term (0: the training one)
-        "penalty_batch": 1024,    # profiles of each batch it is computed on (0: all)
-        "adjust": True,           # run the MILP price adjustment after training
-        "grid": 0,                # cells per coordinate of the other bid (0: automatic)
-        "snap": 0.01,             # allocations this close to 0 or 1 are rounded to it
-        "validate_every": 250,
-    }
+    Options = GemNetOptions
+    mechanism = GemNetMechanism
 
     def applicable(self, setting: Setting) -> str | None:
         return GemNetMechanism.applicable(setting)
 
-    def build(self, setting: Setting, options: dict[str, Any], seed: int) -> GemNetMechanism:
-        grid = (options["grid"] or auto_grid(setting)) if options["adjust"] else options["grid"]
-        return GemNetMechanism(setting, menu_size=options["menu_size"],
-                               hidden=(options["hidden"],) * options["layers"], init_seed=seed,
-                               grid=grid)
+    def build(self, ctx: FitContext) -> GemNetMechanism:
+        o = ctx.options
+        grid = (o.grid or auto_grid(ctx.setting)) if o.adjust else o.grid
+        return GemNetMechanism(ctx.setting, menu_size=o.menu_size,
+                               hidden=(o.hidden,) * o.layers, init_seed=ctx.seed, grid=grid)
 
-    def loss(self, mechanism: Mechanism, values: torch.Tensor, options: dict[str, Any],
-             temperature: float, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, mechanism: Mechanism, values: torch.Tensor,
+             ctx: FitContext) -> tuple[torch.Tensor, dict[str, float]]:
+        """Minus the relaxed objective plus the scheduled incompatibility penalty, the
+        latter on the first ``penalty_batch`` profiles (the same share of a chunk)."""
+        o = ctx.options
         menu_alloc, menu_price, util = mechanism.network_utilities(values)
-        alloc, pay = mechanism.soft_choice(menu_alloc, menu_price, util, temperature)
-        objective = mechanism.setting.objective.value(values, alloc, pay).mean()
-        part = slice(0, options["penalty_batch"] or len(values))
-        over = incompatibility(menu_alloc[part], util[part],
-                               options["penalty_temperature"] or temperature)
-        weight = schedule("exponential", options["penalty"], options["penalty_final"], step,
-                          options["steps"])
+        alloc, pay = mechanism.soft_choice(menu_alloc, menu_price, util, ctx.temperature)
+        objective = ctx.setting.objective.value(values, alloc, pay).mean()
+        rows = len(values)
+        if o.penalty_batch:
+            rows = min(rows, -(-o.penalty_batch * len(values) // o.batch_size))  # ceil
+        over = incompatibility(menu_alloc[:rows], util[:rows],
+                               o.penalty_temperature or ctx.temperature)
+        weight = (schedule("exponential", o.penalty, o.penalty_final, ctx.step, o.steps)
+                  if o.penalty else 0.0)
         return -objective + weight * over, {"train_objective": float(objective.detach()),
                                             "incompatibility": float(over.detach())}
 
-    def initialise(self, mechanism: Mechanism, setting: Setting, options: dict[str, Any],
-                   seed: int, run: Run, progress: bool = False) -> None:
+    def initialise(self, mechanism: GemNetMechanism, ctx: FitContext) -> None:
         """Start from an affine maximizer's menus (see :func:`distil`) unless ``init`` is
-        ``random``.  ``auto``: the deterministic AMA where it applies (it enumerates the
-        deterministic allocations, so small settings), else random."""
-        init = options["init"]
-        if init == "auto":
-            init = "random" if DeterministicAMA.applicable(setting) else "deterministic-ama"
+        ``random``."""
+        init = self._init(ctx.setting, ctx.options.init)
         if init == "random":
             return
-        from automech.experiment import train      # a method module must not import it at top
-        from automech.methods import METHODS
-        if init in METHODS:
-            if not isinstance(METHODS[init], (LotteryAMAMethod, DeterministicAMAMethod)):
-                raise AutomechError(f"GemNet can start from an affine maximizer "
-                                    f"(lottery-ama, deterministic-ama), not {init!r}")
-            ama, _ = train(setting, init, {}, seed=seed, out=run.path / "init-ama",
-                           search=None, eval_samples=10_000, progress=progress)
+        if init in AMA_METHODS:
+            ama = ctx.fit_nested(init, {}, "init-ama")
         else:
-            ama = load(init)
-            if not isinstance(ama, AffineMaximizer):
-                raise AutomechError(f"init run {init!r} holds a {ama.name}, not an affine "
-                                    "maximizer")
-        error = distil(mechanism, ama.double(), options["init_steps"], options["batch_size"],
-                       lr=options["init_lr"], rng=np.random.default_rng([seed, 2]),
-                       snap=options["snap"])
-        run.write_json("init.json", {"init": init, "price_rmse": error,
-                                     "steps": options["init_steps"]})
+            ama = rebuild(init, _ama_class)
+        o = ctx.options
+        error = distil(mechanism, ama.double(), o.init_steps, o.batch_size, lr=o.init_lr,
+                       rng=np.random.default_rng([ctx.seed, 2]), snap=o.snap)
+        ctx.run.write_json("init.json", {"init": init, "price_rmse": error,
+                                         "steps": o.init_steps})
 
     @staticmethod
-    def validate(mechanism: Mechanism, values: torch.Tensor) -> dict[str, float]:
+    def _init(setting: Setting, init: str) -> str:
+        """``init`` made concrete: "random", an AMA method name or an AMA run directory.
+        ``auto``: the deterministic AMA where it applies (it enumerates the deterministic
+        allocations, so small settings), else random."""
+        if init == "auto":
+            return "random" if DeterministicAMA.applicable(setting) else "deterministic-ama"
+        if init == "random" or init in AMA_METHODS:
+            return init
+        if not (Path(init) / CHECKPOINT).is_file():
+            raise AutomechError(f"GemNet can start from random weights or an affine "
+                                f"maximizer ({', '.join(AMA_METHODS)}, or the run directory "
+                                f"of one), not {init!r}")
+        return init
+
+    def validate(self, mechanism: Mechanism, values: torch.Tensor) -> dict[str, float]:
         """The trainer's validation plus the share of over-allocating profiles."""
-        record = GradientMethod.validate(mechanism, values)
+        record = super().validate(mechanism, values)
         with torch.no_grad():
             alloc, _ = mechanism(values)
             record["val_infeasible"] = float((mechanism.setting.infeasibility(alloc) > 1e-6)
                                              .double().mean())
         return record
 
-    def fit(self, setting: Setting, options: dict[str, Any], seed: int, run: Run,
-            progress: bool = False) -> Mechanism:
-        problem = adjustable(setting) if options["adjust"] else None
+    def fit(self, ctx: FitContext) -> Mechanism:
+        o, run = ctx.options, ctx.run
+        problem = adjustable(ctx.setting) if o.adjust else None
         if problem:                                   # fail before training, not after
             raise AutomechError(problem)
+        self._init(ctx.setting, o.init)               # ... and for a bad start
         if (run.path / CHECKPOINT).exists():          # a finished, adjusted run: reuse it
             saved = run.checkpoint()
             if saved.get("config", {}).get("adjusted") and \
                     (saved.get("training_state") or {}).get("finished"):
-                return load(run.path)
-        network = super().fit(setting, options, seed, run, progress)
-        if not options["adjust"]:
+                return rebuild(run.path, _gemnet_class)
+        network = super().fit(ctx)
+        if not o.adjust:
             return network
-        before = evaluate(network, setting, samples=UNADJUSTED_SAMPLES,
+        before = evaluate(network, ctx.setting, samples=UNADJUSTED_SAMPLES,
                           search=RegretSearch(profiles=1000))
         run.write_json("unadjusted.json", before.to_dict())
-        adjusted, report = adjust(network, grid=options["grid"], snap=options["snap"])
+        adjusted, report = adjust(network, grid=o.grid, snap=o.snap)
         run.write_json("adjustment.json", report.to_dict())
         return adjusted

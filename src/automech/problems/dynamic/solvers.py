@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from automech.dynamic.mdp import TabularMDP
+from automech.problems.dynamic.mdp import TabularMDP
 from automech.errors import AutomechError
 
 #: Policy iteration switches action only when the gain exceeds this (relative) tolerance,

@@ -7,6 +7,14 @@ standard error, revenue and welfare, the IR violation rate, and an IC check: for
 ``ic_profiles`` profiles and every agent, the best utility gain over ``ic_misreports``
 misreported types (prior draws, the truthful type scaled by 0.5 and 1.5, and the null
 report).  AMAs are exactly IC and IR, so both checks read zero up to floating point.
+The dynamic VCG mechanism is scored on the same profiles beside it.
+
+:func:`evaluate` is the shared protocol's signature (what
+:func:`automech.evaluation.evaluate` calls for a dynamic setting): the misreport search
+budget maps to the IC check (``search.profiles`` profiles; ``None`` skips it).
+:class:`DynamicEvaluation` carries the shared protocol's keys too (``regret_mean``,
+``regret_max`` from the IC check, ``infeasible_rate`` None: a policy is always feasible)
+and lists the VCG row under ``baselines``, so tables and sweeps read both kinds alike.
 """
 
 from __future__ import annotations
@@ -20,15 +28,25 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from automech.dynamic.ama import DynamicAMA
+from automech.errors import AutomechError
 from automech.evaluation.protocol import TEST_SEED
+from automech.evaluation.regret import THOROUGH, RegretSearch
+from automech.mechanisms.learned.dynamic_ama import DynamicAMA
+from automech.problems.dynamic.envs import DynamicEnv
 
 #: Utility differences below this count as zero (float64 solves).
 TOL = 1e-9
 
+#: Misreports per profile and agent of the IC check.
+IC_MISREPORTS = 16
+
 
 @dataclass
 class DynamicEvaluation:
+    """What :func:`evaluate_dynamic` measures; ``to_dict`` gives the JSON form (the keys of
+    the shared protocol's :class:`~automech.evaluation.Evaluation` that have a meaning
+    here, and the VCG row under ``baselines``)."""
+
     mechanism: str
     setting: str
     samples: int
@@ -47,9 +65,34 @@ class DynamicEvaluation:
     ic_violation_rate: float | None
     seconds: float
     vcg: dict[str, float] | None = None
+    #: the IC check as regret: mean and max over profiles and agents of the best gain
+    #: (clamped at 0)
+    regret_mean: float | None = None
+    regret_max: float | None = None
+    maximise: bool = True
+
+    kind = "dynamic"
+
+    @property
+    def regret_samples(self) -> int:
+        return self.ic_profiles
+
+    @property
+    def infeasible_rate(self) -> None:
+        """No figure: the chosen policy is always a feasible outcome."""
+        return None
+
+    def baselines(self) -> dict[str, dict[str, Any]]:
+        """Rows of the mechanisms scored beside this one: the dynamic VCG mechanism."""
+        if not self.vcg or self.mechanism == "dynamic-vcg":
+            return {}
+        return {"dynamic-vcg": {"mechanism": "dynamic-vcg", "objective": self.objective,
+                                **self.vcg, "samples": self.samples,
+                                "maximise": self.maximise}}
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"kind": self.kind, **asdict(self), "regret_samples": self.regret_samples,
+                "infeasible_rate": self.infeasible_rate, "baselines": self.baselines()}
 
 
 def _mean_se(x: torch.Tensor) -> tuple[float, float]:
@@ -59,7 +102,7 @@ def _mean_se(x: torch.Tensor) -> tuple[float, float]:
 
 
 def evaluate_dynamic(mechanism: DynamicAMA, samples: int = 10_000, seed: int = TEST_SEED,
-                     ic_profiles: int = 200, ic_misreports: int = 16,
+                     ic_profiles: int = 200, ic_misreports: int = IC_MISREPORTS,
                      with_vcg: bool = True, progress: bool = False) -> DynamicEvaluation:
     """Score ``mechanism`` on its environment (exact inner solutions), with the dynamic
     VCG mechanism's objective on the same profiles beside it when ``with_vcg``."""
@@ -86,6 +129,7 @@ def evaluate_dynamic(mechanism: DynamicAMA, samples: int = 10_000, seed: int = T
     revenue, revenue_se = _mean_se(out.revenue)
     welfare, welfare_se = _mean_se(out.welfare)
     scale = max(1.0, float(out.asw.abs().max()))
+    regret = (None if gains is None else gains.clamp_min(0.0).double())
     return DynamicEvaluation(
         mechanism="dynamic-vcg" if mechanism.is_vcg else mechanism.name,
         setting=env.name, samples=samples, seed=seed, objective=env.objective,
@@ -96,7 +140,35 @@ def evaluate_dynamic(mechanism: DynamicAMA, samples: int = 10_000, seed: int = T
         ic_max_gain=None if gains is None else float(gains.max()),
         ic_violation_rate=None if gains is None else float(
             (gains > TOL * scale).double().mean()),
-        seconds=time.perf_counter() - start, vcg=vcg)
+        seconds=time.perf_counter() - start, vcg=vcg,
+        regret_mean=None if regret is None else float(regret.mean()),
+        regret_max=None if regret is None else float(regret.max()),
+        maximise=env.maximise)
+
+
+def evaluate(mechanism: DynamicAMA, setting: DynamicEnv | None = None,
+             samples: int = 10_000, seed: int = TEST_SEED,
+             search: RegretSearch | None = RegretSearch(), thorough: bool = False,
+             progress: bool = False) -> DynamicEvaluation:
+    """:func:`evaluate_dynamic` with the shared protocol's arguments: the IC check runs on
+    the first ``search.profiles`` profiles (``THOROUGH``'s with ``thorough``; none when
+    ``search`` is None), with :data:`IC_MISREPORTS` misreports per profile and agent.
+
+    Raises
+    ------
+    AutomechError
+        when ``setting`` is another environment than the mechanism's: a dynamic AMA's
+        boosts are indexed by its MDP's states and actions.
+    """
+    env = mechanism.env
+    if setting is not None and setting is not env and setting.name != env.name:
+        raise AutomechError(f"a dynamic AMA is tied to its MDP: this one was designed for "
+                            f"{env.name!r}, not {setting.name!r}")
+    if thorough:
+        search = THOROUGH
+    ic_profiles = min(search.profiles, samples) if search else 0
+    return evaluate_dynamic(mechanism, samples=samples, seed=seed, ic_profiles=ic_profiles,
+                            progress=progress)
 
 
 def misreports(env, types: torch.Tensor, i: int, count: int,

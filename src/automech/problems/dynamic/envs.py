@@ -1,7 +1,7 @@
 """The dynamic mechanism design environments of Curry et al. (2024), Section 5.
 
-An environment is a tabular MDP (:class:`~automech.dynamic.mdp.TabularMDP`), ``n`` agents,
-a prior over their private *types* and a map from types to reward functions
+An environment is a tabular MDP (:class:`~automech.problems.dynamic.mdp.TabularMDP`),
+``n`` agents, a prior over their private *types* and a map from types to reward functions
 ``r_i(s, a)``.  Types are tensors (B, n, *type_shape); :meth:`DynamicEnv.rewards` turns
 them into rewards (B, n, S, A).  Everything is batched over profiles.
 
@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from automech.dynamic.mdp import DTYPE, TabularMDP
+from automech.problems.dynamic.mdp import DTYPE, TabularMDP
 from automech.errors import AutomechError
 
 OBJECTIVES = ("revenue", "welfare", "makespan")
@@ -38,6 +38,10 @@ class DynamicEnv(ABC):
     """Base class.  Subclasses build :attr:`mdp` and implement the type prior and rewards.
 
     Attributes:
+        kind: ``"dynamic"``, what tells an environment from a static
+            :class:`~automech.problems.Setting` (whose kind is ``"static"``): methods,
+            evaluation and checkpoints dispatch on it.
+        family: the environment's family (``sequential-sales``, ``gridworld``...).
         name: registry name (``seq-sales-3x2``...).
         n: number of agents.
         mdp: the controlled MDP.
@@ -48,7 +52,8 @@ class DynamicEnv(ABC):
         boost_bound: grid search draws boosts from ``[-boost_bound, boost_bound]``.
     """
 
-    kind: ClassVar[str]
+    kind: ClassVar[str] = "dynamic"
+    family: ClassVar[str]
     objective: str = "revenue"
     optimize_weights: bool = False
     boost_bound: float = 1.0
@@ -63,9 +68,14 @@ class DynamicEnv(ABC):
     def maximise(self) -> bool:
         return self.objective != "makespan"
 
+    def sample(self, count: int, rng: np.random.Generator | int) -> torch.Tensor:
+        """``count`` type profiles (count, n, *type_shape) from the prior; ``rng`` is a
+        NumPy generator (drawn from) or a seed."""
+        return self._sample(count, np.random.default_rng(rng))
+
     @abstractmethod
-    def sample(self, count: int, rng: np.random.Generator) -> torch.Tensor:
-        """``count`` type profiles (count, n, *type_shape) from the prior."""
+    def _sample(self, count: int, rng: np.random.Generator) -> torch.Tensor:
+        """``count`` type profiles from the prior, drawn from generator ``rng``."""
 
     @abstractmethod
     def rewards(self, types: torch.Tensor) -> torch.Tensor:
@@ -86,7 +96,7 @@ class DynamicEnv(ABC):
         return (nu * self.loss_vector(types)).sum((-1, -2))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": "dynamic", "env": self.kind, "agents": self.n,
+        return {"name": self.name, "kind": self.kind, "env": self.family, "agents": self.n,
                 "states": self.mdp.num_states, "actions": self.mdp.num_actions,
                 "objective": self.objective, "mdp": self.mdp.describe(),
                 "prior": self.describe_prior()}
@@ -95,8 +105,13 @@ class DynamicEnv(ABC):
     def describe_prior(self) -> str:
         ...
 
+    def summary(self) -> dict[str, str]:
+        """One row of ``automech settings``."""
+        return {"name": self.name, "n": str(self.n), "MDP": self.mdp.describe(),
+                "prior": self.describe_prior(), "objective": self.objective}
+
     def describe(self) -> str:
-        return (f"{self.kind}, {self.n} agents, {self.mdp.describe()}, prior "
+        return (f"{self.family}, {self.n} agents, {self.mdp.describe()}, prior "
                 f"{self.describe_prior()}, objective {self.objective}")
 
 
@@ -142,7 +157,7 @@ class SequentialSales(DynamicEnv):
       row, 0.2348 for n=3, m=2, is ``2 E[min] = 19/81``) and the published code.
     """
 
-    kind = "sequential-sales"
+    family = "sequential-sales"
     type_shape = (1,)
 
     ASYMMETRIC = {"increasing": ("-asym", "v_i ~ U[0, i]", lambda i: float(i)),
@@ -171,7 +186,7 @@ class SequentialSales(DynamicEnv):
                     mask[i, k, i + 1] = 1.0
         self.mask = mask
 
-    def sample(self, count, rng):
+    def _sample(self, count, rng):
         u = torch.as_tensor(rng.random((count, self.n, 1)), dtype=DTYPE)
         return u * self.high[:, None]
 
@@ -199,7 +214,7 @@ class TaskScheduling(DynamicEnv):
     default rule is the one of the paper's published code).
     """
 
-    kind = "task-scheduling"
+    family = "task-scheduling"
     objective = "makespan"
 
     def __init__(self, n: int, m: int, asymmetric: bool = False, name: str | None = None,
@@ -233,7 +248,7 @@ class TaskScheduling(DynamicEnv):
         self.terminal_sa = torch.tensor([[k, a] for k, a, _ in terminal], dtype=torch.long)
         self.assignments = torch.tensor([full for _, _, full in terminal], dtype=torch.long)
 
-    def sample(self, count, rng):
+    def _sample(self, count, rng):
         u = torch.as_tensor(rng.random((count, self.n, self.m)), dtype=DTYPE)
         return u * self.high[:, None]
 
@@ -306,7 +321,7 @@ class Gridworld(DynamicEnv):
     type_i[next(s, a)]``.  Reports may be any non-negative vector over cells.
     """
 
-    kind = "gridworld"
+    family = "gridworld"
 
     def __init__(self, n: int, size: int, gamma: float = 0.9, name: str | None = None):
         if n < 1 or size < 2:
@@ -328,7 +343,7 @@ class Gridworld(DynamicEnv):
         self.type_shape = (S,)
         self.boost_bound = n / (1 - gamma)
 
-    def sample(self, count, rng):
+    def _sample(self, count, rng):
         S = self.mdp.num_states
         goal = rng.integers(1, S, size=(count, self.n))               # never the start
         value = rng.random((count, self.n))
@@ -354,7 +369,7 @@ class RewardTables(DynamicEnv):
     ``r_i(s, a) ~ U[0, high]`` independently.  Types *are* reward functions (n, S, A), so a
     report may be any reward function; used to check IC on small random MDPs."""
 
-    kind = "reward-tables"
+    family = "reward-tables"
 
     def __init__(self, mdp: TabularMDP, n: int, high: float = 1.0,
                  name: str = "reward-tables", objective: str = "revenue"):
@@ -366,7 +381,7 @@ class RewardTables(DynamicEnv):
         self.type_shape = (mdp.num_states, mdp.num_actions)
         self.boost_bound = float(n)
 
-    def sample(self, count, rng):
+    def _sample(self, count, rng):
         shape = (count, self.n, *self.type_shape)
         return torch.as_tensor(rng.random(shape) * self.high, dtype=DTYPE)
 

@@ -7,14 +7,19 @@ Given weights ``w`` (n,) > 0 and boosts ``b`` (S, A), reports ``r`` (n, S, A):
   its expected (reported) reward under ``pi*`` and ``asw^(-i)`` the maximal affine welfare
   with ``i``'s report replaced by the environment's null report (zero rewards, i.e. ``i``
   disregarded, except in scheduling where it is the worst report; see
-  :meth:`~automech.dynamic.envs.DynamicEnv.null_type`).
+  :meth:`~automech.problems.dynamic.envs.DynamicEnv.null_type`).
 
 With ``w = 1, b = 0`` this is the dynamic VCG mechanism.  Every ``(w, b)`` gives a mechanism
 that is IC (truthful reporting is dominant) and IR in expectation over trajectories:
 agent ``i``'s utility is ``(asw - asw^(-i)) / w_i >= 0``.
 
 All ``1 + n`` inner problems of a profile (the main one and the n "without i" ones) are
-solved in one batched call of :func:`~automech.dynamic.solvers.solve`.
+solved in one batched call of :func:`~automech.problems.dynamic.solvers.solve`.
+
+A :class:`DynamicAMA` is saved and loaded like every mechanism (``automech.load``): its
+``setting`` is the environment (rebuilt by name), its ``state_dict`` the weights and
+boosts.  It is not a :class:`~automech.mechanisms.base.Mechanism` (that interface maps
+bids (B, n, m) to allocations); its outcome is a policy and payments per type profile.
 """
 
 from __future__ import annotations
@@ -24,10 +29,10 @@ from typing import Any
 
 import torch
 
-from automech.dynamic.envs import DynamicEnv
-from automech.dynamic.mdp import DTYPE
-from automech.dynamic.solvers import occupancy, solve
 from automech.errors import AutomechError
+from automech.problems.dynamic.envs import DynamicEnv
+from automech.problems.dynamic.mdp import DTYPE
+from automech.problems.dynamic.solvers import occupancy, solve
 
 #: Profiles per batched solve (bounds the memory of the (chunk, 1+n, S, A) tensors).
 CHUNK = 4096
@@ -97,24 +102,41 @@ def outcome(env: DynamicEnv, w: torch.Tensor, b: torch.Tensor, types: torch.Tens
     return Outcome(values, payments, asw, objective)
 
 
+def signed_objective(env: DynamicEnv, w, b, types, chunk: int = CHUNK) -> torch.Tensor:
+    """Per-profile objective to *maximise* (minus makespan) of the AMA ``(w, b)``, exact.
+    ``w`` (..., n), ``b`` (..., S, A) may carry leading dimensions (see :func:`outcome`)."""
+    sign = 1.0 if env.maximise else -1.0
+    parts = [outcome(env, w, b, types[s:s + chunk]).objective
+             for s in range(0, len(types), chunk)]
+    return sign * torch.cat(parts, dim=-1)
+
+
 class DynamicAMA:
     """A dynamic AMA on ``env`` with weights ``w`` (n,) and boosts ``b`` (S, A)."""
 
     name = "dynamic-ama"
 
     def __init__(self, env: DynamicEnv, weights=None, boosts=None) -> None:
+        self.setting = env
+        self._set(weights, boosts)
+
+    def _set(self, weights, boosts) -> None:
+        env = self.env
         S, A = env.mdp.num_states, env.mdp.num_actions
-        self.env = env
-        self.weights = (torch.ones(env.n, dtype=DTYPE) if weights is None
-                        else torch.as_tensor(weights, dtype=DTYPE).clone())
-        self.boosts = (torch.zeros(S, A, dtype=DTYPE) if boosts is None
-                       else torch.as_tensor(boosts, dtype=DTYPE).clone())
-        if self.weights.shape != (env.n,) or not bool((self.weights > 0).all()):
-            raise AutomechError(f"weights must be {env.n} positive numbers, "
-                                f"got {self.weights.tolist()}")
-        if self.boosts.shape != (S, A):
-            raise AutomechError(f"boosts must have shape ({S}, {A}), "
-                                f"got {tuple(self.boosts.shape)}")
+        w = (torch.ones(env.n, dtype=DTYPE) if weights is None
+             else torch.as_tensor(weights, dtype=DTYPE).clone())
+        b = (torch.zeros(S, A, dtype=DTYPE) if boosts is None
+             else torch.as_tensor(boosts, dtype=DTYPE).clone())
+        if w.shape != (env.n,) or not bool((w > 0).all()):
+            raise AutomechError(f"weights must be {env.n} positive numbers, got {w.tolist()}")
+        if b.shape != (S, A):
+            raise AutomechError(f"boosts must have shape ({S}, {A}), got {tuple(b.shape)}")
+        self.weights, self.boosts = w, b
+
+    @property
+    def env(self) -> DynamicEnv:
+        """The environment (the mechanism's ``setting``)."""
+        return self.setting
 
     @classmethod
     def vcg(cls, env: DynamicEnv) -> "DynamicAMA":
@@ -125,8 +147,22 @@ class DynamicAMA:
     def is_vcg(self) -> bool:
         return bool((self.weights == 1).all() and (self.boosts == 0).all())
 
+    # ------------------------------------------------------- saving (automech.load)
+
+    def config(self) -> dict[str, Any]:
+        """Keyword arguments of ``DynamicAMA(env, **config)`` besides the state: none."""
+        return {}
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"weights": self.weights.clone(), "boosts": self.boosts.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Set the weights and boosts (checked: positive weights, boosts (S, A))."""
+        self._set(state["weights"], state["boosts"])
+
+    def eval(self) -> "DynamicAMA":
+        """Nothing to switch (no training mode); for the loader's ``mechanism.eval()``."""
+        return self
 
     # ----------------------------------------------------------------- outcomes
 
@@ -149,10 +185,18 @@ class DynamicAMA:
         c = affine(self.env.rewards(types), self.weights, self.boosts)
         return solve(c, self.env.mdp)[1]
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, types: torch.Tensor | None = None) -> dict[str, Any]:
+        """The weights and the non-zero boosts (``automech describe``); with type profiles
+        ``types``, also the share of them whose chosen policy (for truthful reports) takes
+        each boosted action in its state."""
         mdp = self.env.mdp
-        return {"kind": self.name, "setting": self.env.name, "weights": self.weights.tolist(),
-                "boosts": [{"state": mdp.labels[s], "action": mdp.action_labels[a],
-                            "boost": float(self.boosts[s, a])}
-                           for s in range(mdp.num_states) for a in range(mdp.num_actions)
-                           if float(self.boosts[s, a]) != 0.0]}
+        boosted = [(s, a) for s in range(mdp.num_states) for a in range(mdp.num_actions)
+                   if float(self.boosts[s, a]) != 0.0]
+        entries = [{"state": mdp.labels[s], "action": mdp.action_labels[a],
+                    "boost": float(self.boosts[s, a])} for s, a in boosted]
+        if types is not None and len(types):
+            chosen = self.policy(types)                                    # (B, S)
+            for entry, (s, a) in zip(entries, boosted):
+                entry["chosen"] = float((chosen[:, s] == a).double().mean())
+        return {"kind": self.name, "setting": self.env.name, "is_vcg": self.is_vcg,
+                "weights": self.weights.tolist(), "boosts": entries}

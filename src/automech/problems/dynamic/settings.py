@@ -1,5 +1,8 @@
 """Named dynamic settings: ``automech train seq-sales-3x2 --method zeroth-order``.
 
+:func:`automech.problems.get_setting` looks names up here too, so a dynamic setting is
+named, listed and rebuilt from a run's ``config.json`` like a static one.
+
 Names follow the paper's ``n agents x m`` convention (m: items, tasks, or grid side):
 
 ==========================  =====================================================
@@ -18,7 +21,7 @@ import functools
 import re
 from typing import Callable
 
-from automech.dynamic.envs import DynamicEnv, Gridworld, SequentialSales, TaskScheduling
+from automech.problems.dynamic.envs import DynamicEnv, Gridworld, SequentialSales, TaskScheduling
 from automech.errors import SettingError
 
 #: (pattern, builder, names listed by ``automech settings``); n and m from the name.
@@ -48,7 +51,7 @@ MAX_STATES = 20_000
 
 
 def is_dynamic(name: object) -> bool:
-    """True when ``name`` names a dynamic setting (so the CLI dispatches to this package)."""
+    """True when ``name`` names a dynamic setting (one of the families below)."""
     return isinstance(name, str) and any(p.fullmatch(name) for p, _, _ in _FAMILIES)
 
 
@@ -72,6 +75,16 @@ def get_dynamic_setting(name: str) -> DynamicEnv:
     raise SettingError("setting", f"unknown dynamic setting {name!r}; known families: "
                        "seq-sales-NxM, seq-sales-asym-NxM, seq-sales-asym-inv-NxM, scheduling-NxM, "
                        "scheduling-asym-NxM, gridworld-NxM")
+
+
+def dynamic_from_dict(spec: dict, source: str | None = None) -> DynamicEnv:
+    """The environment a run recorded (:meth:`DynamicEnv.to_dict`): rebuilt by its name."""
+    name = spec.get("name") if isinstance(spec, dict) else None
+    if not is_dynamic(name):
+        raise SettingError("name", "a dynamic setting is rebuilt by its registered "
+                           f"name (seq-sales-NxM, scheduling-NxM, gridworld-NxM...), "
+                           f"got {name!r}", source)
+    return get_dynamic_setting(name)
 
 
 def _states(pattern: str, n: int, m: int) -> int:
