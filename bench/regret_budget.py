@@ -66,7 +66,7 @@ def main(argv=None) -> None:
     result = {
         "run": str(args.run), "mechanism": mech.name, "setting": mech.setting.name,
         "profiles": args.profiles,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "load_average": list(os.getloadavg()), "torch_threads": torch.get_num_threads(),
         "ladder": rungs,
         "thorough_estimate_seconds": top["seconds"] * thorough_row_steps / row_steps,

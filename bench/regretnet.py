@@ -151,7 +151,7 @@ def run_case(case: str, args, overrides: dict) -> dict:
     attacker = training_attacker_regret(method, mechanism, values, options, run.path)
     result = {
         "case": case, "method": method, "setting": setting_name, "seed": args.seed,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(), "options": options, "run_dir": str(out),
         "revenue": report.revenue, "revenue_se": report.revenue_se,
         "test_samples": report.samples,

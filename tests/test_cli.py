@@ -162,3 +162,43 @@ def test_train_unknown_method_and_not_applicable(tmp_path):
                               "--out", tmp_path / "z"), "no-such-method")
     assert_clean_error(invoke("train", "2x2-unit-uniform", "--method", "grand-bundle",
                               "--out", tmp_path / "w"), "unit-demand")
+
+
+def test_methods_lists_every_method_with_the_settings_it_applies_to():
+    from automech.methods import METHODS
+
+    result = invoke("methods", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert set(rows) == set(METHODS)
+    assert "1x2-uniform" in rows["rochetnet"]["settings"]
+    assert "2x2-uniform" not in rows["rochetnet"]["settings"]     # one bidder only
+    assert rows["rochetnet"]["description"]
+
+
+def test_methods_name_prints_typed_options():
+    result = invoke("methods", "rochetnet", "--json")
+    assert result.exit_code == 0, result.output
+    options = {o["name"]: o for o in json.loads(result.stdout)["options"]}
+    assert options["menu_size"] == {"name": "menu_size", "type": "int", "default": 64,
+                                    "range": ">= 1", "doc": options["menu_size"]["doc"]}
+    assert options["lr_schedule"]["type"].startswith('"constant"')
+    table = invoke("methods", "lp")
+    assert table.exit_code == 0 and "max_nonzeros" in table.stdout
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--set", "steps=-5"], ["'steps'", ">= 1", "-5"]),
+    (["--set", "lr=0"], ["'lr'", "> 0"]),
+    (["--set", "menu_size=0"], ["'menu_size'"]),
+    (["--set", "no_such=1"], ["no option 'no_such'"]),
+])
+def test_train_refuses_bad_options_up_front(args, fragments, tmp_path):
+    result = invoke("train", "1x2-uniform", "--method", "rochetnet", "--out", tmp_path / "r",
+                    *args)
+    assert_clean_error(result, *fragments)
+    assert not (tmp_path / "r").exists()
+
+
+def test_methods_unknown_name_is_a_clean_error():
+    assert_clean_error(invoke("methods", "no-such-method"), "unknown method")

@@ -1,12 +1,14 @@
 """GemNet: DSIC and IR by construction, over-allocation detected before and absent after
 the MILP price adjustment, the certificate, save/load, training and errors."""
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import torch
 
 from automech import evaluate, get_setting, load
-from automech.errors import AutomechError, NotApplicableError
+from automech.errors import AutomechError, NotApplicableError, OptionError
 from automech.evaluation import RegretSearch
 from automech.experiment import train
 from automech.mechanisms.learned.gemnet import GemNetMechanism
@@ -14,6 +16,7 @@ from automech.methods.gemnet import compatibility as mc
 from automech.mechanisms.learned.affine_maximizer import DeterministicAMA
 from automech.methods.gemnet import distil, incompatibility
 from automech.experiment import save
+from automech.methods import METHODS
 
 SEARCH = RegretSearch(profiles=200, random=64, scales=8, grid=8)
 
@@ -142,6 +145,14 @@ def test_short_training_run_then_adjustment(tmp_path):
     assert (tmp_path / "run" / "adjustment.json").exists()
     assert (tmp_path / "run" / "unadjusted.json").exists()
     assert metrics["revenue"] > 0.5          # a random menu network earns about 0.25
+    # a finished, adjusted run is reused, not retrained
+    first = load(tmp_path / "run")
+    again, _ = train(setting, "gemnet", run.read_json("config.json")["options"], seed=0,
+                     out=tmp_path / "run", eval_samples=1_000, search=None)
+    assert again.config()["adjusted"] is True
+    bids = setting.sample(1_000, 5)
+    for a, b in zip(first.outcome(bids), again.outcome(bids)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_ama_menus_are_second_price_with_reserve():
@@ -218,3 +229,59 @@ def test_ama_tables_price_like_the_ama_and_adjust_to_compatible():
     assert after.infeasible_rate == 0 and after.regret_mean < 1e-9
     target = evaluate(ama, setting, samples=20_000, search=None).revenue
     assert after.revenue == pytest.approx(target, abs=0.5 / grid)     # 0.046 below it here
+
+
+TINY = {"steps": 2, "batch_size": 256, "menu_size": 4, "hidden": 16, "adjust": False,
+        "validate_every": 2, "validation_samples": 256, "init_steps": 10}
+
+
+def test_start_from_an_ama_run_directory(tmp_path):
+    """``init`` = an AMA run directory: its mechanism (rebuilt from the checkpoint) is
+    distilled into the network; a run directory of anything else is refused."""
+    setting = get_setting("2x2-uniform")
+    train(setting, "deterministic-ama", {"steps": 2, "batch_size": 256,
+                                         "validation_samples": 256},
+          out=tmp_path / "ama", search=None, eval_samples=256)
+    _, run = train(setting, "gemnet", {**TINY, "init": str(tmp_path / "ama")},
+                   out=tmp_path / "net", search=None, eval_samples=256)
+    init = run.read_json("init.json")
+    assert init["init"] == str(tmp_path / "ama") and np.isfinite(init["price_rmse"])
+    with pytest.raises(AutomechError, match="affine maximizer"):
+        train(setting, "gemnet", {**TINY, "init": str(tmp_path / "net")},
+              out=tmp_path / "bad", search=None, eval_samples=256)
+
+
+def test_start_from_an_ama_method_trains_it_nested(tmp_path, monkeypatch):
+    """``init`` = an AMA method: it is trained with its defaults (here shrunk) on the same
+    setting and seed into ``RUN/init-ama`` through the fit context."""
+    method = METHODS["deterministic-ama"]
+
+    @dataclass(frozen=True)
+    class Tiny(method.Options):
+        steps: int = 2
+        batch_size: int = 256
+        validation_samples: int = 256
+
+    monkeypatch.setattr(type(method), "Options", Tiny)
+    setting = get_setting("2x2-uniform")
+    _, run = train(setting, "gemnet", {**TINY, "init": "deterministic-ama"}, seed=1,
+                   out=tmp_path / "net", search=None, eval_samples=256)
+    nested = tmp_path / "net" / "init-ama"
+    assert (nested / "checkpoint.pt").exists()
+    assert load(nested).name == "deterministic-ama"
+    assert run.read_json("init.json")["init"] == "deterministic-ama"
+
+
+def test_penalty_options_and_chunks(tmp_path):
+    with pytest.raises(OptionError, match="penalty"):
+        METHODS["gemnet"].Options.resolve({"penalty": 0.0})
+    METHODS["gemnet"].Options.resolve({"penalty": 0.0, "penalty_final": 0.0})
+    # with the penalty on the whole batch, chunks only cut the sum
+    setting = get_setting("2x2-uniform")
+    opts = {**TINY, "init": "random", "steps": 1, "penalty_batch": 0, "lr": 1e-2}
+    whole, _ = train(setting, "gemnet", opts, out=tmp_path / "whole", search=None,
+                     eval_samples=256)
+    chunked, _ = train(setting, "gemnet", {**opts, "chunk_size": 64},
+                       out=tmp_path / "chunked", search=None, eval_samples=256)
+    for x, y in zip(whole.state_dict().values(), chunked.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import cached_setting, interrupt_third_step
 
 import automech
 from automech import RegretSearch, evaluate
@@ -16,13 +15,18 @@ from automech.errors import OptionError
 from automech.experiment import train
 from automech.mechanisms import MECHANISMS, FirstPrice
 from automech.mechanisms.learned.myersonnet import MyersonNetMechanism
-from automech.mechanisms.learned.regretnet import (ALGNetMechanism, RegretNetMechanism,
-                                           misreport_utilities, substitute)
+from automech.mechanisms.learned.regretnet import (
+    ALGNetMechanism,
+    RegretNetMechanism,
+    misreport_utilities,
+    substitute,
+)
 from automech.methods import get_method
 from automech.methods.algnet import ALGNetOptions, load_misreporter, misreporter_regret
 from automech.methods.regretnet import RegretNetOptions, ascend, attacker_regret
 from automech.runs import Run
 from automech.training import FitContext
+from conftest import cached_setting, interrupt_third_step
 
 SMALL = RegretSearch(profiles=100, random=64, scales=16, grid=8, ascent_starts=4,
                      ascent_steps=30)

@@ -19,7 +19,7 @@ from automech.evaluation.protocol import TEST_SEED
 from automech.experiment import options_from_file, parse_assignments, train as train_run
 from automech.mechanisms import CLASSICAL
 from automech.methods import METHODS, get_method
-from automech.problems import get_setting, setting_names
+from automech.problems import get_setting, setting_names, setting_tables
 from automech.runs import Run
 from automech.experiment import load, save
 
@@ -97,17 +97,14 @@ def _table(title: str, rows: dict[str, dict]) -> Table:
 
 @app.command()
 def settings() -> None:
-    """List the named settings with their sizes and priors."""
-    table = Table(title="named settings (or pass a .toml file)")
-    for col in ("name", "n", "m", "valuation", "supply", "prior"):
-        table.add_column(col)
-    for name in setting_names():
-        s = get_setting(name)
-        table.add_row(name, str(s.num_bidders), str(s.num_items), s.valuation, s.supply,
-                      s.prior.describe())
-    console.print(table)
-    from automech.dynamic.cli import settings_table  # dynamic settings: own subpackage
-    console.print(settings_table())
+    """List the named settings (static and dynamic) with their sizes and priors."""
+    for title, rows in setting_tables():
+        table = Table(title=title)
+        for col in rows[0] if rows else ():
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*row.values())
+        console.print(table)
 
 
 @app.command()
@@ -165,11 +162,6 @@ def evaluate_cmd(
 ) -> None:
     """Evaluate a saved mechanism with the shared protocol."""
     with _clean_errors():
-        from automech.dynamic import cli as dynamic_cli  # dynamic runs: own subpackage
-        if dynamic_cli.is_dynamic_run(run):
-            return dynamic_cli.evaluate(run, setting=setting, samples=samples, seed=seed,
-                                        as_json=as_json, console=console,
-                                        progress=not as_json and sys.stderr.isatty())
         mech = load(run)
         s = get_setting(setting) if setting else mech.setting
         kwargs = {} if seed is None else {"seed": seed}
@@ -177,10 +169,9 @@ def evaluate_cmd(
                                                                    no_regret),
                           progress=not as_json, **kwargs)
         if as_json:
-            print(json.dumps({"setting": s.name, "results": {mech.name: _row(report)}},
-                             indent=2))
+            print(json.dumps({"setting": s.name, "results": _rows(report)}, indent=2))
             return
-        console.print(_table(f"{s.name}: {s.describe()}", {mech.name: _row(report)}))
+        console.print(_table(f"{s.name}: {s.describe()}", _rows(report)))
 
 
 @app.command()
@@ -201,28 +192,22 @@ def train(
 ) -> None:
     """Design a mechanism for SETTING with METHOD; write a run directory."""
     with _clean_errors():
-        from automech.dynamic import cli as dynamic_cli  # dynamic settings: own subpackage
-        if dynamic_cli.is_dynamic(setting):
-            return dynamic_cli.train(setting, method, steps=steps, seed=seed, out=out,
-                                     assignments=set_, config=config,
-                                     eval_samples=eval_samples, as_json=as_json,
-                                     console=console,
-                                     progress=not as_json and sys.stderr.isatty())
         s = get_setting(setting)
         options = options_from_file(config) if config else {}
         options.update(parse_assignments(set_))
         if steps is not None:
+            if "steps" not in get_method(method).Options.defaults():
+                raise AutomechError(f"method {method!r} takes no --steps (it has no training "
+                                    f"steps); `automech methods {method}` lists its options")
             options["steps"] = steps
         mech, run = train_run(s, method, options, seed=seed, out=out, eval_samples=eval_samples,
                               search=RegretSearch(profiles=regret_profiles),
                               progress=not as_json and sys.stderr.isatty())
         report = run.read_json("metrics.json")
         if as_json:
-            print(json.dumps({"run": str(run.path), "results": {
-                mech.name: {k: report[k] for k in JSON_KEYS}}}, indent=2))
+            print(json.dumps({"run": str(run.path), "results": _rows(report)}, indent=2))
             return
-        row = {k: report[k] for k in (*JSON_KEYS, "infeasible_rate")}
-        console.print(_table(f"{s.name}: {method}, seed {seed}", {mech.name: row}))
+        console.print(_table(f"{s.name}: {method}, seed {seed}", _rows(report)))
         console.print(f"run directory: {run.path}")
 
 

@@ -78,12 +78,30 @@ def evaluate(mechanism: Mechanism, setting: Setting | None = None, samples: int 
              thorough: bool = False, progress: bool = False) -> Evaluation:
     """Score ``mechanism`` on ``setting`` (its own by default) with the shared protocol.
 
-    Args:
-        samples: test profiles for revenue, welfare, IR and feasibility.
-        seed: seed of the test profiles and of the random misreports.
-        search: misreport search budget; None skips regret.
-        thorough: use the papers' budget :data:`THOROUGH` (overrides ``search``).
-        progress: show a Rich progress bar.
+    Parameters
+    ----------
+    mechanism
+        Any :class:`~automech.mechanisms.base.Mechanism`.
+    setting
+        The problem to score on (default: the mechanism's own).
+    samples
+        Test profiles for revenue, welfare, IR and feasibility.
+    seed
+        Seed of the test profiles and of the random misreports (fixed by default, so
+        every design is scored on the same profiles).
+    search
+        Misreport search budget (:class:`RegretSearch`); None skips regret.
+    thorough
+        Use the papers' budget :data:`THOROUGH` (overrides ``search``).
+    progress
+        Show a Rich progress bar.
+
+    Returns
+    -------
+    Evaluation
+        Revenue with its standard error, welfare, IR violation rate, infeasibility and
+        regret (mean and max over the searched profiles); ``to_dict()`` is the JSON that
+        ``metrics.json`` holds.
     """
     setting = setting or mechanism.setting
     if thorough:

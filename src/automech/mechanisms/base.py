@@ -65,7 +65,27 @@ class Mechanism(torch.nn.Module):
         return torch.device("cpu")
 
     def outcome(self, bids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Allocation (B, n, m) and payments (B, n) for bids (B, n, m), as NumPy arrays."""
+        """Run the mechanism on a batch of bid profiles.
+
+        Parameters
+        ----------
+        bids
+            Array-like (B, n, m): bidder i's reported value for item j in profile b
+            (a single profile (n, m) is refused: add the batch axis).
+
+        Returns
+        -------
+        allocation : numpy.ndarray
+            (B, n, m), the probability that bidder i gets item j.
+        payments : numpy.ndarray
+            (B, n), what each bidder pays.
+
+        Raises
+        ------
+        BidError
+            naming what is wrong when the bids have the wrong shape, are not finite, or
+            are negative.
+        """
         checked = check_bids(bids, self.setting)
         with torch.no_grad():
             x = torch.as_tensor(checked, dtype=self.dtype, device=self.device)

@@ -52,6 +52,7 @@ from typing import Any
 
 import torch
 
+from automech.errors import AutomechError
 from automech.mechanisms.base import Mechanism
 from automech.mechanisms.learned.regretnet import ALGNetMechanism, misreport_utilities, mlp
 from automech.methods.regretnet import ascend, box, chunks, frozen, regrets
@@ -66,6 +67,9 @@ FLOOR = 1e-12
 
 class Misreporter(torch.nn.Module):
     """Profile (B, n, m) -> one misreport per bidder (B, n, m) inside the support box."""
+
+    low: torch.Tensor
+    high: torch.Tensor
 
     def __init__(self, setting: Setting, hidden: int, layers: int) -> None:
         super().__init__()
@@ -231,23 +235,25 @@ class ALGNet(GradientMethod):
             if o.refine_steps:
                 r = ascend(mechanism, v, r, o.refine_steps, o.refine_lr)
             reports.append(torch.minimum(torch.maximum(r, low), high))
-        state.reports = reports[0] if len(parts) == 1 else torch.cat(reports)
-        state.totals = None
+        pool = reports[0] if len(parts) == 1 else torch.cat(reports)
+        state.reports, state.totals = pool, None
         if len(parts) > 1:
             with torch.no_grad():
                 revenue = regret = 0.0
                 for part, weight in parts:
-                    rgt, pay = regrets(mechanism, values[part], state.reports[part])
+                    rgt, pay = regrets(mechanism, values[part], pool[part])
                     revenue += weight * float(pay.sum(dim=-1).mean())
                     regret += weight * float(rgt.sum(dim=-1).mean())
             state.totals = (revenue, regret)
-        return state.reports
+        return pool
 
     def loss(self, mechanism: Mechanism, values: torch.Tensor,
              ctx: FitContext) -> tuple[torch.Tensor, dict[str, float]]:
         """``L`` on the chunk (rows ``ctx.indices`` of the step's reports); with a
         chunked batch, ``L`` linearised at the batch's P and R."""
         state: ALGNetTrainingState = ctx.state
+        if state.reports is None:
+            raise AutomechError(f"{self.name}: loss called before step computed the reports")
         reports = state.reports if ctx.indices is None else state.reports[ctx.indices]
         rgt, pay = regrets(mechanism, values, reports)                 # (B, n)
         revenue = pay.sum(dim=-1).mean()

@@ -48,8 +48,9 @@ resumed run continues exactly.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -303,9 +304,11 @@ class RegretNet(GradientMethod):
         state.batch_rows, state.batch_regret = len(values), None
         if len(parts) > 1:
             with torch.no_grad():
-                state.batch_regret = sum(
-                    regrets(mechanism, values[p], state.misreports[indices[p]])[0].sum(dim=0)
-                    for p in parts) / len(values)
+                total = torch.zeros_like(state.regret_sum)
+                for p in parts:
+                    rgt = regrets(mechanism, values[p], state.misreports[indices[p]])[0]
+                    total += rgt.sum(dim=0)
+                state.batch_regret = total / len(values)
 
     def step(self, mechanism: Mechanism, optimizer: torch.optim.Optimizer,
              values: torch.Tensor, indices: torch.Tensor | None,

@@ -32,7 +32,35 @@ _TOP_KEYS = {"name", "bidders", "items", "valuation", "supply", "objective", "pr
 
 @dataclass
 class Setting:
-    """A problem instance; build one with :func:`automech.get_setting` or from a dict/TOML."""
+    """A static selling problem: bidders, items, valuations, a prior, supply, objective.
+
+    Build one with :func:`automech.get_setting` (a registered name or a TOML file),
+    :meth:`from_toml` or :meth:`from_dict`.
+
+    Attributes
+    ----------
+    num_bidders, num_items
+        n bidders and m items; a valuation profile is an (n, m) array.
+    prior
+        The joint law of profiles (:mod:`automech.problems.priors`).
+    valuation
+        ``"additive"`` (a bundle is worth the sum of its items) or ``"unit-demand"``
+        (worth its best item).
+    supply
+        ``"unit"`` (one copy of each item: ``sum_i x_ij <= 1``) or ``"unlimited"``.
+    objective
+        What a design maximises: revenue, welfare or revenue minus production and
+        duplication costs (:mod:`automech.problems.objectives`).
+    name
+        The registered name, if any.
+
+    Examples
+    --------
+    >>> import automech
+    >>> s = automech.get_setting("2x2-uniform")
+    >>> s.shape, s.sample(3, seed=0).shape
+    ((2, 2), (3, 2, 2))
+    """
 
     num_bidders: int
     num_items: int

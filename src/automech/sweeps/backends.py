@@ -34,7 +34,7 @@ def cpu_count() -> int:
 def run_job(payload: dict[str, Any]) -> dict[str, Any]:
     """Run one job end to end with :func:`automech.experiment.train`; never raises.
 
-    ``payload``: setting (dict form), method, options, seed, run_dir, eval_samples,
+    ``payload``: setting (dict form, static or dynamic), method, options, seed, run_dir, eval_samples,
     regret_profiles, threads (torch threads, or None to keep the default).
     Returns ``{"status": "done" | "failed" | "skipped", "metrics", "error", "note",
     "seconds", "host"}``.  Rerunning with the same ``run_dir`` resumes the run when the
@@ -49,12 +49,12 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
         from automech.errors import NotApplicableError
         from automech.evaluation import RegretSearch
         from automech.experiment import train
-        from automech.problems.setting import Setting
+        from automech.problems import setting_from_dict
         from automech.runs import METRICS
 
         if payload.get("threads"):
             torch.set_num_threads(int(payload["threads"]))
-        setting = Setting.from_dict(payload["setting"])
+        setting = setting_from_dict(payload["setting"])
         profiles = int(payload.get("regret_profiles", 0))
         try:
             _, run = train(setting, payload["method"], payload.get("options") or {},

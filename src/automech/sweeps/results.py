@@ -1,8 +1,9 @@
 """The comparison table: per setting and method, mean, standard deviation and best over seeds.
 
 ``std`` is the sample standard deviation over the finished seeds (0 with one seed); ``best``
-is the best seed's value: highest objective (revenue by default), revenue and welfare,
-lowest regret, IR violation and infeasibility.  Pending, failed and skipped jobs are counted
+is the best seed's value: highest objective (revenue by default; lowest for an objective
+the metrics mark ``maximise: false``, such as a dynamic setting's makespan), revenue and
+welfare, lowest regret, IR violation and infeasibility.  Pending, failed and skipped jobs are counted
 but never averaged.
 """
 
@@ -76,13 +77,21 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         done = sorted(g.pop("_rows"), key=lambda r: r["seed"])
         g["seeds"] = sorted(g["seeds"])
         g["objective"] = done[0]["metrics"].get("objective", "revenue") if done else None
-        g["metrics"] = {m: _stats([r["metrics"].get(m) for r in done], higher)
+        maximise = bool(done[0]["metrics"].get("maximise", True)) if done else True
+        g["metrics"] = {m: _stats([r["metrics"].get(m) for r in done],
+                                  maximise if m == "objective_value" else higher)
                         for m, higher in METRICS.items()}
-        g["best_seed"] = (max(done, key=lambda r: r["metrics"].get("objective_value",
-                                                                   -math.inf))["seed"]
-                          if done else None)
+        g["best_seed"] = _best_seed(done, maximise)
         out.append(g)
     return out
+
+
+def _best_seed(done: list[dict[str, Any]], maximise: bool) -> int | None:
+    """The seed with the best objective value (highest, or lowest when minimised)."""
+    scored = [(r["metrics"].get("objective_value"), r["seed"]) for r in done]
+    scored = [(v if maximise else -v, seed) for v, seed in scored if v is not None]
+    return max(scored, key=lambda vs: vs[0])[1] if scored else (done[0]["seed"] if done
+                                                                else None)
 
 
 # ----------------------------------------------------------------------------- output

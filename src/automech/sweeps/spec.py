@@ -24,6 +24,10 @@ A sweep file is TOML::
     seeds = [0]            # or seed = 0
     options = { steps = 500 }
 
+Settings may be static or dynamic (``seq-sales-3x2`` with ``grid-search``...): a method
+of the other kind is skipped with a note, like any pair that does not apply.  Options are
+checked against each method's typed options (``automech methods NAME``).
+
 Errors name the offending field (``field 'methods[1]': unknown method ...``).
 """
 
@@ -38,10 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from automech.errors import AutomechError
-from automech.experiment import resolve_options
 from automech.methods import METHODS
 from automech.problems import get_setting
-from automech.problems.setting import Setting
 
 #: Defaults of the per-job evaluation budget (small: a sweep has many jobs).
 EVAL_SAMPLES = 10_000
@@ -162,10 +164,10 @@ def parse_sweep(data: dict[str, Any], source: str | None = None,
     if not isinstance(runs_root, str) or not runs_root:
         raise err("runs_root", "must be a non-empty string (a directory)")
 
-    settings_cache: dict[str, Setting] = {}
+    settings_cache: dict[str, Any] = {}
     labels: dict[str, tuple[str, dict]] = {}
 
-    def setting(value: Any, fld: str) -> Setting:
+    def setting(value: Any, fld: str) -> Any:
         if not isinstance(value, str) or not value:
             raise err(fld, f"must be a setting name or .toml file, got {value!r}")
         if value not in settings_cache:
@@ -230,7 +232,7 @@ def parse_sweep(data: dict[str, Any], source: str | None = None,
         skipped_keys: dict[str, list[str]] = {}
         variants: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for m in meth_list:
-            defaults = METHODS[m].defaults
+            defaults = _option_names(m)
             opts = {}
             for k, v in options["*"].items():
                 if k in defaults:
@@ -259,7 +261,7 @@ def parse_sweep(data: dict[str, Any], source: str | None = None,
             notes.append(f"option {k!r} not used by {', '.join(ms)} (no such option)")
         for s in set_list:
             for m in meth_list:
-                reason = METHODS[m].applicable(s)
+                reason = _applicable(m, s)
                 if reason:
                     notes.append(f"skipped {m} on {s.name}: {reason}")
                 for label, opts in variants[m]:
@@ -293,7 +295,7 @@ def parse_sweep(data: dict[str, Any], source: str | None = None,
             raise err(f"{at}.options", "must be a table of method options")
         opts = _check(m, given, f"{at}.options", err)
         label = ",".join(f"{k}={_fmt(v)}" for k, v in sorted(opts.items()))
-        reason = METHODS[m].applicable(s)
+        reason = _applicable(m, s)
         if reason:
             notes.append(f"skipped {m} on {s.name} ({at}): {reason}")
         for seed in seed_list:
@@ -321,6 +323,21 @@ def parse_sweep(data: dict[str, Any], source: str | None = None,
 # ------------------------------------------------------------------------- helpers
 
 
+def _option_names(method: str) -> set[str]:
+    """The options of ``method`` (its typed ``Options`` fields)."""
+    return set(METHODS[method].Options.defaults())
+
+
+def _applicable(method: str, setting: Any) -> str | None:
+    """None if ``method`` applies to ``setting``, else why not (the check
+    :func:`automech.experiment.train` makes: the kinds first, then the method's own)."""
+    meth = METHODS[method]
+    kind = getattr(setting, "kind", "static")
+    if kind != meth.kind:
+        return f"it designs {meth.kind} mechanisms and the setting is {kind}"
+    return meth.applicable(setting)
+
+
 def _int(data: dict, key: str, default: int, low: int, err) -> int:
     value = data.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -339,13 +356,13 @@ def _split_per_method(table: Any, where: str, methods: list[str], err
             if key not in methods:
                 raise err(f"{where}.{key}", f"method {key!r} is not in this sweep's methods")
             for k in value:
-                if k not in METHODS[key].defaults:
-                    known = ", ".join(sorted(METHODS[key].defaults)) or "none"
+                if k not in _option_names(key):
+                    known = ", ".join(sorted(_option_names(key))) or "none"
                     raise err(f"{where}.{key}.{k}",
                               f"method {key!r} has no option {k!r}; options: {known}")
             out[key] = dict(value)
         else:
-            if not any(key in METHODS[m].defaults for m in methods):
+            if not any(key in _option_names(m) for m in methods):
                 raise err(f"{where}.{key}", "no method of this sweep has this option "
                                             f"(methods: {', '.join(methods)})")
             out["*"][key] = value
@@ -355,7 +372,7 @@ def _split_per_method(table: Any, where: str, methods: list[str], err
 def _check(method: str, given: dict[str, Any], fld: str, err) -> dict[str, Any]:
     """The options given explicitly, type-checked and coerced against the method's."""
     try:
-        resolved = resolve_options(METHODS[method].defaults, given, method)
+        resolved = METHODS[method].Options.resolve(given).to_dict()
     except AutomechError as e:
         raise err(fld, str(e)) from None
     return {k: resolved[k] for k in sorted(given)}
