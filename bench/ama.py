@@ -42,13 +42,12 @@ import numpy as np
 import torch
 
 import automech.methods  # noqa: F401  (registers the methods before the trainer import)
-from automech import evaluate, get_setting
+from automech import get_setting
 from automech.evaluation import RegretSearch
-from automech.experiment import parse_assignments, train
+from automech.experiment import load, parse_assignments, train
 from automech.mechanisms.learned.affine_maximizer import DeterministicAMA, LotteryAMA
 from automech.methods.ama import enumerated_profiles
 from automech.problems.setting import Setting
-from automech.experiment import load
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -109,7 +108,7 @@ TRIED = [
 
 
 def machine() -> dict:
-    info = {"date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    info = {"date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "python": platform.python_version(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "processor": _cpu_model()}
@@ -338,8 +337,8 @@ def optimum_dsic(setting) -> dict:
     discrete prior: what any mechanism of either kind could earn."""
     from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
-    from automech.problems.finite_types import finite_types
     from automech.methods.lp import build
+    from automech.problems.finite_types import finite_types
 
     lp = build(setting, finite_types(setting.prior, 0), "dsic", "ex-post")
     out = {}
@@ -475,13 +474,12 @@ def _step_seconds(setting, k, values, chunk, fused, gap, repeats) -> float:
 
 
 def _time_steps(mech, values, chunk, fused, gap, repeats) -> float:
-    mech.fused, mech.softmax_gap = fused, gap
     times = []
     for _ in range(repeats + 1):
         start = time.perf_counter()
         mech.zero_grad()
         for s in range(0, len(values), chunk):
-            _, pay = mech.relaxed(values[s:s + chunk], 100.0)
+            _, pay = mech.relaxed(values[s:s + chunk], 100.0, softmax_gap=gap, fused=fused)
             (-pay.sum() / len(values)).backward()
         times.append(time.perf_counter() - start)
     return round(float(np.median(times[1:])), 4)

@@ -30,13 +30,20 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
-from automech.dynamic import DYNAMIC_METHODS, DynamicAMA, evaluate_dynamic, get_dynamic_setting
+from automech.evaluation import evaluate_dynamic
 from automech.evaluation.protocol import TEST_SEED
+from automech.mechanisms.learned.dynamic_ama import DynamicAMA
+from automech.methods import get_method
+from automech.problems import get_setting
+from automech.training import FitContext
+
+#: The methods for dynamic settings (``automech methods`` lists them with kind dynamic).
+DYNAMIC_METHODS = ("grid-search", "zeroth-order", "regularized-lp")
 
 # ---------------------------------------------------------------- the paper's numbers
 
@@ -96,10 +103,17 @@ def family(name: str) -> str:
     return next(k for k in TABLE if name.startswith(k))
 
 
+def fit(method: str, env, options: dict, seed: int = 0) -> DynamicAMA:
+    """Fit ``method`` with ``options`` (over its defaults) directly, without a run directory."""
+    meth = get_method(method)
+    opts = meth.resolve(env, meth.Options.resolve(options))
+    return meth.fit(FitContext(setting=env, options=opts, seed=seed, run=None))
+
+
 def vcg_part(samples: int, seed: int) -> list[dict]:
     rows = []
     for name, paper in VCG_ROWS.items():
-        env = get_dynamic_setting(name)
+        env = get_setting(name)
         start = time.perf_counter()
         r = evaluate_dynamic(DynamicAMA.vcg(env), samples=samples, seed=seed,
                              ic_profiles=0, with_vcg=False)
@@ -123,7 +137,7 @@ def vcg_part(samples: int, seed: int) -> list[dict]:
 def target_part(samples: int, seed: int, quick: bool, methods: list[str]) -> list[dict]:
     rows = []
     for name, (paper, threshold) in TARGETS.items():
-        env = get_dynamic_setting(name)
+        env = get_setting(name)
         vcg = evaluate_dynamic(DynamicAMA.vcg(env), samples=samples, seed=seed,
                                ic_profiles=0, with_vcg=False)
         entry = {"setting": name, "objective": env.objective, "threshold": threshold,
@@ -139,10 +153,9 @@ def target_part(samples: int, seed: int, quick: bool, methods: list[str]) -> lis
                                    ic_profiles=0, with_vcg=False)
             entry["reserve_half"] = {"value": ref.objective_value, "se": ref.objective_se}
         for method in methods:
-            options = dict(DYNAMIC_METHODS[method].defaults)
-            options.update(QUICK[method] if quick else BUDGETS[name][method])
+            options = dict(QUICK[method] if quick else BUDGETS[name][method])
             start = time.perf_counter()
-            mech = DYNAMIC_METHODS[method].fit(env, options, seed=0, run=None)
+            mech = fit(method, env, options, seed=0)
             seconds = time.perf_counter() - start
             r = evaluate_dynamic(mech, samples=samples, seed=seed, ic_profiles=200,
                                  with_vcg=False)
@@ -153,8 +166,7 @@ def target_part(samples: int, seed: int, quick: bool, methods: list[str]) -> lis
                 "reaches_target": ok, "seconds": seconds,
                 "paper_runtime_hours_bound": RUNTIME_H[family(name)][method],
                 "ic_max_gain": r.ic_max_gain, "ir_violation_rate": r.ir_violation_rate,
-                "options": {k: options[k] for k in (QUICK[method] if quick
-                                                    else BUDGETS[name][method])}}
+                "options": options}
             log(f"{name:15} {method:15} {r.objective_value:.4f} ± {r.objective_se:.4f} "
                 f"(paper {paper[method]:.4f}, target {threshold}) {seconds:.1f} s "
                 f"IC gain {r.ic_max_gain:.1e}")
@@ -208,7 +220,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     load0 = os.getloadavg()
     started = time.perf_counter()
-    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    report = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": {"cpu": platform.processor() or platform.machine(),
                           "cpu_count": os.cpu_count(), "torch": torch.__version__,
                           "threads": args.threads, "load_average_start": load0},

@@ -35,7 +35,7 @@ import automech
 from automech import RegretSearch, evaluate, get_setting
 from automech.device import default_device
 from automech.evaluation.regret import _candidates
-from automech.mechanisms import MECHANISMS
+from automech.methods import mechanism_class
 
 CASES = [
     ("2x2-uniform", "vcg"),
@@ -71,7 +71,7 @@ def bench_case(setting_name: str, mech_name: str, samples: int, regret_profiles:
                repeats: int) -> dict:
     setting = get_setting(setting_name)
     start = time.perf_counter()
-    mechanism = MECHANISMS[mech_name](setting)
+    mechanism = mechanism_class(mech_name)(setting)
     build = time.perf_counter() - start
     search = RegretSearch(profiles=regret_profiles)
     t_plain, plain = timed(lambda: evaluate(mechanism, samples=samples, search=None), repeats)

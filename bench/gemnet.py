@@ -36,8 +36,7 @@ import torch
 import automech.methods  # noqa: F401  (registers the methods)
 from automech import evaluate, get_setting
 from automech.evaluation import RegretSearch
-from automech.experiment import parse_assignments, train
-from automech.experiment import load
+from automech.experiment import load, parse_assignments, train
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -46,7 +45,7 @@ AMA_RUN = ROOT.parent / "runs" / "bench-ama" / "2x2-lottery-seed0"
 
 
 def machine() -> dict:
-    info = {"date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    info = {"date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "python": platform.python_version(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
     if hasattr(os, "getloadavg"):

@@ -27,10 +27,9 @@ import torch
 
 import automech.methods  # noqa: F401  (registers the methods)
 from automech import evaluate, get_setting
-from automech.experiment import train
+from automech.experiment import load, train
 from automech.mechanisms.learned.gemnet import GemNetMechanism
 from automech.methods.gemnet.compatibility import affine_maximizer_tables, make_compatible
-from automech.experiment import load
 
 ROOT = Path(__file__).resolve().parent
 AMA_RUN = ROOT.parent / "runs" / "bench-ama" / "2x2-deterministic-seed0"

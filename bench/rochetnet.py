@@ -122,7 +122,7 @@ def main() -> None:
         "machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__,
                     "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
                     "load_average": os.getloadavg()},
-        "options": {**METHODS["rochetnet"].defaults, **given}, "optimum": OPTIMUM,
+        "options": METHODS["rochetnet"].Options.resolve(given).to_dict(), "optimum": OPTIMUM,
         "runs": runs,
         "all_within_half_percent": all(r["within_half_percent"] for r in runs),
         "all_under_3_minutes": all(r["under_3_minutes"] for r in runs),

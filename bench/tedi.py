@@ -8,7 +8,10 @@
    revenue, IR) and regret on ``--regret-profiles`` of them with a reduced misreport budget
    (TEDI is not differentiable in bids: random + scaled misreports, each solved by the
    inner solver).  With ``--set`` the run goes to ``runs/tedi-SETTING-key=value`` and its
-   row to ``tedi_variants`` (the ``tedi`` rows are the defaults').
+   row to ``tedi_variants`` (the ``tedi`` rows are the defaults').  Variant rows that used
+   options since removed (``snapshots``, ``burn_in``, ``chain_start``, the trainer's
+   ``average``, ``init=shared-bundle``) stay in the results as history; they run at
+   commit ``cff777a``, not here.
 3. ``--scaling``: seconds per TEDI training step for n = 3, m in {10, 20, 30}.
 4. ``--flops``: floating-point operations of one training step (loss, backward, chain
    moves) for n = 3, m in {10, 20, 30}, counted by ``torch.utils.flop_counter`` (matrix
@@ -133,7 +136,18 @@ def learned_baselines(settings, samples: int, seed: int) -> None:
         _save({"baselines": {name: {key: row}}})
 
 
+#: Options measured to give no gain and removed; their ``tedi_variants`` rows in
+#: ``bench/results/tedi.json`` stay as history and run at commit ``cff777a``.
+REMOVED = {"snapshots", "burn_in", "chain_start", "average"}
+REMOVED_VALUES = {("init", "shared-bundle")}
+
+
 def tedi(cases, samples: int, overrides: dict, seed: int) -> None:
+    removed = sorted(k for k in overrides if k in REMOVED) + sorted(
+        f"{k}={v}" for k, v in overrides.items() if (k, v) in REMOVED_VALUES)
+    if removed:
+        raise SystemExit(f"bench/tedi.py: {', '.join(removed)} removed (no gain, see "
+                         f"docs/results.md); those variant rows run at commit cff777a")
     for name in cases:
         s = get_setting(name)
         t = time.perf_counter()
@@ -160,26 +174,27 @@ def scaling(steps: int) -> None:
     from automech.experiment import resolve_options
     from automech.methods import get_method
     from automech.runs import Run
+    from automech.training import FitContext
     out = {}
     for m in (10, 20, 30):
         s = get_setting(f"U-3x{m}-cp1-cd0")
         meth = get_method("tedi")
-        opts = meth.resolve(s, resolve_options(
-            meth.defaults, {"steps": steps, "validate_every": 10**9, "log_every": 10**9,
-                            "validation_samples": 8, "checkpoint_every": 10**9}, "tedi"))
+        opts = resolve_options(meth, s, {"steps": steps, "validate_every": 10**9,
+                                         "log_every": 10**9, "validation_samples": 8,
+                                         "checkpoint_every": 10**9})
         path = ROOT / "runs" / f"scaling-m{m}"
         if path.exists():
             import shutil
             shutil.rmtree(path)
         t = time.perf_counter()
         run = Run(path)
-        meth.fit(s, opts, 0, run)
+        meth.fit(FitContext(setting=s, options=opts, seed=0, run=run))
         total = time.perf_counter() - t
         loop = [r["seconds"] for r in run.history() if "seconds" in r][-1]
         out[f"m={m}"] = {"seconds_per_step": loop / steps, "seconds_total": total,
-                         "steps": steps, "batch_size": opts["batch_size"],
-                         "langevin_steps": opts["langevin_steps"],
-                         "metropolis_steps": opts["metropolis_steps"]}
+                         "steps": steps, "batch_size": opts.batch_size,
+                         "langevin_steps": opts.langevin_steps,
+                         "metropolis_steps": opts.metropolis_steps}
         print(m, out[f"m={m}"], flush=True)
     _save({"scaling_n3": out})
 
@@ -195,23 +210,26 @@ def flops(overrides: dict) -> None:
 
     from automech.experiment import resolve_options
     from automech.methods import get_method
+    from automech.training import FitContext
     out = {}
     for m in (10, 20, 30):
         s = get_setting(f"U-3x{m}-cp1-cd0")
         meth = get_method("tedi")
-        opts = meth.resolve(s, resolve_options(meth.defaults, {**overrides, "init": "linear"},
-                                               "tedi"))
+        opts = resolve_options(meth, s, {**overrides, "init": "linear"})
         torch.manual_seed(0)
-        mech = meth.build(s, opts, seed=0)
-        values = meth.sample(mech, s, opts, np.random.default_rng(0), step=0)
+        ctx = FitContext(setting=s, options=opts, seed=0, run=None,
+                         rng=np.random.default_rng(0), temperature=opts.temperature)
+        mech = meth.build(ctx)
+        ctx.state = meth.start(mech, ctx)
+        values, ctx.indices = meth.sample(mech, ctx)
         with FlopCounterMode(display=False) as counter:
-            loss, _ = meth.loss(mech, values, opts, opts["temperature"], 0)
+            loss, _ = meth.loss(mech, values, ctx)
             loss.backward()
-            meth.after_step(mech, opts)
+            meth.after_step(mech, ctx)
         per_step = counter.get_total_flops()
         out[f"m={m}"] = {"gflop_per_step": per_step / 1e9,
-                         "tflop_per_run": per_step * opts["steps"] / 1e12,
-                         "steps": opts["steps"], "paper_tflop_per_run": PAPER_TFLOP.get(m)}
+                         "tflop_per_run": per_step * opts.steps / 1e12,
+                         "steps": opts.steps, "paper_tflop_per_run": PAPER_TFLOP.get(m)}
         print(m, out[f"m={m}"], flush=True)
     variant = "".join(f"-{k}={v}" for k, v in sorted(overrides.items()))
     _save({"flops_n3": {variant or "defaults": out}})

@@ -4,11 +4,12 @@ For inverse temperatures beta, the covariance-trick surrogate of Eq. (12)
 (:func:`automech.methods.tedi.covariance_loss`) is differentiated on ``--batches``
 disjoint batches of ``--batch`` prior profiles, its chains started at every bidder's exact
 choice under the mechanism (:func:`choice_state`; training starts them uniform) and mixed
-by ``--mix`` rounds of the training's chain moves at beta (Langevin step ``0.4 / beta``: the default ``eta_0 beta_0``).  Reported per
-beta, for the whole gradient and for its two parts -- the direct term ``mean grad u0`` and
-the covariance term -- the mean cosine between the batches' gradients (1: every batch
-points the same way; about 0: noise), the mean norm of one batch's gradient and the norm
-of their mean; also the smoothed objective (mean u0 over the chains) next to the exact one.
+by ``--mix`` rounds of the training's chain moves at beta (Langevin step ``0.4 / beta``:
+the default ``eta_0 beta_0``).  Reported per beta, for the whole gradient and for its two
+parts -- the direct term ``mean grad u0`` and the covariance term -- the mean cosine
+between the batches' gradients (1: every batch points the same way; about 0: noise), the
+mean norm of one batch's gradient and the norm of their mean; also the smoothed objective
+(mean u0 over the chains) next to the exact one.
 With ``--same-profiles`` every batch holds the same profiles, each with its own chains:
 the cosines then measure the chains' noise alone (what a larger ``chains`` K lowers),
 without the profiles' (what a larger pool of training profiles lowers).

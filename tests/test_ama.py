@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import cached_setting, interrupt_third_step
 from typer.testing import CliRunner
 
 import automech
@@ -25,9 +24,10 @@ from automech.mechanisms.learned.affine_maximizer import (
     SoftmaxSurrogate,
     symmetric_prior,
 )
-from automech.methods import METHODS
+from automech.methods import METHODS, mechanism_class
 from automech.methods.ama import FINITE_TYPE_RECIPE
 from automech.training import FitContext
+from conftest import cached_setting, interrupt_third_step
 
 SMALL_SEARCH = RegretSearch(profiles=150, random=64, scales=8, grid=8)
 
@@ -197,8 +197,10 @@ def test_save_load_identical_outcomes(tmp_path, cls, kwargs):
 
 
 def test_registered():
-    assert MECHANISMS["lottery-ama"] is LotteryAMA
-    assert MECHANISMS["deterministic-ama"] is DeterministicAMA
+    assert mechanism_class("lottery-ama") is LotteryAMA
+    assert mechanism_class("deterministic-ama") is DeterministicAMA
+    assert METHODS["lottery-ama"].mechanism is LotteryAMA
+    assert METHODS["deterministic-ama"].mechanism is DeterministicAMA
     assert {"rochetnet", "lottery-ama", "deterministic-ama"} <= set(METHODS)
 
 
@@ -332,7 +334,8 @@ def test_recipe_resolves_by_prior():
     assert spherical.recipe == "paper"
     assert {k: spherical[k] for k in FINITE_TYPE_RECIPE} == FINITE_TYPE_RECIPE
     uniform = method.resolve(cached_setting("2x2-uniform"), defaults)
-    assert uniform.recipe == "fast" and uniform.allocations == 512 and uniform.init == "deterministic"
+    assert uniform.recipe == "fast" and uniform.allocations == 512
+    assert uniform.init == "deterministic"
     paper = method.resolve(cached_setting("2x2-uniform"), defaults.replace(recipe="paper"))
     assert paper.allocations == FINITE_TYPE_RECIPE["allocations"] and paper.recipe == "paper"
     with pytest.raises(OptionError, match="recipe"):

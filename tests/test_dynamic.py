@@ -1,4 +1,5 @@
-"""Dynamic AMAs on MDPs (automech.dynamic): inner solvers, IC/IR, environments, methods, CLI."""
+"""Dynamic AMAs on MDPs: inner solvers, IC/IR, environments, methods, the shared registry,
+train/save/load path and CLI."""
 
 from __future__ import annotations
 
@@ -10,19 +11,18 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from automech import evaluate, load
 from automech.cli import app
-from automech.dynamic import (
-    DYNAMIC_METHODS,
-    DynamicAMA,
-    RewardTables,
-    TabularMDP,
-    evaluate_dynamic,
-    get_dynamic_setting,
-    is_dynamic,
-)
-from automech.dynamic.evaluate import misreport_gains
-from automech.dynamic.optimise import ZerothOrder, signed_objective
-from automech.dynamic.solvers import (
+from automech.errors import AutomechError, NotApplicableError, OptionError
+from automech.evaluation import DynamicEvaluation, evaluate_dynamic
+from automech.evaluation.dynamic import misreport_gains
+from automech.experiment import train
+from automech.mechanisms import MECHANISMS
+from automech.mechanisms.learned.dynamic_ama import DynamicAMA, signed_objective
+from automech.methods import METHODS, get_method
+from automech.problems import get_setting, setting_from_dict, setting_names
+from automech.problems.dynamic import RewardTables, TabularMDP, get_dynamic_setting, is_dynamic
+from automech.problems.dynamic.solvers import (
     occupancy,
     soft_occupancy,
     soft_solve,
@@ -30,7 +30,7 @@ from automech.dynamic.solvers import (
     solve_lp,
     solve_split,
 )
-from automech.errors import AutomechError
+from automech.training import FitContext
 
 D = torch.float64
 
@@ -128,7 +128,7 @@ def test_soft_solver_gradient_matches_finite_differences():
                          requires_grad=True)
         q = torch.tensor(rng.normal(size=R.shape))
 
-        def f(x):
+        def f(x, mdp=mdp, q=q):
             return (soft_occupancy(soft_solve(x, mdp, 0.3)[1], mdp) * q).sum()
 
         (grad,) = torch.autograd.grad(f(R), R)
@@ -252,7 +252,36 @@ def test_registry():
         get_dynamic_setting("seq-sales-9x9")                   # too many states
 
 
+def test_one_registry_of_settings():
+    """get_setting serves dynamic names; setting_from_dict rebuilds them from a run's
+    record; setting_names lists both kinds."""
+    env = get_setting("seq-sales-3x2")
+    assert env is get_dynamic_setting("seq-sales-3x2") and env.kind == "dynamic"
+    spec = env.to_dict()
+    assert spec["kind"] == "dynamic" and spec["env"] == "sequential-sales"
+    assert setting_from_dict(spec) is env
+    assert setting_from_dict({"kind": "dynamic", "name": "gridworld-2x3"}).mdp.num_states == 9
+    with pytest.raises(AutomechError, match="registered name"):
+        setting_from_dict({"kind": "dynamic", "name": "no-such-mdp"})
+    with pytest.raises(AutomechError, match="kind"):
+        setting_from_dict({"kind": "quantum", "name": "x"})
+    assert "seq-sales-3x2" in setting_names() and "2x2-uniform" in setting_names()
+    assert "seq-sales-3x2" in setting_names("dynamic")
+    assert "seq-sales-3x2" not in setting_names("static")
+    assert "2x2-uniform" not in setting_names("dynamic")
+    # sampling takes a generator or a seed (the same numbers)
+    assert torch.equal(env.sample(5, 3), env.sample(5, np.random.default_rng(3)))
+
+
 # ------------------------------------------------------------------ methods
+
+
+def fit(method: str, setting, seed: int = 0, **options):
+    """Fit ``method`` directly (no run directory), as experiment.train does after
+    resolving the options."""
+    meth = get_method(method)
+    opts = meth.resolve(setting, meth.Options.resolve(options))
+    return meth.fit(FitContext(setting=setting, options=opts, seed=seed, run=None))
 
 
 def test_zeroth_order_gradient_matches_finite_differences():
@@ -262,8 +291,8 @@ def test_zeroth_order_gradient_matches_finite_differences():
     b[:, 0] = 0.2
     types = env.sample(3000, np.random.default_rng(8))
     gen = torch.Generator().manual_seed(0)
-    options = dict(ZerothOrder.defaults)
-    _, g, _ = ZerothOrder().gradient(env, w, b, types, options, gen)
+    meth = get_method("zeroth-order")
+    _, g, _ = meth.gradient(env, w, b, types, meth.Options(), gen)
     h = 0.02
     for s, a in [(0, 0), (0, 1)]:
         e = torch.zeros_like(b)
@@ -276,9 +305,8 @@ def test_zeroth_order_gradient_matches_finite_differences():
 @pytest.mark.parametrize("method", ["zeroth-order", "regularized-lp"])
 def test_gradient_methods_beat_vcg(method):
     env = get_dynamic_setting("seq-sales-3x2")
-    options = dict(DYNAMIC_METHODS[method].defaults, steps=40, batch_size=64,
-                   validate_every=20, validation_samples=1000, lr_final=0.05)
-    mech = DYNAMIC_METHODS[method].fit(env, options, seed=0, run=None)
+    mech = fit(method, env, steps=40, batch_size=64, validate_every=20,
+               validation_samples=1000, lr_final=0.05)
     r = evaluate_dynamic(mech, samples=4000, ic_profiles=20, ic_misreports=8)
     assert r.objective_value > r.vcg["objective_value"] + 0.05
     assert r.ic_max_gain <= 1e-9 and r.ir_violation_rate == 0.0
@@ -286,8 +314,7 @@ def test_gradient_methods_beat_vcg(method):
 
 def test_grid_search_scores_vcg_and_sobol_points():
     env = get_dynamic_setting("scheduling-2x3")
-    options = dict(DYNAMIC_METHODS["grid-search"].defaults, candidates=32, profiles=200)
-    mech = DYNAMIC_METHODS["grid-search"].fit(env, options, seed=0, run=None)
+    mech = fit("grid-search", env, candidates=32, profiles=200)
     types = env.sample(200, np.random.default_rng([0, 3]))
     # the winner is at least as good as VCG (which is a candidate) on the scoring profiles
     best = float(signed_objective(env, mech.weights, mech.boosts, types).mean())
@@ -296,7 +323,94 @@ def test_grid_search_scores_vcg_and_sobol_points():
     assert best >= vcg - 1e-12
 
 
+@pytest.mark.parametrize("name", ["scheduling-2x3", "gridworld-2x3", "seq-sales-asym-3x2"])
+@pytest.mark.parametrize("method", ["zeroth-order", "regularized-lp"])
+def test_gradient_methods_run_on_every_objective(name, method):
+    """Makespan (no analytic partial), discounted MDPs, and tuned weights."""
+    env = get_dynamic_setting(name)
+    extra = {"perturbations": 4} if method == "zeroth-order" else {}
+    mech = fit(method, env, seed=1, steps=3, batch_size=16, validate_every=3,
+               validation_samples=200, **extra)
+    assert torch.all(mech.weights >= 0.05) and torch.isfinite(mech.boosts).all()
+    if env.optimize_weights:
+        assert not torch.all(mech.weights == 1) or mech.is_vcg
+
+
+def test_methods_are_registered_with_typed_options():
+    env = get_dynamic_setting("seq-sales-asym-3x2")
+    for name in ("grid-search", "zeroth-order", "regularized-lp"):
+        meth = METHODS[name]
+        assert meth.kind == "dynamic" and meth.mechanism is DynamicAMA
+        assert meth.applicable(env) is None
+        reason = meth.applicable(get_setting("2x2-uniform"))
+        assert reason and "static" in reason
+        # "auto" is resolved to the environment's choice before it is recorded
+        assert meth.resolve(env, meth.Options()).optimize_weights is True
+    assert get_method("zeroth-order").Options.defaults()["steps"] == 300
+    assert get_method("grid-search").resolve(env, get_method("grid-search").Options()
+                                             ).bound == env.boost_bound
+    for bad in ({"sigma": 0}, {"optimizer": "rmsprop"}, {"init": "best"}, {"restarts": 0},
+                {"steps": -1}, {"candidates": 5}):
+        with pytest.raises(OptionError):
+            get_method("zeroth-order").Options.resolve(bad)
+
+
+def test_methods_of_the_other_kind_are_refused(tmp_path):
+    with pytest.raises(NotApplicableError, match="static"):
+        train("2x2-uniform", "zeroth-order", {"steps": 1}, out=tmp_path / "a")
+    with pytest.raises(NotApplicableError, match="dynamic"):
+        train("seq-sales-2x2", "rochetnet", {}, out=tmp_path / "b")
+    with pytest.raises(NotApplicableError, match="dynamic"):
+        train("seq-sales-2x2", "vcg", {}, out=tmp_path / "c")
+
+
+# ------------------------------------------------------------------ one train/save/load path
+
+
+def test_train_save_load_evaluate(tmp_path):
+    out = tmp_path / "run"
+    mech, run = train("seq-sales-3x2", "zeroth-order",
+                      {"steps": 4, "batch_size": 16, "validate_every": 2,
+                       "validation_samples": 200, "perturbations": 4},
+                      seed=2, out=out, eval_samples=1000, search=None)
+    assert isinstance(mech, DynamicAMA) and run.path == out
+    config = json.loads((out / "config.json").read_text())
+    assert config["setting"]["kind"] == "dynamic" and config["method"] == "zeroth-order"
+    assert config["options"]["optimize_weights"] is False          # "auto" resolved
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["kind"] == "dynamic" and metrics["samples"] == 1000
+    assert metrics["regret_mean"] is None and metrics["ic_profiles"] == 0   # search=None
+    assert "dynamic-vcg" in metrics["baselines"] or metrics["mechanism"] == "dynamic-vcg"
+    history = run.history()
+    assert [r["val_objective"] for r in history if "val_objective" in r]
+    again = load(out)
+    assert isinstance(again, DynamicAMA) and again.env is mech.env
+    assert torch.equal(again.weights, mech.weights) and torch.equal(again.boosts, mech.boosts)
+    report = evaluate(again, samples=1000)                        # the shared entry point
+    assert isinstance(report, DynamicEvaluation)
+    assert report.revenue == pytest.approx(metrics["revenue"])
+    assert report.ic_profiles == 1000 and report.regret_max <= 1e-9
+    with pytest.raises(AutomechError, match="tied to its MDP"):
+        evaluate(again, get_setting("seq-sales-2x2"), samples=100)
+    with pytest.raises(AutomechError, match="different kinds"):
+        evaluate(again, get_setting("2x2-uniform"), samples=100)
+    with pytest.raises(NotApplicableError, match="not a dynamic mechanism"):
+        evaluate(MECHANISMS["vcg"](again.env), samples=100)   # a static mechanism on an MDP
+    # a rerun in the same directory retrains from the start (the same numbers)
+    train("seq-sales-3x2", "zeroth-order", config["options"], seed=2, out=out,
+          eval_samples=1000, search=None)
+    assert run.history() == history
+
+
 # ------------------------------------------------------------------ CLI
+
+
+def test_cli_settings_lists_both_kinds():
+    result = CliRunner().invoke(app, ["settings"])
+    assert result.exit_code == 0, result.output
+    for name in ("2x2-uniform", "seq-sales-3x2", "scheduling-2x4", "gridworld-2x3"):
+        assert name in result.stdout
+    assert "dynamic settings" in result.stdout
 
 
 def test_cli_train_and_evaluate(tmp_path):
@@ -304,32 +418,44 @@ def test_cli_train_and_evaluate(tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", "seq-sales-2x2", "--method", "grid-search",
                                  "--set", "candidates=16", "--set", "profiles=100",
-                                 "--eval-samples", "2000", "--out", str(out), "--json"])
+                                 "--eval-samples", "2000", "--regret-profiles", "50",
+                                 "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert "dynamic-vcg" in data["results"]      # the AMA's row (unless VCG won) and VCG
+    for row in data["results"].values():
+        assert {"revenue", "revenue_se", "welfare", "objective", "objective_value",
+                "ir_violation_rate", "regret_mean", "regret_max", "samples"} <= set(row)
     for name in ("config.json", "metrics.json", "checkpoint.pt", "history.jsonl"):
         assert (out / name).exists()
-    result = runner.invoke(app, ["evaluate", str(out), "--samples", "1000", "--json"])
+    result = runner.invoke(app, ["evaluate", str(out), "--samples", "1000",
+                                 "--regret-profiles", "50", "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["results"]
     assert all(r["samples"] == 1000 for r in rows.values())
-    result = runner.invoke(app, ["train", "seq-sales-2x2", "--method", "rochetnet"])
+    table = runner.invoke(app, ["evaluate", str(out), "--samples", "500", "--no-regret"])
+    assert table.exit_code == 0, table.output
+    assert "dynamic-vcg" in table.stdout and "revenue" in table.stdout
+    result = runner.invoke(app, ["train", "seq-sales-2x2", "--method", "rochetnet",
+                                 "--out", str(tmp_path / "x")])
     assert result.exit_code == 2
-    assert "unknown method" in result.stderr and "Traceback" not in result.output
+    assert "does not apply" in result.stderr and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("name", ["scheduling-2x3", "gridworld-2x3", "seq-sales-asym-3x2"])
-@pytest.mark.parametrize("method", ["zeroth-order", "regularized-lp"])
-def test_gradient_methods_run_on_every_objective(name, method):
-    """Makespan (no analytic partial), discounted MDPs, and tuned weights."""
-    env = get_dynamic_setting(name)
-    options = dict(DYNAMIC_METHODS[method].defaults, steps=3, batch_size=16,
-                   perturbations=4, validate_every=3, validation_samples=200) \
-        if method == "zeroth-order" else dict(DYNAMIC_METHODS[method].defaults, steps=3,
-                                              batch_size=16, validate_every=3,
-                                              validation_samples=200)
-    mech = DYNAMIC_METHODS[method].fit(env, options, seed=1, run=None)
-    assert torch.all(mech.weights >= 0.05) and torch.isfinite(mech.boosts).all()
-    if env.optimize_weights:
-        assert not torch.all(mech.weights == 1) or mech.is_vcg
+def test_cli_makespan_table_and_steps_error(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "scheduling-2x3", "--method", "zeroth-order",
+                                 "--steps", "2", "--set", "batch_size=8",
+                                 "--set", "validation_samples=100", "--set",
+                                 "perturbations=2", "--eval-samples", "500",
+                                 "--regret-profiles", "20", "--out", str(tmp_path / "z")])
+    assert result.exit_code == 0, result.output
+    assert "objective" in result.stdout and "dynamic-vcg" in result.stdout
+    result = runner.invoke(app, ["train", "seq-sales-2x2", "--method", "grid-search",
+                                 "--steps", "5", "--out", str(tmp_path / "g")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "takes no --steps" in lines[0]
+    assert not (tmp_path / "g").exists()
+
+

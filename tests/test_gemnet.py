@@ -10,13 +10,12 @@ import torch
 from automech import evaluate, get_setting, load
 from automech.errors import AutomechError, NotApplicableError, OptionError
 from automech.evaluation import RegretSearch
-from automech.experiment import train
-from automech.mechanisms.learned.gemnet import GemNetMechanism
-from automech.methods.gemnet import compatibility as mc
+from automech.experiment import save, train
 from automech.mechanisms.learned.affine_maximizer import DeterministicAMA
-from automech.methods.gemnet import distil, incompatibility
-from automech.experiment import save
+from automech.mechanisms.learned.gemnet import GemNetMechanism
 from automech.methods import METHODS
+from automech.methods.gemnet import compatibility as mc
+from automech.methods.gemnet import distil, incompatibility
 
 SEARCH = RegretSearch(profiles=200, random=64, scales=8, grid=8)
 

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,9 @@ import pytest
 from automech.errors import AutomechError
 from automech.mechanisms import MECHANISMS
 from automech.methods import METHODS
-from automech.methods.base import Method
 from automech.sweeps import Store, SweepError, aggregate, load_sweep, parse_sweep, render
 from automech.sweeps.runner import run_sweep
+from automech.training import FitContext, Method, Options, option
 
 SETTINGS = ["1x2-uniform", "2x2-uniform"]
 CLASSICAL = ["grand-bundle", "posted-price"]
@@ -179,19 +180,27 @@ def test_killed_sweep_resumes_without_redoing_finished_jobs(tmp_path):
             assert rows[i]["attempts"] == 2 and rows[i]["run_dir"] == r["run_dir"]
 
 
+@dataclass(frozen=True)
+class FlakyOptions(Options):
+    method = "flaky"
+    steps: int = option(10, "steps", low=1)
+    lr: float = option(0.1, "step size", low=0)
+
+
 class Flaky(Method):
     """Fails once after leaving a partial run behind; the second attempt resumes."""
 
     name = "flaky"
-    defaults = {"steps": 10, "lr": 0.1}
+    Options = FlakyOptions
+    mechanism = MECHANISMS["grand-bundle"]
 
-    def fit(self, setting, options, seed, run, progress=False):
-        marker = run.path / "partial.json"
+    def fit(self, ctx: FitContext):
+        marker = ctx.run.path / "partial.json"
         if not marker.exists():
-            marker.write_text(json.dumps({"step": options["steps"] // 2}))
+            marker.write_text(json.dumps({"step": ctx.options.steps // 2}))
             raise RuntimeError("simulated crash half way")
-        run.log({"resumed_from": json.loads(marker.read_text())["step"]})
-        return MECHANISMS["grand-bundle"](setting)
+        ctx.run.log({"resumed_from": json.loads(marker.read_text())["step"]})
+        return MECHANISMS["grand-bundle"](ctx.setting)
 
 
 def test_failed_job_is_retried_in_its_run_directory(tmp_path, monkeypatch):
@@ -207,6 +216,54 @@ def test_failed_job_is_retried_in_its_run_directory(tmp_path, monkeypatch):
     assert second["done"] == 1 and row["status"] == "done" and row["attempts"] == 2
     history = (Path(row["run_dir"]) / "history.jsonl").read_text()
     assert '"resumed_from": 5' in history
+
+
+# ----------------------------------------------------------------------- dynamic settings
+
+
+def test_a_sweep_over_dynamic_settings(tmp_path):
+    """Dynamic settings and methods go through the same sweep file, jobs, store and table;
+    methods of the other kind are skipped with a note; a minimised objective (makespan)
+    has its lowest value as best."""
+    sweep = parse_sweep({
+        "name": "dyn", "settings": ["seq-sales-2x2", "scheduling-2x3", "1x2-uniform"],
+        "methods": ["grid-search", "zeroth-order", "grand-bundle"], "seeds": [0, 1],
+        "eval_samples": 500, "regret_profiles": 20,
+        "options": {"steps": 2, "batch_size": 8, "validation_samples": 100,
+                    "zeroth-order": {"perturbations": 2, "validate_every": 1}},
+        "grid": {"grid-search": {"candidates": [4, 8]}, "profiles": [50]}})
+    jobs = {(j.setting, j.method): j for j in sweep.runnable}
+    assert set(jobs) == {("seq-sales-2x2", "grid-search"), ("seq-sales-2x2", "zeroth-order"),
+                         ("scheduling-2x3", "grid-search"), ("scheduling-2x3", "zeroth-order"),
+                         ("1x2-uniform", "grand-bundle")}
+    assert jobs["seq-sales-2x2", "zeroth-order"].options == {
+        "batch_size": 8, "perturbations": 2, "steps": 2, "validate_every": 1,
+        "validation_samples": 100}
+    assert {j.options["candidates"] for j in sweep.runnable if j.method == "grid-search"} \
+        == {4, 8}
+    assert any("skipped grand-bundle on seq-sales-2x2" in n for n in sweep.notes)
+    assert any("skipped zeroth-order on 1x2-uniform" in n for n in sweep.notes)
+    assert any("'steps' not used by grid-search" in n for n in sweep.notes)
+    with Store(tmp_path / "r.db") as store:
+        summary = run_sweep(sweep, store, workers=1, runs_root=tmp_path, log=quiet)
+        rows = store.rows("dyn")
+    assert summary["failed"] == 0, [r["error"] for r in rows if r["status"] == "failed"]
+    done = [r for r in rows if r["status"] == "done"]
+    # 2 dynamic settings x (2 grid-search variants + 1 zeroth-order) x 2 seeds, + 2 static
+    assert summary["done"] == len(done) == 14
+    for r in done:
+        assert (Path(r["run_dir"]) / "checkpoint.pt").is_file()
+        if r["setting"] != "1x2-uniform":
+            assert r["metrics"]["kind"] == "dynamic"
+            assert r["metrics"]["regret_max"] <= 1e-9 and r["metrics"]["samples"] == 500
+    groups = {(g["setting"], g["method"], g["variant"]): g for g in aggregate(rows)}
+    sched = groups["scheduling-2x3", "zeroth-order", ""]
+    assert sched["objective"] == "makespan"
+    values = [r["metrics"]["objective_value"] for r in done
+              if r["setting"] == "scheduling-2x3" and r["method"] == "zeroth-order"]
+    assert sched["metrics"]["objective_value"]["best"] == pytest.approx(min(values))
+    text = render(aggregate(rows), "table", title="dyn")
+    assert "seq-sales-2x2" in text and "zeroth-order" in text and "grid-search" in text
 
 
 # ----------------------------------------------------------------------- the sweep file

@@ -10,10 +10,14 @@ import pytest
 import torch
 
 from automech import get_setting
-from automech.mechanisms.classical.cost_baselines import (BundleOPT, SeparableOPT, SharedBundleOPT,
-                                                best_bundle_price)
-from automech.mechanisms.learned.tedi import PartialGroupMaxNet, TEDIMechanism
 from automech.errors import OptionError
+from automech.mechanisms.classical.cost_baselines import (
+    BundleOPT,
+    SeparableOPT,
+    SharedBundleOPT,
+    best_bundle_price,
+)
+from automech.mechanisms.learned.tedi import PartialGroupMaxNet, TEDIMechanism
 from automech.methods import METHODS
 from automech.methods.tedi import covariance_loss
 from automech.training import FitContext
@@ -517,3 +521,25 @@ def test_chunked_step_equals_the_whole_batch(tmp_path):
     assert all(math.isfinite(r["loss"]) for r in history if "loss" in r)
 
 
+def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
+    """The run state in ``ctx.state`` (pool, chains, proposal sizes, their generator) is
+    checkpointed: a chunked run over a cycled pool, cut after its step-2 checkpoint and
+    resumed, ends with the uninterrupted run's parameters."""
+    from automech.experiment import train
+    from conftest import interrupt_third_step
+
+    s = get_setting("U-1x10-cp0-cd0")
+    opts = dict(steps=4, batch_size=64, train_profiles=96, chunk_size=32, groups=[4],
+                pan_hidden=8, langevin_steps=2, metropolis_steps=2, solver_steps=30,
+                init="bundle", validate_every=2, validation_samples=64, checkpoint_every=2,
+                log_every=1, keep_best=False)
+    whole, _ = train(s, "tedi", opts, seed=0, out=tmp_path / "whole", search=None,
+                     eval_samples=64)
+    interrupt_third_step(monkeypatch, METHODS["tedi"])
+    with pytest.raises(KeyboardInterrupt):
+        train(s, "tedi", opts, seed=0, out=tmp_path / "cut", search=None, eval_samples=64)
+    monkeypatch.undo()
+    resumed, _ = train(s, "tedi", opts, seed=0, out=tmp_path / "cut", search=None,
+                       eval_samples=64)
+    for (k, x), y in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(x, y), k

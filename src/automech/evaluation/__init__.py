@@ -8,11 +8,12 @@ exact dynamic one (:mod:`~automech.evaluation.dynamic`) for an MDP environment.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from automech.errors import AutomechError
 from automech.evaluation import dynamic, protocol
-from automech.evaluation.dynamic import DynamicEvaluation, evaluate_dynamic
+from automech.evaluation.dynamic import DEFAULT_SEARCH, DynamicEvaluation, evaluate_dynamic
 from automech.evaluation.protocol import TEST_SEED, Evaluation
 from automech.evaluation.regret import THOROUGH, RegretSearch, best_misreport_utility
 from automech.problems.dynamic import DynamicEnv
@@ -34,7 +35,7 @@ def protocol_for(setting: Any) -> Callable[..., Any]:
 
 
 def evaluate(mechanism: Any, setting: Any = None, samples: int = 10_000,
-             seed: int = TEST_SEED, search: RegretSearch | None = RegretSearch(),
+             seed: int = TEST_SEED, search: RegretSearch | None = DEFAULT_SEARCH,
              thorough: bool = False, progress: bool = False) -> Evaluation | DynamicEvaluation:
     """Score ``mechanism`` on ``setting`` (its own by default) with the protocol of the
     setting's type.

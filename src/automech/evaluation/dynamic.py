@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from automech.errors import AutomechError
+from automech.errors import AutomechError, NotApplicableError
 from automech.evaluation.protocol import TEST_SEED
 from automech.evaluation.regret import THOROUGH, RegretSearch
 from automech.mechanisms.learned.dynamic_ama import DynamicAMA
@@ -39,6 +39,9 @@ TOL = 1e-9
 
 #: Misreports per profile and agent of the IC check.
 IC_MISREPORTS = 16
+
+#: The shared protocol's default misreport search (its ``profiles`` sets the IC check's).
+DEFAULT_SEARCH = RegretSearch()
 
 
 @dataclass
@@ -148,7 +151,7 @@ def evaluate_dynamic(mechanism: DynamicAMA, samples: int = 10_000, seed: int = T
 
 def evaluate(mechanism: DynamicAMA, setting: DynamicEnv | None = None,
              samples: int = 10_000, seed: int = TEST_SEED,
-             search: RegretSearch | None = RegretSearch(), thorough: bool = False,
+             search: RegretSearch | None = DEFAULT_SEARCH, thorough: bool = False,
              progress: bool = False) -> DynamicEvaluation:
     """:func:`evaluate_dynamic` with the shared protocol's arguments: the IC check runs on
     the first ``search.profiles`` profiles (``THOROUGH``'s with ``thorough``; none when
@@ -156,10 +159,15 @@ def evaluate(mechanism: DynamicAMA, setting: DynamicEnv | None = None,
 
     Raises
     ------
+    NotApplicableError
+        when ``mechanism`` is not a dynamic mechanism (a static one built on an MDP).
     AutomechError
         when ``setting`` is another environment than the mechanism's: a dynamic AMA's
         boosts are indexed by its MDP's states and actions.
     """
+    if not isinstance(mechanism, DynamicAMA):
+        raise NotApplicableError(f"{getattr(mechanism, 'name', mechanism)!r} is not a "
+                                 "dynamic mechanism: a dynamic setting scores dynamic AMAs")
     env = mechanism.env
     if setting is not None and setting is not env and setting.name != env.name:
         raise AutomechError(f"a dynamic AMA is tied to its MDP: this one was designed for "

@@ -1,23 +1,18 @@
 """Mechanisms: one interface, ``outcome(bids) -> (allocation, payments)``.
 
-:data:`MECHANISMS` maps every mechanism name to its class; checkpoints and the CLI go
-through it.  :data:`CLASSICAL` lists the closed-form baselines ``automech baselines`` runs;
-:data:`LEARNED` the designs that methods fit (LP tables, menus, networks, affine maximizers).
+:mod:`~automech.mechanisms.base` is the interface; :mod:`~automech.mechanisms.classical`
+holds the closed-form rules (:data:`CLASSICAL`, what ``automech baselines`` runs, by name in
+:data:`MECHANISMS`); :mod:`~automech.mechanisms.learned` the designs whose parameters a
+method fits (LP tables, menus, networks, affine maximizers), each declared by the method
+that fits it (:func:`automech.methods.mechanism_class` finds a class by name).
 """
 
-from automech.mechanisms.learned.affine_maximizer import DeterministicAMA, LotteryAMA
 from automech.mechanisms.base import Mechanism, check_bids
 from automech.mechanisms.classical.bundle import BundlePostedPrice, GrandBundle
 from automech.mechanisms.classical.cost_baselines import BundleOPT, SeparableOPT, SharedBundleOPT
 from automech.mechanisms.classical.first_price import FirstPrice
-from automech.mechanisms.learned.gemnet import GemNetMechanism
-from automech.mechanisms.learned.lp_table import LPTable
-from automech.mechanisms.learned.menu import MenuMechanism
 from automech.mechanisms.classical.myerson import Myerson, SeparateMyerson
-from automech.mechanisms.learned.myersonnet import MyersonNetMechanism
 from automech.mechanisms.classical.posted_price import PostedPrice
-from automech.mechanisms.learned.regretnet import ALGNetMechanism, RegretNetMechanism
-from automech.mechanisms.learned.tedi import TEDIMechanism
 from automech.mechanisms.classical.vcg import VCG
 
 CLASSICAL: tuple[type[Mechanism], ...] = (
@@ -25,12 +20,8 @@ CLASSICAL: tuple[type[Mechanism], ...] = (
     SeparableOPT, BundleOPT, SharedBundleOPT,
 )
 
-LEARNED: tuple[type[Mechanism], ...] = (
-    LPTable, MenuMechanism, LotteryAMA, DeterministicAMA, RegretNetMechanism, ALGNetMechanism,
-    MyersonNetMechanism, TEDIMechanism, GemNetMechanism,
-)
-
-MECHANISMS: dict[str, type[Mechanism]] = {cls.name: cls for cls in (*CLASSICAL, *LEARNED)}
+#: The classical mechanisms by name.
+MECHANISMS: dict[str, type[Mechanism]] = {cls.name: cls for cls in CLASSICAL}
 
 __all__ = ["Mechanism", "check_bids", "MECHANISMS", "CLASSICAL", "VCG",
            "Myerson", "SeparateMyerson", "GrandBundle", "PostedPrice", "BundlePostedPrice",

@@ -36,12 +36,13 @@ The deterministic AMA shares all of this except the allocations, which are fixed
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
 
 from automech.errors import OptionError
+from automech.mechanisms.base import Mechanism
 from automech.mechanisms.learned.affine_maximizer import (
     AffineMaximizer,
     DeterministicAMA,
@@ -54,11 +55,11 @@ from automech.problems.setting import Setting
 from automech.training import (
     FitContext,
     GradientMethod,
-    Options,
     SoftmaxOptions,
     TrainerOptions,
     option,
 )
+from automech.training import options as _options
 
 #: Largest number of profiles of a discrete prior trained on exactly.
 MAX_ENUMERATED_PROFILES = 65_536
@@ -172,8 +173,9 @@ class _AMAMethod(GradientMethod):
     """The trainer's loop plus the AMA start, scheduled pruning of unused allocations and
     the exact expectation over small discrete priors."""
 
-    def resolve(self, setting: Setting, options: Options) -> Options:
-        if options.exact_expectation is True and enumerated_profiles(setting) is None:
+    def resolve(self, setting: Setting, options: _options.Options) -> _options.Options:
+        if cast(AMAOptions, options).exact_expectation is True \
+                and enumerated_profiles(setting) is None:
             raise OptionError(f"{self.name}: option 'exact_expectation' = true needs a "
                               f"discrete prior with at most {MAX_ENUMERATED_PROFILES} "
                               "profiles")
@@ -181,18 +183,20 @@ class _AMAMethod(GradientMethod):
 
     # ---------------------------------------------------------------- hooks
 
-    def start(self, mechanism: AffineMaximizer, ctx: FitContext) -> AMAState:
+    def start(self, mechanism: Mechanism, ctx: FitContext) -> AMAState:
         """The exact profiles and probabilities, when the prior is trained on exactly."""
         if ctx.options.exact_expectation is False:
             return AMAState()
         found = enumerated_profiles(ctx.setting)
         if found is None:
             return AMAState()
-        return AMAState(tuple(torch.as_tensor(a, dtype=mechanism.dtype, device=mechanism.device)
-                              for a in found))
+        profiles, probs = (torch.as_tensor(a, dtype=mechanism.dtype, device=mechanism.device)
+                           for a in found)
+        return AMAState((profiles, probs))
 
-    def initialise(self, mechanism: AffineMaximizer, ctx: FitContext) -> None:
+    def initialise(self, mechanism: Mechanism, ctx: FitContext) -> None:
         """The starting boosts (``init_reserve``)."""
+        assert isinstance(mechanism, AffineMaximizer)
         reserve = ctx.options.init_reserve
         if reserve == "auto":
             bids = torch.as_tensor(ctx.setting.sample(8192, np.random.default_rng([ctx.seed, 3])),
@@ -201,24 +205,26 @@ class _AMAMethod(GradientMethod):
         else:
             mechanism.reset_boosts(float(reserve))
 
-    def sample(self, mechanism: AffineMaximizer,
+    def sample(self, mechanism: Mechanism,
                ctx: FitContext) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Fresh prior draws, or every profile of a prior trained on exactly."""
         if ctx.state.exact is not None:
             return ctx.state.exact[0], None
         return super().sample(mechanism, ctx)
 
-    def loss(self, mechanism: AffineMaximizer, values: torch.Tensor,
+    def loss(self, mechanism: Mechanism, values: torch.Tensor,
              ctx: FitContext) -> tuple[torch.Tensor, dict[str, float]]:
+        assert isinstance(mechanism, AffineMaximizer)
         alloc, pay = self._relaxed(mechanism, values, ctx)
         objective = ctx.setting.objective.value(values, alloc, pay).mean()
         return -objective, {"train_objective": float(objective.detach())}
 
-    def step(self, mechanism: AffineMaximizer, optimizer: torch.optim.Optimizer,
+    def step(self, mechanism: Mechanism, optimizer: torch.optim.Optimizer,
              values: torch.Tensor, indices: torch.Tensor | None,
              ctx: FitContext) -> dict[str, float]:
         """Prune when scheduled, then one step on the sampled batch (the trainer's) or on
         the exact expectation; logs the active allocations."""
+        assert isinstance(mechanism, AffineMaximizer)
         o = ctx.options
         if o.prune_after > 0 and ctx.step >= o.prune_after \
                 and (ctx.step - o.prune_after) % o.prune_every == 0:
@@ -227,7 +233,7 @@ class _AMAMethod(GradientMethod):
             metrics = super().step(mechanism, optimizer, values, indices, ctx)
         else:
             metrics = self._exact_step(mechanism, optimizer, ctx)
-        metrics["allocations_active"] = int(mechanism.active.sum())
+        metrics["allocations_active"] = int(cast(torch.Tensor, mechanism.active).sum())
         return metrics
 
     # ---------------------------------------------------------------- helpers
@@ -281,11 +287,11 @@ class LotteryAMAMethod(_AMAMethod):
     def applicable(self, setting: Setting) -> str | None:
         return LotteryAMA.applicable(setting)
 
-    def resolve(self, setting: Setting, options: LotteryAMAOptions) -> LotteryAMAOptions:
+    def resolve(self, setting: Setting, options: _options.Options) -> _options.Options:
         """``recipe``: "paper" puts :data:`FINITE_TYPE_RECIPE` over the options, "auto"
         picks "paper" on priors with few enough profiles to enumerate, else "fast"."""
         options = super().resolve(setting, options)
-        recipe = options.recipe
+        recipe = cast(LotteryAMAOptions, options).recipe
         if recipe == "auto":
             recipe = "paper" if enumerated_profiles(setting) is not None else "fast"
         extra = FINITE_TYPE_RECIPE if recipe == "paper" else {}

@@ -236,6 +236,7 @@ def distil_start(mech: TEDIMechanism, steps: int, batch_size: int, lr: float,
             target = classical.thresholds(values.double()).clamp(max=cap).to(mech.dtype)
         others = mech.others(values)
         slope, _ = net.residual_heads(others.reshape(-1, others.shape[-1]))
+        assert slope is not None, "the separable start needs the skip term"
         slope = slope[:, 0, :]                                     # (B n, m); n = 1: shared
         fit = ((slope - target.reshape(-1, target.shape[-1])) ** 2).mean()
         optimizer.zero_grad(set_to_none=True)
@@ -309,14 +310,14 @@ class TEDIState:
     indices: torch.Tensor | None = None
 
     @classmethod
-    def uniform(cls, pool: torch.Tensor, chains: int, generator: torch.Generator) -> "TEDIState":
+    def uniform(cls, pool: torch.Tensor, chains: int, generator: torch.Generator) -> TEDIState:
         """Chains drawn uniformly on [0, 1]^m (Algorithm 1), proposal sizes 0.1."""
         points = torch.rand((chains, *pool.shape), generator=generator, dtype=pool.dtype)
         return cls.at(pool, points, generator)
 
     @classmethod
     def at(cls, pool: torch.Tensor, chains: torch.Tensor,
-           generator: torch.Generator) -> "TEDIState":
+           generator: torch.Generator) -> TEDIState:
         """Chains at the points ``chains`` (K, M, n, m), proposal sizes 0.1."""
         scales = torch.full((*chains.shape[:-1], chains.shape[-1] + 1), 0.1, dtype=pool.dtype)
         return cls(pool, chains, scales, generator)
@@ -380,7 +381,7 @@ class TEDI(GradientMethod):
                 alloc, pay = mechanism(values)
             return float(setting.objective.value(values, alloc, pay).mean())
 
-        earns = {}
+        earns: dict[str, float] = {}
         price, bundle = best_bundle_price(setting)
         if options.fee and math.isfinite(price):
             earns["bundle"] = bundle
@@ -388,14 +389,14 @@ class TEDI(GradientMethod):
             earns["separable"] = utility(SeparableOPT(setting))
         if not earns:
             return "linear"
-        best = max(earns, key=earns.get)
+        best = max(earns, key=lambda name: earns[name])
         if best == "separable" and setting.prior.atoms(0) is not None:
             return "linear"
         return best
 
     def build(self, ctx: FitContext) -> TEDIMechanism:
         o, setting = ctx.options, ctx.setting
-        start = {}
+        start: dict[str, Any] = {}
         if o.init == "bundle":
             start = {"init_slope": 0.0, "init_fee": best_bundle_price(setting)[0]}
         return TEDIMechanism(setting, groups=o.groups, group_size=o.group_size,
@@ -403,7 +404,8 @@ class TEDI(GradientMethod):
                              fee=o.fee, solver_steps=o.solver_steps, init_seed=ctx.seed,
                              **start)
 
-    def start(self, mechanism: TEDIMechanism, ctx: FitContext) -> TEDIState:
+    def start(self, mechanism: TEDIMechanism,  # type: ignore[override]
+              ctx: FitContext) -> TEDIState:
         """The pool of ``train_profiles`` profiles (``ctx.rng``) and their chains, uniform
         on [0, 1]^m (a resumed run then loads its saved state over them)."""
         o = ctx.options
@@ -412,7 +414,8 @@ class TEDI(GradientMethod):
         gen = torch.Generator().manual_seed(int(ctx.rng.integers(2**31)))
         return TEDIState.uniform(pool, o.chains, gen)
 
-    def initialise(self, mechanism: TEDIMechanism, ctx: FitContext) -> None:
+    def initialise(self, mechanism: TEDIMechanism,  # type: ignore[override]
+                   ctx: FitContext) -> None:
         """The distilled start (``init="separable"``): fit the pricing network to
         Separable-OPT's threshold prices (:func:`distil_start`) on fresh prior profiles;
         the fit's root-mean-square error goes to ``init.json``."""
@@ -425,7 +428,7 @@ class TEDI(GradientMethod):
         ctx.run.write_json("init.json", {"init": o.init, "threshold_rmse": rmse,
                                          "steps": steps})
 
-    def sample(self, mechanism: TEDIMechanism,
+    def sample(self, mechanism: TEDIMechanism,  # type: ignore[override]
                ctx: FitContext) -> tuple[torch.Tensor, torch.Tensor]:
         """The step's batch: ``batch_size`` consecutive rows of the pool (cyclically)."""
         st = ctx.state
@@ -434,14 +437,16 @@ class TEDI(GradientMethod):
         st.indices = (torch.arange(batch) + (ctx.step * batch) % size) % size
         return st.pool[st.indices], st.indices
 
-    def loss(self, mechanism: TEDIMechanism, values: torch.Tensor, ctx: FitContext):
+    def loss(self, mechanism: TEDIMechanism,  # type: ignore[override]
+             values: torch.Tensor, ctx: FitContext) -> tuple[torch.Tensor, dict[str, float]]:
         """Minus the surrogate of Eq. (12) on the chunk's profiles and their chains
         (pool rows ``ctx.indices``) at beta = ``ctx.temperature``."""
         chains = ctx.state.chains[:, ctx.indices]
         surrogate, u0 = covariance_loss(mechanism, values, chains, ctx.temperature)
         return -surrogate, {"train_objective": float(u0.detach())}
 
-    def after_step(self, mechanism: TEDIMechanism, ctx: FitContext) -> None:
+    def after_step(self, mechanism: TEDIMechanism,  # type: ignore[override]
+                   ctx: FitContext) -> None:
         """Move the chains of the whole batch at the step's beta and eta."""
         o = ctx.options
         eta = schedule("exponential", o.langevin_step, o.langevin_step_final, ctx.step,

@@ -1,6 +1,7 @@
 """Problems: settings, priors over valuation profiles, objectives, dynamic (MDP) settings,
 the named registry of both."""
 
+from automech.problems.dynamic import DynamicEnv, is_dynamic
 from automech.problems.laws import LAWS, Law1D
 from automech.problems.objectives import OBJECTIVES, Objective
 from automech.problems.priors import (
@@ -11,7 +12,6 @@ from automech.problems.priors import (
     Prior,
     SphericalPrior,
 )
-from automech.problems.dynamic import DynamicEnv, is_dynamic
 from automech.problems.registry import (
     KINDS,
     get_setting,

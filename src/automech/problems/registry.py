@@ -11,9 +11,10 @@ told apart by the dict form's ``kind`` (absent: ``"static"``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from automech.errors import SettingError
 from automech.problems import tedi_settings

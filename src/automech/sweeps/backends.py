@@ -34,8 +34,8 @@ def cpu_count() -> int:
 def run_job(payload: dict[str, Any]) -> dict[str, Any]:
     """Run one job end to end with :func:`automech.experiment.train`; never raises.
 
-    ``payload``: setting (dict form, static or dynamic), method, options, seed, run_dir, eval_samples,
-    regret_profiles, threads (torch threads, or None to keep the default).
+    ``payload``: setting (dict form, static or dynamic), method, options, seed, run_dir,
+    eval_samples, regret_profiles, threads (torch threads, or None to keep the default).
     Returns ``{"status": "done" | "failed" | "skipped", "metrics", "error", "note",
     "seconds", "host"}``.  Rerunning with the same ``run_dir`` resumes the run when the
     method supports checkpoints.

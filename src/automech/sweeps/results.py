@@ -3,8 +3,8 @@
 ``std`` is the sample standard deviation over the finished seeds (0 with one seed); ``best``
 is the best seed's value: highest objective (revenue by default; lowest for an objective
 the metrics mark ``maximise: false``, such as a dynamic setting's makespan), revenue and
-welfare, lowest regret, IR violation and infeasibility.  Pending, failed and skipped jobs are counted
-but never averaged.
+welfare, lowest regret, IR violation and infeasibility.  Pending, failed and skipped jobs
+are counted but never averaged.
 """
 
 from __future__ import annotations

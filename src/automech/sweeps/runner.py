@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from automech.sweeps.backends import check_backend, make_backend
 from automech.sweeps.spec import Job, Sweep

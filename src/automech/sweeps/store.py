@@ -17,8 +17,9 @@ import socket
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from automech.errors import AutomechError
 from automech.sweeps.spec import Job
@@ -100,7 +101,7 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:

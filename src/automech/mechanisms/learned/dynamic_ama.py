@@ -139,7 +139,7 @@ class DynamicAMA:
         return self.setting
 
     @classmethod
-    def vcg(cls, env: DynamicEnv) -> "DynamicAMA":
+    def vcg(cls, env: DynamicEnv) -> DynamicAMA:
         """The dynamic VCG mechanism: ``w = 1``, ``b = 0``."""
         return cls(env)
 
@@ -160,7 +160,7 @@ class DynamicAMA:
         """Set the weights and boosts (checked: positive weights, boosts (S, A))."""
         self._set(state["weights"], state["boosts"])
 
-    def eval(self) -> "DynamicAMA":
+    def eval(self) -> DynamicAMA:
         """Nothing to switch (no training mode); for the loader's ``mechanism.eval()``."""
         return self
 

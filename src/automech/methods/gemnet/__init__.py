@@ -236,6 +236,7 @@ class GemNet(GradientMethod):
              ctx: FitContext) -> tuple[torch.Tensor, dict[str, float]]:
         """Minus the relaxed objective plus the scheduled incompatibility penalty, the
         latter on the first ``penalty_batch`` profiles (the same share of a chunk)."""
+        assert isinstance(mechanism, GemNetMechanism)
         o = ctx.options
         menu_alloc, menu_price, util = mechanism.network_utilities(values)
         alloc, pay = mechanism.soft_choice(menu_alloc, menu_price, util, ctx.temperature)
@@ -250,16 +251,16 @@ class GemNet(GradientMethod):
         return -objective + weight * over, {"train_objective": float(objective.detach()),
                                             "incompatibility": float(over.detach())}
 
-    def initialise(self, mechanism: GemNetMechanism, ctx: FitContext) -> None:
+    def initialise(self, mechanism: Mechanism, ctx: FitContext) -> None:
         """Start from an affine maximizer's menus (see :func:`distil`) unless ``init`` is
         ``random``."""
+        assert isinstance(mechanism, GemNetMechanism)
         init = self._init(ctx.setting, ctx.options.init)
         if init == "random":
             return
-        if init in AMA_METHODS:
-            ama = ctx.fit_nested(init, {}, "init-ama")
-        else:
-            ama = rebuild(init, _ama_class)
+        ama = ctx.fit_nested(init, {}, "init-ama") if init in AMA_METHODS \
+            else rebuild(init, _ama_class)
+        assert isinstance(ama, AffineMaximizer)
         o = ctx.options
         error = distil(mechanism, ama.double(), o.init_steps, o.batch_size, lr=o.init_lr,
                        rng=np.random.default_rng([ctx.seed, 2]), snap=o.snap)
@@ -295,15 +296,17 @@ class GemNet(GradientMethod):
         problem = adjustable(ctx.setting) if o.adjust else None
         if problem:                                   # fail before training, not after
             raise AutomechError(problem)
-        self._init(ctx.setting, o.init)               # ... and for a bad start
         if (run.path / CHECKPOINT).exists():          # a finished, adjusted run: reuse it
             saved = run.checkpoint()
             if saved.get("config", {}).get("adjusted") and \
                     (saved.get("training_state") or {}).get("finished"):
                 return rebuild(run.path, _gemnet_class)
+        else:                                         # a fresh run: a bad start fails now
+            self._init(ctx.setting, o.init)
         network = super().fit(ctx)
         if not o.adjust:
             return network
+        assert isinstance(network, GemNetMechanism)
         before = evaluate(network, ctx.setting, samples=UNADJUSTED_SAMPLES,
                           search=RegretSearch(profiles=1000))
         run.write_json("unadjusted.json", before.to_dict())

@@ -60,7 +60,7 @@ import copy
 import itertools
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.optimize
@@ -158,7 +158,7 @@ def margins(alloc: np.ndarray, price: np.ndarray, corners: np.ndarray) -> np.nda
 def candidates(alloc: np.ndarray, price: np.ndarray, corners: np.ndarray,
                eps: float = CERTIFY_EPS) -> np.ndarray:
     """Undominated entries (M, E, K+1) of each menu on each box (see the module doc)."""
-    return ~(margins(alloc, price, corners) >= eps).any(axis=-1)
+    return np.asarray(~(margins(alloc, price, corners) >= eps).any(axis=-1))
 
 
 def incompatible(a_i: np.ndarray, a_j: np.ndarray) -> np.ndarray:
@@ -178,9 +178,9 @@ def menu_tables(network: GemNetMechanism, snap: float) -> tuple[np.ndarray, np.n
     n = network.setting.num_bidders
     with torch.no_grad():
         features = centres[:, None, :].expand(len(centres), n, centres.shape[1])
-        alloc, price = plain.network_menus(features.contiguous())
-    alloc = alloc.transpose(0, 1).numpy().copy()
-    price = price.transpose(0, 1).numpy().copy()
+        menu_alloc, menu_price = plain.network_menus(features.contiguous())
+    alloc = menu_alloc.transpose(0, 1).numpy().copy()
+    price = menu_price.transpose(0, 1).numpy().copy()
     alloc[alloc < snap] = 0.0
     alloc[alloc > 1 - snap] = 1.0
     return alloc, price
@@ -232,7 +232,7 @@ def certify(alloc: np.ndarray, price: np.ndarray, corners: np.ndarray) -> int:
 
 
 def _shift_menu(own: np.ndarray, keep: np.ndarray, forced: np.ndarray, disallowed: np.ndarray,
-                choices: np.ndarray, bound: float) -> tuple[np.ndarray, int, int]:
+                choices: np.ndarray, bound: float) -> tuple[np.ndarray | None, int, int]:
     """Solve one menu's MILP (see the module doc); returns the price shifts (K+1,) (null
     first, always 0), the number of binaries and of rows.
 
@@ -245,24 +245,24 @@ def _shift_menu(own: np.ndarray, keep: np.ndarray, forced: np.ndarray, disallowe
     k = own.shape[1] - 1
     rows: list[tuple[dict[int, float], float, float]] = []      # (coefs, lower, upper)
 
-    def dominate(l: int, kk: int, lower: float, extra: dict[int, float] | None = None) -> None:
-        """Row ``d_kk - d_l (+ extra) >= lower`` (the null entry has no shift)."""
+    def dominate(by: int, kk: int, lower: float, extra: dict[int, float] | None = None) -> None:
+        """Row ``d_kk - d_by (+ extra) >= lower`` (the null entry has no shift)."""
         coefs = {kk - 1: 1.0, **(extra or {})}
-        if l:
-            coefs[l - 1] = -1.0
+        if by:
+            coefs[by - 1] = -1.0
         rows.append((coefs, lower, np.inf))
 
     # kept cells: each disallowed entry stays dominated by its current best dominator,
     # one row per (dominator, entry) pair at its tightest cell; rows the bounds imply go
     tight: dict[tuple[int, int], float] = {}
     for e in np.nonzero(keep)[0]:
-        for kk in np.nonzero(disallowed[e])[0]:
-            l = int(np.argmax(own[e, kk]))
-            gap = float(own[e, kk, l])
-            if gap < 2 * bound + MILP_EPS and gap < tight.get((l, int(kk)), np.inf):
-                tight[(l, int(kk))] = gap
-    for (l, kk), gap in tight.items():          # keep the margin, up to MILP_EPS
-        dominate(l, kk, min(MILP_EPS, gap) - gap)
+        for kept in np.nonzero(disallowed[e])[0]:
+            best = int(np.argmax(own[e, kept]))
+            gap = float(own[e, kept, best])
+            if gap < 2 * bound + MILP_EPS and gap < tight.get((best, int(kept)), np.inf):
+                tight[(best, int(kept))] = gap
+    for (best, entry), gap in tight.items():    # keep the margin, up to MILP_EPS
+        dominate(best, entry, min(MILP_EPS, gap) - gap)
     # forced cells: exactly one of ``choices`` dominates every disallowed entry (big M)
     cells = np.nonzero(forced)[0]
     big = 2 * bound + float(np.abs(own[cells]).max(initial=0.0)) + 1.0
@@ -273,9 +273,9 @@ def _shift_menu(own: np.ndarray, keep: np.ndarray, forced: np.ndarray, disallowe
         binaries += len(allowed)
         rows.append(({first + a: 1.0 for a in range(len(allowed))}, 1.0, 1.0))
         for kk in np.nonzero(disallowed[e])[0]:
-            for a, l in enumerate(allowed):
-                dominate(int(l), int(kk), MILP_EPS - float(own[e, kk, l]) - big,
-                         {first + a: -big})
+            for a, dominator in enumerate(allowed):
+                dominate(int(dominator), int(kk),
+                         MILP_EPS - float(own[e, kk, dominator]) - big, {first + a: -big})
     for q in range(k):                                    # up >= d, down >= -d
         rows.append(({k + q: 1.0, q: -1.0}, 0.0, np.inf))
         rows.append(({2 * k + q: 1.0, q: 1.0}, 0.0, np.inf))
@@ -341,9 +341,10 @@ def lipschitz_bound(mech: GemNetMechanism) -> dict[str, Any]:
     """Upper bounds on the Lipschitz constants (l2 in the other bids, per unit of value) of
     each bidder's menu prices and allocations: products of the layers' spectral norms
     (ReLU and sigmoid are 1- and 1/4-Lipschitz), with the input scaling."""
-    scale = float((1 / (mech.high - mech.low)).max())
+    low, high = (cast(torch.Tensor, t) for t in (mech.low, mech.high))
+    scale = float((1 / (high - low)).max())
     k, w = mech.menu_size, mech.width
-    out = {"price": [], "allocation": []}
+    out: dict[str, list[float]] = {"price": [], "allocation": []}
     with torch.no_grad():
         for i in range(mech.setting.num_bidders):
             body = scale

@@ -28,8 +28,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from automech.problems.dynamic.mdp import DTYPE, TabularMDP
 from automech.errors import AutomechError
+from automech.problems.dynamic.mdp import DTYPE, TabularMDP
 
 OBJECTIVES = ("revenue", "welfare", "makespan")
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Callable
+from collections.abc import Callable
 
-from automech.problems.dynamic.envs import DynamicEnv, Gridworld, SequentialSales, TaskScheduling
 from automech.errors import SettingError
+from automech.problems.dynamic.envs import DynamicEnv, Gridworld, SequentialSales, TaskScheduling
 
 #: (pattern, builder, names listed by ``automech settings``); n and m from the name.
 _FAMILIES: list[tuple[re.Pattern[str], Callable[[int, int, str], DynamicEnv], list[str]]] = [

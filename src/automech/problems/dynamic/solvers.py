@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from automech.problems.dynamic.mdp import TabularMDP
 from automech.errors import AutomechError
+from automech.problems.dynamic.mdp import TabularMDP
 
 #: Policy iteration switches action only when the gain exceeds this (relative) tolerance,
 #: so that ties cannot make it cycle.
