@@ -259,8 +259,7 @@ class SharedBundleOPT(Mechanism):
     (the concave hull of its revenue curve), so it needs no closed form for the law of a
     sum and covers any prior.  With one bidder, or with c_p = 0, it is Bundle-OPT (the
     monopoly price of the empirical bundle-value law).  Not a baseline of the TEDI paper:
-    ours; TEDI can start from it (``init="shared-bundle"``,
-    :func:`~automech.methods.tedi.distil_start`).
+    ours.
     """
 
     name = "shared-bundle-opt"
