@@ -124,6 +124,10 @@ def baselines(
         s = get_setting(setting)
         search = _search(regret_profiles, thorough, no_regret)
         rows, skipped = {}, {}
+        if getattr(s, "kind", "static") != "static":
+            raise AutomechError(f"{s.name} is a dynamic setting: its baseline, the dynamic "
+                                "VCG, is scored next to every design by `automech train` and "
+                                "`automech evaluate`")
         for cls in CLASSICAL:
             reason = cls.applicable(s)
             if reason:

@@ -588,6 +588,9 @@ def figures(run_dir: str | Path, bidder: int = 0, others: Any = "mean",
     run_dir = Path(run_dir)
     mech = load(run_dir)
     setting = mech.setting
+    if getattr(setting, "kind", "static") != "static":
+        raise AutomechError(f"automech plot draws static mechanisms; {str(run_dir)!r} holds a "
+                            f"{mech.name} on the MDP {setting.name!r} (see automech evaluate)")
     label = run_label(run_dir, mech)
     figs: dict[str, Figure] = {}
     skipped: dict[str, str] = {}

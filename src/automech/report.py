@@ -149,6 +149,10 @@ def load_run(path: str | Path, samples: int = 10_000) -> RunData:
     evaluated with the shared protocol (``samples`` profiles, default regret search)."""
     path = Path(path)
     mech = load(path)                    # RunError for a missing or unreadable run
+    if getattr(mech.setting, "kind", "static") != "static":
+        raise AutomechError(f"automech report covers static mechanisms; {str(path)!r} holds a "
+                            f"{mech.name} on the MDP {mech.setting.name!r} (see automech "
+                            "evaluate)")
     run = Run(path)
     config = run.read_json(CONFIG) if (path / CONFIG).is_file() else {}
     if (path / METRICS).is_file():

@@ -415,8 +415,7 @@ class ZerothOrder(GradientDynamicMethod):
 
 
 class RegularizedLP(GradientDynamicMethod):
-    """First-order gradients through the entropy-regularised inner problem (Curry et al.
-    2024, 5)."""
+    """Gradients through the entropy-regularised inner problem (Curry et al. 2024, 5)."""
 
     name = "regularized-lp"
     Options = RegularizedLPOptions

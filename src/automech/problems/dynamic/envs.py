@@ -273,10 +273,9 @@ class TaskScheduling(DynamicEnv):
 
         ``makespan_rule="published"`` (default) is the rule of the paper's published code,
         which produced its Tables 3-4: a queue holding less than one unit goes *below*
-        zero, crediting the worker the idle rest of that time unit against its next task
-        (VCG makespan 1.028 +- 0.009 for n=2, m=4; the paper's 1.0336).
-        ``makespan_rule="queue"`` clamps queues at zero, a plain single-server queue
-        (VCG 1.326 for n=2, m=4): it does not reproduce the published numbers.
+        zero, crediting the worker the idle rest of that time unit against its next task.
+        ``makespan_rule="queue"`` clamps queues at zero, a plain single-server queue; it
+        does not reproduce the published numbers (``docs/results.md``).
         """
         lead = torch.broadcast_shapes(types.shape[:-2], assignments.shape[:-1])
         pick = torch.nn.functional.one_hot(assignments, self.n).to(types.dtype)  # (..., m, n)
