@@ -13,7 +13,8 @@ import automech
 from automech import RegretSearch, evaluate
 from automech.errors import OptionError
 from automech.experiment import train
-from automech.mechanisms import MECHANISMS, FirstPrice
+from automech.mechanisms import FirstPrice
+from automech.methods import mechanism_class
 from automech.mechanisms.learned.myersonnet import MyersonNetMechanism
 from automech.mechanisms.learned.regretnet import (
     ALGNetMechanism,
@@ -260,7 +261,7 @@ def test_save_load_and_describe(tmp_path):
     for name, setting in [("regretnet", "2x2-uniform"), ("algnet", "2x2-unit-uniform"),
                           ("myersonnet", "3x1-uniform")]:
         s = cached_setting(setting)
-        cls = MECHANISMS[name]
+        cls = mechanism_class(name)
         mech = cls(s, init_seed=4)
         automech.save(mech, tmp_path / name)
         loaded = automech.load(tmp_path / name)
