@@ -63,20 +63,21 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 def candidates_per_bidder(setting, search: RegretSearch) -> int:
     """Misreports the search tries per (profile, bidder) before any gradient ascent."""
     values = torch.as_tensor(setting.sample(1, 0))
-    return int(_candidates(values, 0, setting, search, torch.Generator().manual_seed(0))
-               .shape[1])
+    return int(_candidates(values, 0, setting, search, torch.Generator().manual_seed(0)).shape[1])
 
 
-def bench_case(setting_name: str, mech_name: str, samples: int, regret_profiles: int,
-               repeats: int) -> dict:
+def bench_case(
+    setting_name: str, mech_name: str, samples: int, regret_profiles: int, repeats: int
+) -> dict:
     setting = get_setting(setting_name)
     start = time.perf_counter()
     mechanism = mechanism_class(mech_name)(setting)
     build = time.perf_counter() - start
     search = RegretSearch(profiles=regret_profiles)
     t_plain, plain = timed(lambda: evaluate(mechanism, samples=samples, search=None), repeats)
-    t_search, with_search = timed(lambda: evaluate(mechanism, samples=samples, search=search),
-                                  repeats)
+    t_search, with_search = timed(
+        lambda: evaluate(mechanism, samples=samples, search=search), repeats
+    )
     t_regret = max(t_search - t_plain, 1e-9)
     cands = candidates_per_bidder(setting, search)
     return {
@@ -100,7 +101,7 @@ def bench_case(setting_name: str, mech_name: str, samples: int, regret_profiles:
 
 def machine_info() -> dict:
     info = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "automech": automech.__version__,
         "torch": torch.__version__,
         "numpy": np.__version__,
@@ -128,47 +129,67 @@ def _cpu_model() -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=20_000,
-                        help="test profiles per evaluation (default 20000)")
-    parser.add_argument("--regret-profiles", type=int, default=200,
-                        help="profiles searched for misreports (default 200)")
+    parser.add_argument(
+        "--samples", type=int, default=20_000, help="test profiles per evaluation (default 20000)"
+    )
+    parser.add_argument(
+        "--regret-profiles",
+        type=int,
+        default=200,
+        help="profiles searched for misreports (default 200)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per case")
-    parser.add_argument("--threads", default="1,default",
-                        help="comma-separated torch thread counts to run with, or 'default' "
-                             "(torch's own choice); default 1,default")
-    parser.add_argument("--cases", default=None,
-                        help="comma-separated SETTING:MECHANISM pairs (default: the built-in "
-                             "list)")
+    parser.add_argument(
+        "--threads",
+        default="1,default",
+        help="comma-separated torch thread counts to run with, or 'default' "
+        "(torch's own choice); default 1,default",
+    )
+    parser.add_argument(
+        "--cases",
+        default=None,
+        help="comma-separated SETTING:MECHANISM pairs (default: the built-in list)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON file to write")
     args = parser.parse_args(argv)
 
     cases = CASES if not args.cases else [tuple(c.split(":", 1)) for c in args.cases.split(",")]
     info = machine_info()
     default_threads = torch.get_num_threads()
-    threads = list(dict.fromkeys(default_threads if t.strip() == "default" else int(t)
-                                 for t in args.threads.split(",")))
+    threads = list(
+        dict.fromkeys(
+            default_threads if t.strip() == "default" else int(t) for t in args.threads.split(",")
+        )
+    )
     start = time.perf_counter()
     results = []
     for n_threads in threads:
         torch.set_num_threads(n_threads)
         for setting_name, mech_name in cases:
-            row = bench_case(setting_name, mech_name, args.samples, args.regret_profiles,
-                             args.repeats)
+            row = bench_case(
+                setting_name, mech_name, args.samples, args.regret_profiles, args.repeats
+            )
             row["torch_threads"] = n_threads
             results.append(row)
-            print(f"[{n_threads} thread(s)] {setting_name:17} {mech_name:17} "
-                  f"{row['profiles_per_s_no_search']:>10.0f} profiles/s, "
-                  f"{row['regret_profiles_per_s']:>8.1f} regret profiles/s",
-                  file=sys.stderr)
+            print(
+                f"[{n_threads} thread(s)] {setting_name:17} {mech_name:17} "
+                f"{row['profiles_per_s_no_search']:>10.0f} profiles/s, "
+                f"{row['regret_profiles_per_s']:>8.1f} regret profiles/s",
+                file=sys.stderr,
+            )
     torch.set_num_threads(default_threads)
     if hasattr(os, "getloadavg"):
         info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report = {
         "benchmark": "eval_throughput",
         "machine": info,
-        "parameters": {"samples": args.samples, "regret_profiles": args.regret_profiles,
-                       "repeats": args.repeats, "threads": threads,
-                       "search": RegretSearch(profiles=args.regret_profiles).to_dict()},
+        "parameters": {
+            "samples": args.samples,
+            "regret_profiles": args.regret_profiles,
+            "repeats": args.repeats,
+            "threads": threads,
+            "search": RegretSearch(profiles=args.regret_profiles).to_dict(),
+        },
         "total_seconds": round(time.perf_counter() - start, 1),
         "results": results,
     }

@@ -45,9 +45,13 @@ AMA_RUN = ROOT.parent / "runs" / "bench-ama" / "2x2-lottery-seed0"
 
 
 def machine() -> dict:
-    info = {"date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    info = {
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+    }
     if hasattr(os, "getloadavg"):
         info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
     return info
@@ -55,11 +59,18 @@ def machine() -> dict:
 
 def scored(mech, setting, samples: int, regret_profiles: int) -> dict:
     e = evaluate(mech, setting, samples=samples, search=RegretSearch(profiles=regret_profiles))
-    return {"revenue": e.revenue, "revenue_se": e.revenue_se, "test_profiles": e.samples,
-            "infeasible_rate": e.infeasible_rate, "infeasibility_max": e.infeasibility_max,
-            "ir_violation_rate": e.ir_violation_rate, "regret_mean": e.regret_mean,
-            "regret_max": e.regret_max, "regret_profiles": e.regret_samples,
-            "eval_seconds": e.seconds}
+    return {
+        "revenue": e.revenue,
+        "revenue_se": e.revenue_se,
+        "test_profiles": e.samples,
+        "infeasible_rate": e.infeasible_rate,
+        "infeasibility_max": e.infeasibility_max,
+        "ir_violation_rate": e.ir_violation_rate,
+        "regret_mean": e.regret_mean,
+        "regret_max": e.regret_max,
+        "regret_profiles": e.regret_samples,
+        "eval_seconds": e.seconds,
+    }
 
 
 def main() -> None:
@@ -85,12 +96,22 @@ def main() -> None:
     unadjusted = run.read_json("unadjusted.json")
     train_s = max((r["seconds"] for r in history if "seconds" in r), default=None)
     report["gemnet"] = {
-        "run_dir": str(out), "options": run.read_json("config.json")["options"],
-        "train_seconds": train_s, "train_and_adjust_seconds": total,
+        "run_dir": str(out),
+        "options": run.read_json("config.json")["options"],
+        "train_seconds": train_s,
+        "train_and_adjust_seconds": total,
         "adjustment": adjustment,
-        "unadjusted": {k: unadjusted[k] for k in ("revenue", "revenue_se", "samples",
-                                                  "infeasible_rate", "infeasibility_max",
-                                                  "regret_mean")},
+        "unadjusted": {
+            k: unadjusted[k]
+            for k in (
+                "revenue",
+                "revenue_se",
+                "samples",
+                "infeasible_rate",
+                "infeasibility_max",
+                "regret_mean",
+            )
+        },
         "adjusted": scored(mech, setting, args.test_profiles, args.regret_profiles),
     }
     if AMA_RUN.exists():
@@ -98,10 +119,13 @@ def main() -> None:
     else:
         ama, ama_run = train(setting, "lottery-ama", {}, seed=0, out=AMA_RUN, search=None)
         source = str(ama_run.path)
-    report["lottery_ama"] = {"run_dir": source,
-                             **scored(ama, setting, args.test_profiles, args.regret_profiles)}
-    report["gemnet_minus_lottery_ama"] = (report["gemnet"]["adjusted"]["revenue"]
-                                          - report["lottery_ama"]["revenue"])
+    report["lottery_ama"] = {
+        "run_dir": source,
+        **scored(ama, setting, args.test_profiles, args.regret_profiles),
+    }
+    report["gemnet_minus_lottery_ama"] = (
+        report["gemnet"]["adjusted"]["revenue"] - report["lottery_ama"]["revenue"]
+    )
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "gemnet.json").write_text(json.dumps(report, indent=1))

@@ -37,8 +37,12 @@ AMA_RUN = ROOT.parent / "runs" / "bench-ama" / "2x2-deterministic-seed0"
 
 def scored(mech, setting, samples: int) -> dict:
     e = evaluate(mech, setting, samples=samples, search=None)
-    return {"revenue": e.revenue, "revenue_se": e.revenue_se,
-            "infeasible_rate": e.infeasible_rate, "ir_violation_rate": e.ir_violation_rate}
+    return {
+        "revenue": e.revenue,
+        "revenue_se": e.revenue_se,
+        "infeasible_rate": e.infeasible_rate,
+        "ir_violation_rate": e.ir_violation_rate,
+    }
 
 
 def main() -> None:
@@ -53,8 +57,13 @@ def main() -> None:
     else:
         ama, _ = train(setting, "deterministic-ama", {}, seed=0, out=AMA_RUN, search=None)
     low, high = (a[0] for a in setting.prior.support())
-    report = {"setting": setting.name, "ama_run": str(AMA_RUN), "samples": args.samples,
-              "ama": scored(ama, setting, args.samples), "grids": []}
+    report = {
+        "setting": setting.name,
+        "ama_run": str(AMA_RUN),
+        "samples": args.samples,
+        "ama": scored(ama, setting, args.samples),
+        "grids": [],
+    }
     for grid in args.grids:
         started = time.perf_counter()
         alloc, price = affine_maximizer_tables(ama, grid)
@@ -62,10 +71,15 @@ def main() -> None:
         tables = scored(plain.with_tables(alloc, price, snap=0.0), setting, args.samples)
         alloc, price, stats = make_compatible(alloc, price, low, high, grid)
         adjusted = scored(plain.with_tables(alloc, price, snap=0.0), setting, args.samples)
-        row = {"grid": grid, "tables": tables, "adjusted": adjusted,
-               "adjustment_cost": tables["revenue"] - adjusted["revenue"],
-               "below_ama": report["ama"]["revenue"] - adjusted["revenue"],
-               "adjustment": stats, "seconds": time.perf_counter() - started}
+        row = {
+            "grid": grid,
+            "tables": tables,
+            "adjusted": adjusted,
+            "adjustment_cost": tables["revenue"] - adjusted["revenue"],
+            "below_ama": report["ama"]["revenue"] - adjusted["revenue"],
+            "adjustment": stats,
+            "seconds": time.perf_counter() - started,
+        }
         report["grids"].append(row)
         print(json.dumps(row), flush=True)
     (ROOT / "results").mkdir(exist_ok=True)

@@ -37,11 +37,23 @@ from automech.methods.lp import solve
 OPTIMUM_1X2 = 0.549201
 #: 2x2 additive U[0,1] (shared/reference/benchmarks.md): exact baselines and published
 #: learned results (lottery-affine-maximizer-auctions.txt, Table 2).
-REFERENCE_2X2 = {"separate-myerson (exact)": 0.833333, "grand-bundle (exact)": 0.839244,
-                 "lottery AMA": 0.868, "RegretNet (regret < 0.001)": 0.878,
-                 "ALGNet (regret 0.00058)": 0.879}
-KEYS = ("types_per_bidder", "variables", "constraints", "nonzeros", "build_seconds",
-        "solve_seconds", "objective", "binding_ic")
+REFERENCE_2X2 = {
+    "separate-myerson (exact)": 0.833333,
+    "grand-bundle (exact)": 0.839244,
+    "lottery AMA": 0.868,
+    "RegretNet (regret < 0.001)": 0.878,
+    "ALGNet (regret 0.00058)": 0.879,
+}
+KEYS = (
+    "types_per_bidder",
+    "variables",
+    "constraints",
+    "nonzeros",
+    "build_seconds",
+    "solve_seconds",
+    "objective",
+    "binding_ic",
+)
 
 
 def peak_rss_mb() -> float:
@@ -63,24 +75,28 @@ def paired_gap(mechanism, setting, samples: int) -> tuple[float, float]:
     return float(diff.mean()), float(diff.std() / np.sqrt(samples))
 
 
-def run_one(setting_name: str, k: int, points: str, args, search: RegretSearch | None
-            ) -> dict:
+def run_one(setting_name: str, k: int, points: str, args, search: RegretSearch | None) -> dict:
     setting = get_setting(setting_name)
     row: dict = {"setting": setting_name, "k": k, "points": points}
     try:
-        mechanism, report = solve(setting, grid=k, points=points, solver=args.solver,
-                                  time_limit=args.time_limit)
+        mechanism, report = solve(
+            setting, grid=k, points=points, solver=args.solver, time_limit=args.time_limit
+        )
     except AutomechError as err:
         row.update(status="failed", error=str(err), peak_rss_mb=peak_rss_mb())
         return row
-    row.update({key: report[key] for key in KEYS}, status="optimal",
-               peak_rss_mb=peak_rss_mb())
+    row.update({key: report[key] for key in KEYS}, status="optimal", peak_rss_mb=peak_rss_mb())
     start = time.perf_counter()
     ev = evaluate(mechanism, setting, samples=args.samples, search=search)
-    row.update(test_revenue=ev.revenue, test_revenue_se=ev.revenue_se,
-               regret_mean=ev.regret_mean, regret_max=ev.regret_max,
-               ir_violation_rate=ev.ir_violation_rate, infeasible_rate=ev.infeasible_rate,
-               eval_seconds=time.perf_counter() - start)
+    row.update(
+        test_revenue=ev.revenue,
+        test_revenue_se=ev.revenue_se,
+        regret_mean=ev.regret_mean,
+        regret_max=ev.regret_max,
+        ir_violation_rate=ev.ir_violation_rate,
+        infeasible_rate=ev.infeasible_rate,
+        eval_seconds=time.perf_counter() - start,
+    )
     if setting_name == "1x2-uniform":
         row["gap_to_optimum"] = OPTIMUM_1X2 - ev.revenue
         row["paired_gap"], row["paired_gap_se"] = paired_gap(mechanism, setting, args.samples)
@@ -96,8 +112,7 @@ def main() -> None:
     parser.add_argument("--solver", default="highs-ipm")
     parser.add_argument("--time-limit", type=float, default=180.0)
     parser.add_argument("--stop-after", type=float, default=60.0)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" /
-                                             "lp_scaling.json"))
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "lp_scaling.json"))
     args = parser.parse_args()
 
     scaling = []
@@ -116,12 +131,22 @@ def main() -> None:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "machine": "2 CPU cores, 24 GB", "solver": args.solver,
-        "time_limit": args.time_limit, "stop_after": args.stop_after,
-        "test_samples": args.samples, "optimum_1x2": OPTIMUM_1X2,
-        "scaling_1x2": scaling, "coarse_2x2": coarse, "reference_2x2": REFERENCE_2X2,
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": "2 CPU cores, 24 GB",
+                "solver": args.solver,
+                "time_limit": args.time_limit,
+                "stop_after": args.stop_after,
+                "test_samples": args.samples,
+                "optimum_1x2": OPTIMUM_1X2,
+                "scaling_1x2": scaling,
+                "coarse_2x2": coarse,
+                "reference_2x2": REFERENCE_2X2,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
 
 

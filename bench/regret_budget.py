@@ -43,41 +43,66 @@ def main(argv=None) -> None:
     mech = automech.load(args.run)
     ladder = [
         ("default search", RegretSearch(profiles=args.profiles)),
-        ("1,000 random + 8 x 400", RegretSearch(profiles=args.profiles, random=1_000,
-                                                ascent_starts=8, ascent_steps=400)),
-        ("1,000 random + 16 x 1,000", RegretSearch(profiles=args.profiles, random=1_000,
-                                                   ascent_starts=16, ascent_steps=1_000)),
-        (f"1,000 random + {args.max_starts} x {args.max_steps}",
-         RegretSearch(profiles=args.profiles, random=1_000, ascent_starts=args.max_starts,
-                      ascent_steps=args.max_steps)),
+        (
+            "1,000 random + 8 x 400",
+            RegretSearch(profiles=args.profiles, random=1_000, ascent_starts=8, ascent_steps=400),
+        ),
+        (
+            "1,000 random + 16 x 1,000",
+            RegretSearch(
+                profiles=args.profiles, random=1_000, ascent_starts=16, ascent_steps=1_000
+            ),
+        ),
+        (
+            f"1,000 random + {args.max_starts} x {args.max_steps}",
+            RegretSearch(
+                profiles=args.profiles,
+                random=1_000,
+                ascent_starts=args.max_starts,
+                ascent_steps=args.max_steps,
+            ),
+        ),
     ]
     rungs = []
     for label, search in ladder:
         start = time.perf_counter()
         report = evaluate(mech, samples=args.profiles, search=search)
         seconds = time.perf_counter() - start
-        rungs.append({"budget": label, "search": search.to_dict(),
-                      "regret_mean": report.regret_mean, "regret_se": report.regret_se,
-                      "regret_max": report.regret_max, "seconds": seconds})
+        rungs.append(
+            {
+                "budget": label,
+                "search": search.to_dict(),
+                "regret_mean": report.regret_mean,
+                "regret_se": report.regret_se,
+                "regret_max": report.regret_max,
+                "seconds": seconds,
+            }
+        )
         print(json.dumps(rungs[-1]), flush=True)
     top = rungs[-1]
     row_steps = args.profiles * args.max_starts * args.max_steps
     thorough_row_steps = THOROUGH.profiles * THOROUGH.ascent_starts * THOROUGH.ascent_steps
     result = {
-        "run": str(args.run), "mechanism": mech.name, "setting": mech.setting.name,
+        "run": str(args.run),
+        "mechanism": mech.name,
+        "setting": mech.setting.name,
         "profiles": args.profiles,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "load_average": list(os.getloadavg()), "torch_threads": torch.get_num_threads(),
+        "load_average": list(os.getloadavg()),
+        "torch_threads": torch.get_num_threads(),
         "ladder": rungs,
         "thorough_estimate_seconds": top["seconds"] * thorough_row_steps / row_steps,
         "thorough_estimate_note": "time of the largest rung scaled by restarts x steps x "
-                                  "profiles (the ascent dominates)",
+        "profiles (the ascent dominates)",
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"regret_budget-{args.run.name}.json"
     path.write_text(json.dumps(result, indent=2))
-    print(f"wrote {path}; THOROUGH would take about "
-          f"{result['thorough_estimate_seconds'] / 86400:.1f} days here", flush=True)
+    print(
+        f"wrote {path}; THOROUGH would take about "
+        f"{result['thorough_estimate_seconds'] / 86400:.1f} days here",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

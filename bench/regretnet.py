@@ -74,36 +74,57 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "load_average": list(os.getloadavg())}
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "load_average": list(os.getloadavg()),
+    }
 
 
-def training_attacker_regret(method: str, mechanism, values: torch.Tensor,
-                             options: dict, run_dir: Path) -> dict | None:
+def training_attacker_regret(
+    method: str, mechanism, values: torch.Tensor, options: dict, run_dir: Path
+) -> dict | None:
     """Regret the training-time attacker finds on ``values`` (mean over profiles, bidders)."""
     if method == "regretnet":
         from automech.methods.regretnet import attacker_regret
-        r = attacker_regret(mechanism, values, steps=options["misreport_steps"],
-                            lr=options["misreport_lr"])
-        return {"attacker": f"{options['misreport_steps']} Adam steps from one prior draw "
-                            "(no warm start)", "regret_mean": float(r.mean()),
-                "regret_max": float(r.max())}
+
+        r = attacker_regret(
+            mechanism, values, steps=options["misreport_steps"], lr=options["misreport_lr"]
+        )
+        return {
+            "attacker": f"{options['misreport_steps']} Adam steps from one prior draw "
+            "(no warm start)",
+            "regret_mean": float(r.mean()),
+            "regret_max": float(r.max()),
+        }
     if method == "algnet":
         from automech.methods.algnet import load_misreporter, misreporter_regret
+
         misreporter = load_misreporter(run_dir, mechanism.setting)
         r = misreporter_regret(mechanism, values, misreporter)
         if r is None:
-            return {"attacker": "none: the run directory holds no trained misreporter "
-                                "(misreporter.pt)", "regret_mean": None, "regret_max": None}
-        refined = misreporter_regret(mechanism, values, misreporter, options["refine_steps"],
-                                     options["refine_lr"])
-        return {"attacker": "final misreporter network", "regret_mean": float(r.mean()),
-                "regret_max": float(r.max()),
-                "refined": {"attacker": f"misreporter + {options['refine_steps']} Adam steps "
-                                        "(the training attacker)",
-                            "regret_mean": float(refined.mean()),
-                            "regret_max": float(refined.max())}}
+            return {
+                "attacker": "none: the run directory holds no trained misreporter (misreporter.pt)",
+                "regret_mean": None,
+                "regret_max": None,
+            }
+        refined = misreporter_regret(
+            mechanism, values, misreporter, options["refine_steps"], options["refine_lr"]
+        )
+        return {
+            "attacker": "final misreporter network",
+            "regret_mean": float(r.mean()),
+            "regret_max": float(r.max()),
+            "refined": {
+                "attacker": f"misreporter + {options['refine_steps']} Adam steps "
+                "(the training attacker)",
+                "regret_mean": float(refined.mean()),
+                "regret_max": float(refined.max()),
+            },
+        }
     return None
 
 
@@ -113,9 +134,12 @@ def time_thorough(mechanism, setting, profiles: int) -> dict:
     start = time.perf_counter()
     report = evaluate(mechanism, setting, samples=profiles, search=search)
     seconds = time.perf_counter() - start
-    return {"profiles": profiles, "seconds": seconds,
-            "extrapolated_seconds_for_10000": seconds * THOROUGH.profiles / profiles,
-            "regret_mean_on_these_profiles": report.regret_mean}
+    return {
+        "profiles": profiles,
+        "seconds": seconds,
+        "extrapolated_seconds_for_10000": seconds * THOROUGH.profiles / profiles,
+        "regret_mean_on_these_profiles": report.regret_mean,
+    }
 
 
 def run_case(case: str, args, overrides: dict) -> dict:
@@ -131,42 +155,69 @@ def run_case(case: str, args, overrides: dict) -> dict:
         state = Run(out).checkpoint().get("training_state") or {}
         reused = bool(state.get("finished"))
     start = time.perf_counter()
-    mechanism, run = train(setting, method, overrides, seed=args.seed, out=out, search=None,
-                           eval_samples=1_000, progress=sys.stderr.isatty())
+    mechanism, run = train(
+        setting,
+        method,
+        overrides,
+        seed=args.seed,
+        out=out,
+        search=None,
+        eval_samples=1_000,
+        progress=sys.stderr.isatty(),
+    )
     wall = time.perf_counter() - start
     history = run.history()
     train_seconds = max((r.get("seconds", 0.0) for r in history), default=0.0)
     steps = options.get("steps", 0)
     print(f"[{case}] trained in {wall:.0f} s; evaluating", file=sys.stderr, flush=True)
 
-    search = RegretSearch(profiles=args.regret_profiles, random=args.random,
-                          ascent_starts=args.ascent_starts, ascent_steps=args.ascent_steps)
+    search = RegretSearch(
+        profiles=args.regret_profiles,
+        random=args.random,
+        ascent_starts=args.ascent_starts,
+        ascent_steps=args.ascent_steps,
+    )
     if method == "myersonnet":
         search = RegretSearch(profiles=args.regret_profiles, random=args.random)
     start = time.perf_counter()
     report = evaluate(mechanism, setting, samples=args.samples, search=search)
     eval_seconds = time.perf_counter() - start
-    values = torch.as_tensor(setting.sample(args.samples, TEST_SEED),
-                             dtype=mechanism.dtype)[:args.regret_profiles]
+    values = torch.as_tensor(setting.sample(args.samples, TEST_SEED), dtype=mechanism.dtype)[
+        : args.regret_profiles
+    ]
     attacker = training_attacker_regret(method, mechanism, values, options, run.path)
     result = {
-        "case": case, "method": method, "setting": setting_name, "seed": args.seed,
+        "case": case,
+        "method": method,
+        "setting": setting_name,
+        "seed": args.seed,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(), "options": options, "run_dir": str(out),
-        "revenue": report.revenue, "revenue_se": report.revenue_se,
+        "machine": machine(),
+        "options": options,
+        "run_dir": str(out),
+        "revenue": report.revenue,
+        "revenue_se": report.revenue_se,
         "test_samples": report.samples,
         "ir_violation_rate": report.ir_violation_rate,
         "infeasible_rate": report.infeasible_rate,
-        "regret_protocol": {"mean": report.regret_mean, "se": report.regret_se,
-                            "max": report.regret_max, "per_bidder": report.regret_per_bidder,
-                            "profiles": report.regret_samples, "search": report.search,
-                            "seconds": eval_seconds},
+        "regret_protocol": {
+            "mean": report.regret_mean,
+            "se": report.regret_se,
+            "max": report.regret_max,
+            "per_bidder": report.regret_per_bidder,
+            "profiles": report.regret_samples,
+            "search": report.search,
+            "seconds": eval_seconds,
+        },
         "regret_training_attacker": attacker,
-        "train_regret_last_logged": next((r["train_regret"] for r in reversed(history)
-                                          if "train_regret" in r), None),
+        "train_regret_last_logged": next(
+            (r["train_regret"] for r in reversed(history) if "train_regret" in r), None
+        ),
         "reused_finished_run": reused,
-        "wall_seconds_training": wall, "training_seconds_in_loop": train_seconds,
-        "steps": steps, "steps_per_second": steps / train_seconds if train_seconds else None,
+        "wall_seconds_training": wall,
+        "training_seconds_in_loop": train_seconds,
+        "steps": steps,
+        "steps_per_second": steps / train_seconds if train_seconds else None,
     }
     if attacker and attacker["regret_mean"] and report.regret_mean is not None:
         result["protocol_over_attacker"] = report.regret_mean / attacker["regret_mean"]
@@ -179,35 +230,58 @@ def run_case(case: str, args, overrides: dict) -> dict:
         result["separate_myerson_revenue_same_profiles"] = ref.revenue
     if setting_name in REFERENCE:
         label, value = REFERENCE[setting_name]
-        result["reference"] = {"what": label, "revenue": value,
-                               "ratio": report.revenue / value}
+        result["reference"] = {"what": label, "revenue": value, "ratio": report.revenue / value}
     if args.time_thorough:
-        print(f"[{case}] timing THOROUGH on {args.time_thorough} profiles", file=sys.stderr,
-              flush=True)
+        print(
+            f"[{case}] timing THOROUGH on {args.time_thorough} profiles",
+            file=sys.stderr,
+            flush=True,
+        )
         result["thorough_timing"] = time_thorough(mechanism, setting, args.time_thorough)
     return result
 
 
 def main(argv=None, default_method: str = "regretnet") -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default=",".join(DEFAULT_CASES[default_method]),
-                        help="comma-separated METHOD:SETTING")
-    parser.add_argument("--set", dest="set_", action="append", default=[],
-                        help="method option key=value, applied to every case (repeatable)")
+    parser.add_argument(
+        "--cases",
+        default=",".join(DEFAULT_CASES[default_method]),
+        help="comma-separated METHOD:SETTING",
+    )
+    parser.add_argument(
+        "--set",
+        dest="set_",
+        action="append",
+        default=[],
+        help="method option key=value, applied to every case (repeatable)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=100_000, help="test profiles")
     parser.add_argument("--regret-profiles", type=int, default=10_000)
-    parser.add_argument("--random", type=int, default=1_000,
-                        help="random misreports per profile and bidder")
+    parser.add_argument(
+        "--random", type=int, default=1_000, help="random misreports per profile and bidder"
+    )
     parser.add_argument("--ascent-starts", type=int, default=8)
     parser.add_argument("--ascent-steps", type=int, default=400)
-    parser.add_argument("--time-thorough", type=int, default=0, metavar="P",
-                        help="time the THOROUGH search on P profiles and extrapolate")
+    parser.add_argument(
+        "--time-thorough",
+        type=int,
+        default=0,
+        metavar="P",
+        help="time the THOROUGH search on P profiles and extrapolate",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--quick", action="store_true",
-                        help="small evaluation (10,000 test profiles, regret on 500)")
-    parser.add_argument("--tag", default="", help="suffix of the run directory and result "
-                        "file names (to keep runs with other options apart)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small evaluation (10,000 test profiles, regret on 500)",
+    )
+    parser.add_argument(
+        "--tag",
+        default="",
+        help="suffix of the run directory and result "
+        "file names (to keep runs with other options apart)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args(argv)
     if args.quick:
@@ -220,11 +294,19 @@ def main(argv=None, default_method: str = "regretnet") -> None:
         tag = f"-{args.tag}" if args.tag else ""
         path = args.out / f"{result['method']}-{result['setting']}{tag}.json"
         path.write_text(json.dumps(result, indent=2))
-        print(json.dumps({k: result[k] for k in ("case", "revenue", "revenue_se")} | {
-            "regret_protocol": result["regret_protocol"]["mean"],
-            "regret_training_attacker": (result["regret_training_attacker"] or {}).get(
-                "regret_mean"),
-            "steps_per_second": result["steps_per_second"]}), flush=True)
+        print(
+            json.dumps(
+                {k: result[k] for k in ("case", "revenue", "revenue_se")}
+                | {
+                    "regret_protocol": result["regret_protocol"]["mean"],
+                    "regret_training_attacker": (result["regret_training_attacker"] or {}).get(
+                        "regret_mean"
+                    ),
+                    "steps_per_second": result["steps_per_second"],
+                }
+            ),
+            flush=True,
+        )
         print(f"[{case}] wrote {path}", file=sys.stderr, flush=True)
 
 

@@ -18,7 +18,7 @@ import os
 import platform
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -37,26 +37,51 @@ TARGET_SECONDS = 180.0
 #: revenue on 1,000,000 fresh profiles, seconds are training wall time).  Written into the
 #: JSON with every result.
 TRIED = [
-    {"options": "menu 256, batch 8192, 3000 steps (the previous defaults)",
-     "result": "100 ms/step quiet, 300 s quiet, 736 s at load 6-8 with 2 threads; "
-               "test 0.5504", "kept": False},
-    {"options": "menu 256, batch 8192, 1000 steps", "result": "seed 0: true 0.5485, 74 s",
-     "kept": False},
-    {"options": "menu 128, batch 8192, 1000-1500 steps",
-     "result": "seeds 0, 1: true 0.5486-0.5487, 40-56 s", "kept": False},
-    {"options": "menu 128 or 64, batch 4096, 1500-3000 steps",
-     "result": "true 0.5437-0.5458 in 4 of 5 runs (~0.6-1% below the optimum)",
-     "kept": False},
-    {"options": "menu 64, batch 8192, 1500 steps", "result": "seeds 0, 1: true 0.5441, 0.5458",
-     "kept": False},
-    {"options": "menu 128, batch 16384, 500 steps",
-     "result": "seed 0: true 0.5484, seed 1: 0.5458; 39-46 s", "kept": False},
-    {"options": "menu 64, batch 16384, 500 steps",
-     "result": "seeds 0-7: true 0.5484-0.5487 in all 8; 16-29 s", "kept": True},
-    {"options": "menu 64, batch 16384, 750 steps", "result": "seeds 0-2: true 0.5485-0.5487, 35-41 s",
-     "kept": False},
-    {"options": "gradient accumulation over chunks of 2048 or 4096 profiles",
-     "result": "slower (59-68 ms -> 75-77 ms per step at menu 64, batch 16384)", "kept": False},
+    {
+        "options": "menu 256, batch 8192, 3000 steps (the previous defaults)",
+        "result": "100 ms/step quiet, 300 s quiet, 736 s at load 6-8 with 2 threads; test 0.5504",
+        "kept": False,
+    },
+    {
+        "options": "menu 256, batch 8192, 1000 steps",
+        "result": "seed 0: true 0.5485, 74 s",
+        "kept": False,
+    },
+    {
+        "options": "menu 128, batch 8192, 1000-1500 steps",
+        "result": "seeds 0, 1: true 0.5486-0.5487, 40-56 s",
+        "kept": False,
+    },
+    {
+        "options": "menu 128 or 64, batch 4096, 1500-3000 steps",
+        "result": "true 0.5437-0.5458 in 4 of 5 runs (~0.6-1% below the optimum)",
+        "kept": False,
+    },
+    {
+        "options": "menu 64, batch 8192, 1500 steps",
+        "result": "seeds 0, 1: true 0.5441, 0.5458",
+        "kept": False,
+    },
+    {
+        "options": "menu 128, batch 16384, 500 steps",
+        "result": "seed 0: true 0.5484, seed 1: 0.5458; 39-46 s",
+        "kept": False,
+    },
+    {
+        "options": "menu 64, batch 16384, 500 steps",
+        "result": "seeds 0-7: true 0.5484-0.5487 in all 8; 16-29 s",
+        "kept": True,
+    },
+    {
+        "options": "menu 64, batch 16384, 750 steps",
+        "result": "seeds 0-2: true 0.5485-0.5487, 35-41 s",
+        "kept": False,
+    },
+    {
+        "options": "gradient accumulation over chunks of 2048 or 4096 profiles",
+        "result": "slower (59-68 ms -> 75-77 ms per step at menu 64, batch 16384)",
+        "kept": False,
+    },
 ]
 
 
@@ -64,25 +89,35 @@ def run_one(setting, options: dict, seed: int, check: torch.Tensor | None) -> di
     with tempfile.TemporaryDirectory() as tmp:
         load_start = os.getloadavg()
         start = time.perf_counter()
-        mech, run = train(setting, "rochetnet", options, seed=seed,
-                          out=Path(tmp) / "run", eval_samples=100_000,
-                          search=RegretSearch(profiles=2_000))
+        mech, run = train(
+            setting,
+            "rochetnet",
+            options,
+            seed=seed,
+            out=Path(tmp) / "run",
+            eval_samples=100_000,
+            search=RegretSearch(profiles=2_000),
+        )
         total = time.perf_counter() - start
         history = run.history()
         metrics = run.read_json("metrics.json")
     train_seconds = history[-1]["seconds"]
     steps = history[-1]["step"]
     out = {
-        "seed": seed, "load_average_at_start": [round(x, 2) for x in load_start],
+        "seed": seed,
+        "load_average_at_start": [round(x, 2) for x in load_start],
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "train_seconds": round(train_seconds, 1),
         "steps_per_second": round(steps / train_seconds, 1),
         "total_seconds": round(total, 1),
-        "revenue": metrics["revenue"], "revenue_se": metrics["revenue_se"],
+        "revenue": metrics["revenue"],
+        "revenue_se": metrics["revenue_se"],
         "gap_percent": round(100 * (OPTIMUM - metrics["revenue"]) / OPTIMUM, 3),
-        "regret_mean": metrics["regret_mean"], "regret_max": metrics["regret_max"],
+        "regret_mean": metrics["regret_mean"],
+        "regret_max": metrics["regret_max"],
         "regret_profiles": metrics["regret_samples"],
-        "ir_violation_rate": metrics["ir_violation_rate"], "test_profiles": metrics["samples"],
+        "ir_violation_rate": metrics["ir_violation_rate"],
+        "test_profiles": metrics["samples"],
         "within_half_percent": metrics["revenue"] >= OPTIMUM * 0.995,
         "under_3_minutes": train_seconds < TARGET_SECONDS,
     }
@@ -99,10 +134,19 @@ def run_one(setting, options: dict, seed: int, check: torch.Tensor | None) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a method option (default: the method's defaults)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's; 1 is faster on a busy machine)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a method option (default: the method's defaults)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's; 1 is faster on a busy machine)",
+    )
     parser.add_argument("--check-samples", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=Path("bench/results/rochetnet.json"))
     args = parser.parse_args()
@@ -118,11 +162,16 @@ def main() -> None:
     seconds = [r["train_seconds"] for r in runs]
     result = {
         "benchmark": "rochetnet-1x2-uniform",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__,
-                    "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-                    "load_average": os.getloadavg()},
-        "options": METHODS["rochetnet"].Options.resolve(given).to_dict(), "optimum": OPTIMUM,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "load_average": os.getloadavg(),
+        },
+        "options": METHODS["rochetnet"].Options.resolve(given).to_dict(),
+        "optimum": OPTIMUM,
         "runs": runs,
         "all_within_half_percent": all(r["within_half_percent"] for r in runs),
         "all_under_3_minutes": all(r["under_3_minutes"] for r in runs),

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -40,11 +40,17 @@ ROOT = Path(__file__).resolve().parent
 
 
 def sweep_spec(args) -> dict:
-    return {"name": "bench", "settings": args.settings.split(","), "methods": [args.method],
-            "seeds": [0, 1], "eval_samples": args.eval_samples,
-            "regret_profiles": args.regret_profiles,
-            "options": {args.method: {"steps": args.steps, "batch_size": args.batch_size}}
-            if args.method == "rochetnet" else {}}
+    return {
+        "name": "bench",
+        "settings": args.settings.split(","),
+        "methods": [args.method],
+        "seeds": [0, 1],
+        "eval_samples": args.eval_samples,
+        "regret_profiles": args.regret_profiles,
+        "options": {args.method: {"steps": args.steps, "batch_size": args.batch_size}}
+        if args.method == "rochetnet"
+        else {},
+    }
 
 
 def toml(spec: dict) -> str:
@@ -54,17 +60,32 @@ def toml(spec: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-CLI = [sys.executable, "-c", "import sys; from automech.cli import app; "
-       "sys.argv[0] = 'automech'; app()"]
+CLI = [
+    sys.executable,
+    "-c",
+    "import sys; from automech.cli import app; sys.argv[0] = 'automech'; app()",
+]
 
 
 def timed_sweep(spec: dict, workers: int, tmp: Path) -> dict:
     """``automech sweep`` in a fresh process, timed end to end (imports included)."""
     (tmp / "bench.toml").write_text(toml(spec))
     start = time.perf_counter()
-    out = subprocess.run([*CLI, "sweep", str(tmp / "bench.toml"), "--db",
-                          str(tmp / "results.db"), "--runs-root", str(tmp / "runs"),
-                          "--workers", str(workers)], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            *CLI,
+            "sweep",
+            str(tmp / "bench.toml"),
+            "--db",
+            str(tmp / "results.db"),
+            "--runs-root",
+            str(tmp / "runs"),
+            "--workers",
+            str(workers),
+        ],
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     if out.returncode != 0:
         raise SystemExit(f"sweep failed:\n{out.stdout}\n{out.stderr}")
@@ -72,19 +93,34 @@ def timed_sweep(spec: dict, workers: int, tmp: Path) -> dict:
         rows = store.rows("bench")
     assert all(r["status"] == "done" for r in rows), rows
     backend = next(line for line in out.stdout.splitlines() if line.startswith("running"))
-    return {"wall_s": round(wall, 2), "backend": backend.split(" on ", 1)[1],
-            "job_seconds": [round(r["seconds"], 2) for r in rows],
-            "revenue": [round(r["metrics"]["revenue"], 4) for r in rows]}
+    return {
+        "wall_s": round(wall, 2),
+        "backend": backend.split(" on ", 1)[1],
+        "job_seconds": [round(r["seconds"], 2) for r in rows],
+        "revenue": [round(r["metrics"]["revenue"], 4) for r in rows],
+    }
 
 
 def timed_cli(spec: dict, tmp: Path) -> dict:
     sweep = parse_sweep(spec)
     start = time.perf_counter()
     for job in sweep.jobs:
-        cmd = [*CLI, "train", job.setting, "--method",
-               job.method, "--seed", str(job.seed), "--out", str(job.run_dir(tmp / "runs")),
-               "--eval-samples", str(job.eval_samples), "--regret-profiles",
-               str(job.regret_profiles), "--json"]
+        cmd = [
+            *CLI,
+            "train",
+            job.setting,
+            "--method",
+            job.method,
+            "--seed",
+            str(job.seed),
+            "--out",
+            str(job.run_dir(tmp / "runs")),
+            "--eval-samples",
+            str(job.eval_samples),
+            "--regret-profiles",
+            str(job.regret_profiles),
+            "--json",
+        ]
         for k, v in job.options.items():
             cmd += ["--set", f"{k}={v}"]
         subprocess.run(cmd, check=True, capture_output=True)
@@ -122,12 +158,15 @@ def main() -> None:
     best = {mode: min(r["wall_s"] for r in rs) for mode, rs in runs.items()}
     report = {
         "benchmark": "sweep_parallel",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": platform.processor() or platform.machine(),
-                    "cores": cpu_count(), "torch": torch.__version__,
-                    "torch_default_threads": torch.get_num_threads(),
-                    "loadavg_start": [round(x, 2) for x in load_start],
-                    "loadavg_end": [round(x, 2) for x in os.getloadavg()]},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": cpu_count(),
+            "torch": torch.__version__,
+            "torch_default_threads": torch.get_num_threads(),
+            "loadavg_start": [round(x, 2) for x in load_start],
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        },
         "sweep": spec,
         "jobs": 4,
         "wall_s_best": best,
@@ -135,8 +174,7 @@ def main() -> None:
         "runs": runs,
     }
     if "sequential-cli" in best:
-        report["speedup_local_vs_sequential_cli"] = round(best["sequential-cli"]
-                                                          / best["local"], 2)
+        report["speedup_local_vs_sequential_cli"] = round(best["sequential-cli"] / best["local"], 2)
     text = json.dumps(report, indent=2)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

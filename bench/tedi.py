@@ -49,17 +49,41 @@ ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "tedi.json"
 #: Table 1 of the paper: TEDI, MD-MenuNet, MD-LotteryAMA, Separable-OPT, Bundle-OPT.
 PAPER = {
-    "U-1x10-cp0-cd0": {"tedi": 3.4620, "md-menunet": 3.4472, "separable-opt": 2.5000,
-                       "bundle-opt": 3.4477, "vcg": 0.0},
-    "B-1x10-cp0-cd0": {"tedi": 4.9128, "md-menunet": 4.0565, "separable-opt": 5.0000,
-                       "bundle-opt": 3.3059, "vcg": 0.0},
-    "U-3x10-cp1-cd0": {"tedi": 1.7285, "md-lotteryama": 1.2050, "separable-opt": 1.3019,
-                       "bundle-opt": 0.3616, "vcg": "<0"},
-    "U-3x10-cp0-cd0.5": {"tedi": 2.1989, "md-lotteryama": 0.3089, "separable-opt": 1.8752,
-                         "bundle-opt": 0.4709, "vcg": 0.0},
+    "U-1x10-cp0-cd0": {
+        "tedi": 3.4620,
+        "md-menunet": 3.4472,
+        "separable-opt": 2.5000,
+        "bundle-opt": 3.4477,
+        "vcg": 0.0,
+    },
+    "B-1x10-cp0-cd0": {
+        "tedi": 4.9128,
+        "md-menunet": 4.0565,
+        "separable-opt": 5.0000,
+        "bundle-opt": 3.3059,
+        "vcg": 0.0,
+    },
+    "U-3x10-cp1-cd0": {
+        "tedi": 1.7285,
+        "md-lotteryama": 1.2050,
+        "separable-opt": 1.3019,
+        "bundle-opt": 0.3616,
+        "vcg": "<0",
+    },
+    "U-3x10-cp0-cd0.5": {
+        "tedi": 2.1989,
+        "md-lotteryama": 0.3089,
+        "separable-opt": 1.8752,
+        "bundle-opt": 0.4709,
+        "vcg": 0.0,
+    },
 }
-TARGETS = {"B-1x10-cp0-cd0": 4.85, "U-1x10-cp0-cd0": 3.44, "U-3x10-cp1-cd0": 1.65,
-           "U-3x10-cp0-cd0.5": 2.1}
+TARGETS = {
+    "B-1x10-cp0-cd0": 4.85,
+    "U-1x10-cp0-cd0": 3.44,
+    "U-3x10-cp1-cd0": 1.65,
+    "U-3x10-cp0-cd0.5": 2.1,
+}
 SEARCH = RegretSearch(profiles=500, random=64, scales=16, grid=0)
 
 
@@ -79,20 +103,31 @@ def _merge(into: dict, update: dict) -> None:
 def _save(update: dict) -> None:
     data = _load()
     _merge(data, update)
-    data["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(),
-                       "torch_threads": torch.get_num_threads(),
-                       "loadavg": os.getloadavg()}
+    data["machine"] = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "loadavg": os.getloadavg(),
+    }
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(data, indent=2))
 
 
 def _row(ev, seconds: float, setting: str, key: str) -> dict:
     paper = PAPER.get(setting, {}).get(key)
-    row = {"objective": ev.objective_value, "objective_se": ev.objective_se,
-           "revenue": ev.revenue, "cost": ev.revenue - ev.objective_value,
-           "regret_mean": ev.regret_mean, "regret_max": ev.regret_max,
-           "ir_violation_rate": ev.ir_violation_rate, "samples": ev.samples,
-           "regret_profiles": ev.regret_samples, "seconds": seconds, "paper": paper}
+    row = {
+        "objective": ev.objective_value,
+        "objective_se": ev.objective_se,
+        "revenue": ev.revenue,
+        "cost": ev.revenue - ev.objective_value,
+        "regret_mean": ev.regret_mean,
+        "regret_max": ev.regret_max,
+        "ir_violation_rate": ev.ir_violation_rate,
+        "samples": ev.samples,
+        "regret_profiles": ev.regret_samples,
+        "seconds": seconds,
+        "paper": paper,
+    }
     if isinstance(paper, float) and paper > 0:
         row["rel_diff"] = ev.objective_value / paper - 1
     return row
@@ -107,8 +142,9 @@ def baselines(settings, samples: int) -> None:
             mech = cls(s)
             ev = evaluate(mech, s, samples=samples, search=SEARCH)
             rows[cls.name] = _row(ev, time.perf_counter() - t, name, cls.name)
-            print(name, cls.name, f"{ev.objective_value:.4f}", rows[cls.name].get("paper"),
-                  flush=True)
+            print(
+                name, cls.name, f"{ev.objective_value:.4f}", rows[cls.name].get("paper"), flush=True
+            )
         _save({"baselines": {name: rows}})
 
 
@@ -125,8 +161,15 @@ def learned_baselines(settings, samples: int, seed: int) -> None:
         key = "md-menunet" if s.num_bidders == 1 else "md-lotteryama"
         method = LEARNED_BASELINES[key]
         t = time.perf_counter()
-        mech, _ = train(s, method, {}, seed=seed, out=ROOT / "runs" / f"{method}-{name}",
-                        eval_samples=1_000, search=None)
+        mech, _ = train(
+            s,
+            method,
+            {},
+            seed=seed,
+            out=ROOT / "runs" / f"{method}-{name}",
+            eval_samples=1_000,
+            search=None,
+        )
         train_s = time.perf_counter() - t
         t = time.perf_counter()
         ev = evaluate(mech, s, samples=samples, search=SEARCH)
@@ -144,26 +187,39 @@ REMOVED_VALUES = {("init", "shared-bundle")}
 
 def tedi(cases, samples: int, overrides: dict, seed: int) -> None:
     removed = sorted(k for k in overrides if k in REMOVED) + sorted(
-        f"{k}={v}" for k, v in overrides.items() if (k, v) in REMOVED_VALUES)
+        f"{k}={v}" for k, v in overrides.items() if (k, v) in REMOVED_VALUES
+    )
     if removed:
-        raise SystemExit(f"bench/tedi.py: {', '.join(removed)} removed (no gain, see "
-                         f"docs/results.md); those variant rows run at commit cff777a")
+        raise SystemExit(
+            f"bench/tedi.py: {', '.join(removed)} removed (no gain, see "
+            f"docs/results.md); those variant rows run at commit cff777a"
+        )
     for name in cases:
         s = get_setting(name)
         t = time.perf_counter()
         variant = "".join(f"-{k}={v}" for k, v in sorted(overrides.items()))
-        mech, run = train(s, "tedi", overrides, seed=seed,
-                          out=ROOT / "runs" / f"tedi-{name}{variant}",
-                          eval_samples=1_000, search=None)
+        mech, run = train(
+            s,
+            "tedi",
+            overrides,
+            seed=seed,
+            out=ROOT / "runs" / f"tedi-{name}{variant}",
+            eval_samples=1_000,
+            search=None,
+        )
         train_s = time.perf_counter() - t
         t = time.perf_counter()
         ev = evaluate(mech, s, samples=samples, search=SEARCH)
         row = _row(ev, time.perf_counter() - t, name, "tedi")
         selected = [r["selected_step"] for r in run.history() if "selected_step" in r]
-        row.update(train_seconds=train_s, target=TARGETS.get(name),
-                   selected_step=selected[-1] if selected else None,
-                   reached=ev.objective_value >= TARGETS.get(name, float("inf")),
-                   options=overrides, seed=seed)
+        row.update(
+            train_seconds=train_s,
+            target=TARGETS.get(name),
+            selected_step=selected[-1] if selected else None,
+            reached=ev.objective_value >= TARGETS.get(name, float("inf")),
+            options=overrides,
+            seed=seed,
+        )
         print(name, "tedi", json.dumps(row), flush=True)
         _save({"tedi": {name: row}} if not overrides else {"tedi_variants": {name + variant: row}})
 
@@ -175,26 +231,40 @@ def scaling(steps: int) -> None:
     from automech.methods import get_method
     from automech.runs import Run
     from automech.training import FitContext
+
     out = {}
     for m in (10, 20, 30):
         s = get_setting(f"U-3x{m}-cp1-cd0")
         meth = get_method("tedi")
-        opts = resolve_options(meth, s, {"steps": steps, "validate_every": 10**9,
-                                         "log_every": 10**9, "validation_samples": 8,
-                                         "checkpoint_every": 10**9})
+        opts = resolve_options(
+            meth,
+            s,
+            {
+                "steps": steps,
+                "validate_every": 10**9,
+                "log_every": 10**9,
+                "validation_samples": 8,
+                "checkpoint_every": 10**9,
+            },
+        )
         path = ROOT / "runs" / f"scaling-m{m}"
         if path.exists():
             import shutil
+
             shutil.rmtree(path)
         t = time.perf_counter()
         run = Run(path)
         meth.fit(FitContext(setting=s, options=opts, seed=0, run=run))
         total = time.perf_counter() - t
         loop = [r["seconds"] for r in run.history() if "seconds" in r][-1]
-        out[f"m={m}"] = {"seconds_per_step": loop / steps, "seconds_total": total,
-                         "steps": steps, "batch_size": opts.batch_size,
-                         "langevin_steps": opts.langevin_steps,
-                         "metropolis_steps": opts.metropolis_steps}
+        out[f"m={m}"] = {
+            "seconds_per_step": loop / steps,
+            "seconds_total": total,
+            "steps": steps,
+            "batch_size": opts.batch_size,
+            "langevin_steps": opts.langevin_steps,
+            "metropolis_steps": opts.metropolis_steps,
+        }
         print(m, out[f"m={m}"], flush=True)
     _save({"scaling_n3": out})
 
@@ -211,14 +281,21 @@ def flops(overrides: dict) -> None:
     from automech.experiment import resolve_options
     from automech.methods import get_method
     from automech.training import FitContext
+
     out = {}
     for m in (10, 20, 30):
         s = get_setting(f"U-3x{m}-cp1-cd0")
         meth = get_method("tedi")
         opts = resolve_options(meth, s, {**overrides, "init": "linear"})
         torch.manual_seed(0)
-        ctx = FitContext(setting=s, options=opts, seed=0, run=None,
-                         rng=np.random.default_rng(0), temperature=opts.temperature)
+        ctx = FitContext(
+            setting=s,
+            options=opts,
+            seed=0,
+            run=None,
+            rng=np.random.default_rng(0),
+            temperature=opts.temperature,
+        )
         mech = meth.build(ctx)
         ctx.state = meth.start(mech, ctx)
         values, ctx.indices = meth.sample(mech, ctx)
@@ -227,9 +304,12 @@ def flops(overrides: dict) -> None:
             loss.backward()
             meth.after_step(mech, ctx)
         per_step = counter.get_total_flops()
-        out[f"m={m}"] = {"gflop_per_step": per_step / 1e9,
-                         "tflop_per_run": per_step * opts.steps / 1e12,
-                         "steps": opts.steps, "paper_tflop_per_run": PAPER_TFLOP.get(m)}
+        out[f"m={m}"] = {
+            "gflop_per_step": per_step / 1e9,
+            "tflop_per_run": per_step * opts.steps / 1e12,
+            "steps": opts.steps,
+            "paper_tflop_per_run": PAPER_TFLOP.get(m),
+        }
         print(m, out[f"m={m}"], flush=True)
     variant = "".join(f"-{k}={v}" for k, v in sorted(overrides.items()))
     _save({"flops_n3": {variant or "defaults": out}})
@@ -238,8 +318,11 @@ def flops(overrides: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baselines", action="store_true")
-    ap.add_argument("--learned-baselines", action="store_true",
-                    help="MD-MenuNet (RochetNet, n = 1) / MD-LotteryAMA (n > 1) rows")
+    ap.add_argument(
+        "--learned-baselines",
+        action="store_true",
+        help="MD-MenuNet (RochetNet, n = 1) / MD-LotteryAMA (n > 1) rows",
+    )
     ap.add_argument("--settings", nargs="*", default=list(PAPER))
     ap.add_argument("--cases", nargs="*", default=[])
     ap.add_argument("--samples", type=int, default=100_000)

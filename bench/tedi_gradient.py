@@ -62,11 +62,21 @@ def choice_state(mechanism, setting, drawn: int, chains: int, seed: int) -> TEDI
     return TEDIState.at(pool, choice.expand(chains, -1, -1, -1).clone(), gen)
 
 
-def gradient_signal(mechanism, setting, options: TEDIOptions, beta: float, batch: int,
-                    batches: int, mix: int, seed: int, same_profiles: bool = False) -> dict:
+def gradient_signal(
+    mechanism,
+    setting,
+    options: TEDIOptions,
+    beta: float,
+    batch: int,
+    batches: int,
+    mix: int,
+    seed: int,
+    same_profiles: bool = False,
+) -> dict:
     """Cosines and norms of the per-batch gradients at ``beta`` (see the module doc)."""
-    st = choice_state(mechanism, setting, batch if same_profiles else batch * batches,
-                      options.chains, seed)
+    st = choice_state(
+        mechanism, setting, batch if same_profiles else batch * batches, options.chains, seed
+    )
     if same_profiles:
         st.pool = st.pool.repeat(batches, 1, 1)
         st.chains = st.chains.repeat(1, batches, 1, 1)
@@ -78,7 +88,7 @@ def gradient_signal(mechanism, setting, options: TEDIOptions, beta: float, batch
         exact = float(setting.objective.value(values, alloc, pay).mean())
     for _ in range(mix):
         move_chains(mechanism, st, options, everyone, beta, 0.4 / beta)
-    chains = st.chains                                   # (K, B, n, m)
+    chains = st.chains  # (K, B, n, m)
     params = [p for p in mechanism.parameters() if p.requires_grad]
     grads = {"direct": [], "covariance": [], "total": []}
     smoothed = []
@@ -93,10 +103,15 @@ def gradient_signal(mechanism, setting, options: TEDIOptions, beta: float, batch
     out = {"beta": beta, "exact_objective": exact, "smoothed_objective": float(np.mean(smoothed))}
     for name, g in grads.items():
         g = torch.stack(g)
-        cos = [float(torch.nn.functional.cosine_similarity(g[a], g[b], dim=0))
-               for a, b in itertools.combinations(range(batches), 2)]
-        out[name] = {"cosine": float(np.mean(cos)), "norm": float(g.norm(dim=1).mean()),
-                     "norm_of_mean": float(g.mean(0).norm())}
+        cos = [
+            float(torch.nn.functional.cosine_similarity(g[a], g[b], dim=0))
+            for a, b in itertools.combinations(range(batches), 2)
+        ]
+        out[name] = {
+            "cosine": float(np.mean(cos)),
+            "norm": float(g.norm(dim=1).mean()),
+            "norm_of_mean": float(g.mean(0).norm()),
+        }
     return out
 
 
@@ -111,8 +126,11 @@ def main() -> None:
     ap.add_argument("--mix", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--chains", type=int, default=0, help="K chains (0: the run's)")
-    ap.add_argument("--same-profiles", action="store_true",
-                    help="the same profiles in every batch: the chains' noise alone")
+    ap.add_argument(
+        "--same-profiles",
+        action="store_true",
+        help="the same profiles in every batch: the chains' noise alone",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     setting = get_setting(args.setting)
@@ -120,9 +138,13 @@ def main() -> None:
     mechanisms = {}
     for start in args.start:
         opts = meth.resolve(setting, TEDIOptions.resolve({"init": start}))
-        torch.manual_seed(0)      # as automech.experiment.train: nn.Linear draws from it
-        ctx = FitContext(setting=setting, options=opts, seed=0,
-                         run=Run(ROOT / "runs" / f"gradient-{args.setting}-{start}"))
+        torch.manual_seed(0)  # as automech.experiment.train: nn.Linear draws from it
+        ctx = FitContext(
+            setting=setting,
+            options=opts,
+            seed=0,
+            run=Run(ROOT / "runs" / f"gradient-{args.setting}-{start}"),
+        )
         mech = meth.build(ctx)
         meth.initialise(mech, ctx)
         mechanisms[f"start={start}"] = (mech, opts)
@@ -140,14 +162,30 @@ def main() -> None:
             opts = opts.replace(chains=args.chains)
         rows = []
         for beta in args.betas:
-            row = gradient_signal(mech, setting, opts, beta, args.batch, args.batches,
-                                  args.mix, args.seed, args.same_profiles)
+            row = gradient_signal(
+                mech,
+                setting,
+                opts,
+                beta,
+                args.batch,
+                args.batches,
+                args.mix,
+                args.seed,
+                args.same_profiles,
+            )
             print(key, json.dumps(row), flush=True)
             rows.append(row)
-        name = (key + (f" chains={opts.chains}" if args.chains else "")
-                + (" same-profiles" * args.same_profiles))
+        name = (
+            key
+            + (f" chains={opts.chains}" if args.chains else "")
+            + (" same-profiles" * args.same_profiles)
+        )
         results.setdefault(args.setting, {})[name] = {
-            "batch": args.batch, "batches": args.batches, "mix_rounds": args.mix, "rows": rows}
+            "batch": args.batch,
+            "batches": args.batches,
+            "mix_rounds": args.mix,
+            "rows": rows,
+        }
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
 
 

@@ -21,13 +21,13 @@ from automech.problems import Setting
 torch.set_num_threads(1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cached_setting(name: str) -> Setting:
     """A named setting, built once per test session."""
     return get_setting(name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cached_mechanism(mechanism: str, setting: str) -> Mechanism:
     """A classical mechanism with its tuned prices/reserves, built once per session
     (tuning draws 2^19 profiles, so building is the slow part)."""
@@ -48,7 +48,8 @@ def within(value: float, exact: float, se: float, k: float = 4.0) -> bool:
 def assert_close(value: float, exact: float, se: float, k: float = 4.0) -> None:
     assert within(value, exact, se, k), (
         f"{value:.6f} is {abs(value - exact) / max(se, 1e-12):.1f} SE from the exact "
-        f"{exact:.6f} (SE {se:.6f})")
+        f"{exact:.6f} (SE {se:.6f})"
+    )
 
 
 def interrupt_third_step(monkeypatch, method) -> None:

@@ -33,9 +33,16 @@ SMALL_SEARCH = RegretSearch(profiles=150, random=64, scales=8, grid=8)
 
 
 def unlimited(valuation: str) -> Setting:
-    return Setting.from_dict({"name": f"2x2-unlimited-{valuation}", "bidders": 2, "items": 2,
-                              "valuation": valuation, "supply": "unlimited",
-                              "prior": {"kind": "uniform"}})
+    return Setting.from_dict(
+        {
+            "name": f"2x2-unlimited-{valuation}",
+            "bidders": 2,
+            "items": 2,
+            "valuation": valuation,
+            "supply": "unlimited",
+            "prior": {"kind": "uniform"},
+        }
+    )
 
 
 def randomised(mech, seed: int = 0, boost_scale: float = 0.15):
@@ -56,14 +63,21 @@ def random_lottery(setting, seed=0, **kw):
 # ------------------------------------------------------------------ DSIC, IR, feasibility
 
 
-@pytest.mark.parametrize("setting", ["2x2-uniform", "2x2-unit-uniform", "unlimited-additive",
-                                     "unlimited-unit-demand"])
+@pytest.mark.parametrize(
+    "setting", ["2x2-uniform", "2x2-unit-uniform", "unlimited-additive", "unlimited-unit-demand"]
+)
 @pytest.mark.parametrize("kind", ["lottery", "deterministic"])
 def test_zero_regret_and_ir_on_random_parameters(setting, kind):
-    s = unlimited(setting.split("-", 1)[1]) if setting.startswith("unlimited") \
+    s = (
+        unlimited(setting.split("-", 1)[1])
+        if setting.startswith("unlimited")
         else cached_setting(setting)
-    mech = (random_lottery(s, seed=3) if kind == "lottery"
-            else randomised(DeterministicAMA(s, learn_weights=True), 3))
+    )
+    mech = (
+        random_lottery(s, seed=3)
+        if kind == "lottery"
+        else randomised(DeterministicAMA(s, learn_weights=True), 3)
+    )
     report = evaluate(mech, s, samples=2_000, search=SMALL_SEARCH)
     assert report.regret_max <= 1e-5, report.regret_max
     assert report.ir_violation_rate == 0.0
@@ -85,11 +99,22 @@ def test_regret_search_would_catch_a_broken_payment_rule():
     assert report.regret_max > 1e-2
 
 
-@pytest.mark.parametrize("setting", ["2x2-uniform", "2x2-unit-uniform", "2x4-unit-spherical",
-                                     "unlimited-additive", "unlimited-unit-demand"])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "2x2-uniform",
+        "2x2-unit-uniform",
+        "2x4-unit-spherical",
+        "unlimited-additive",
+        "unlimited-unit-demand",
+    ],
+)
 def test_every_parameterised_allocation_is_feasible(setting):
-    s = unlimited(setting.split("-", 1)[1]) if setting.startswith("unlimited") \
+    s = (
+        unlimited(setting.split("-", 1)[1])
+        if setting.startswith("unlimited")
         else cached_setting(setting)
+    )
     for init, scale in [("random", 1.0), ("random", 6.0), ("deterministic", 1.0)]:
         alloc = LotteryAMA(s, allocations=500, init=init, init_scale=scale).allocations().detach()
         assert alloc.shape == (500, *s.shape)
@@ -100,7 +125,7 @@ def test_deterministic_init_starts_near_every_deterministic_allocation():
     s = cached_setting("2x2-uniform")
     alloc = LotteryAMA(s, allocations=20).allocations()
     det = DeterministicAMA(s).allocations()
-    assert len(det) == 8                     # 3^2 - 1 non-empty, bidder 0 may get both
+    assert len(det) == 8  # 3^2 - 1 non-empty, bidder 0 may get both
     assert torch.allclose(alloc[:8], det, atol=0.02)
 
 
@@ -117,8 +142,7 @@ def test_exact_outcome_matches_equations_1_and_2_by_brute_force():
         np.testing.assert_allclose(got_alloc[b], alloc[k], atol=1e-6)
         for i in range(2):
             without = [score[j] - w[i] * v[i] @ alloc[j][i] for j in range(len(alloc))]
-            np.testing.assert_allclose(got_pay[b, i], (max(without) - without[k]) / w[i],
-                                       atol=1e-5)
+            np.testing.assert_allclose(got_pay[b, i], (max(without) - without[k]) / w[i], atol=1e-5)
 
 
 # ------------------------------------------------------------------ surrogate
@@ -180,11 +204,14 @@ def test_pruning_restricts_the_set_and_keeps_dsic(tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
-@pytest.mark.parametrize("cls, kwargs", [
-    (LotteryAMA, {"allocations": 32, "learn_weights": True, "init": "random", "init_seed": 3}),
-    (LotteryAMA, {"allocations": 16, "learn_weights": False}),
-    (DeterministicAMA, {"learn_weights": True}),
-])
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [
+        (LotteryAMA, {"allocations": 32, "learn_weights": True, "init": "random", "init_seed": 3}),
+        (LotteryAMA, {"allocations": 16, "learn_weights": False}),
+        (DeterministicAMA, {"learn_weights": True}),
+    ],
+)
 def test_save_load_identical_outcomes(tmp_path, cls, kwargs):
     s = cached_setting("2x2-unit-uniform")
     mech = randomised(cls(s, **kwargs), 2)
@@ -258,10 +285,24 @@ def test_short_lottery_training_beats_fixed_price_baselines_on_1x2(tmp_path):
     """1 bidder: the lottery AMA is a RochetNet menu.  Separate sale earns 0.5, the best
     bundle price 0.5443 (optimum 0.5492); 200 small steps clear the separate sale clearly
     and match the bundle price (0.556 on seeds 0-2 when written)."""
-    opts = {"steps": 200, "batch_size": 1024, "chunk_size": 0, "allocations": 32,
-            "validate_every": 100, "validation_samples": 2048, "prune_after": 0}
-    mech, run = train(cached_setting("1x2-uniform"), "lottery-ama", opts, seed=0,
-                      out=tmp_path / "run", eval_samples=20_000, search=SMALL_SEARCH)
+    opts = {
+        "steps": 200,
+        "batch_size": 1024,
+        "chunk_size": 0,
+        "allocations": 32,
+        "validate_every": 100,
+        "validation_samples": 2048,
+        "prune_after": 0,
+    }
+    mech, run = train(
+        cached_setting("1x2-uniform"),
+        "lottery-ama",
+        opts,
+        seed=0,
+        out=tmp_path / "run",
+        eval_samples=20_000,
+        search=SMALL_SEARCH,
+    )
     report = run.read_json("metrics.json")
     se = report["revenue_se"]
     assert report["revenue"] > 0.5 + 4 * se + 0.02, report["revenue"]
@@ -271,10 +312,22 @@ def test_short_lottery_training_beats_fixed_price_baselines_on_1x2(tmp_path):
 
 def test_short_rochetnet_training_beats_separate_sale_on_1x2(tmp_path):
     """RochetNet gets the same check (0.553-0.555 on seeds 0-2 when written)."""
-    opts = {"steps": 300, "batch_size": 1024, "menu_size": 64, "validate_every": 150,
-            "validation_samples": 2048}
-    mech, run = train(cached_setting("1x2-uniform"), "rochetnet", opts, seed=0,
-                      out=tmp_path / "run", eval_samples=20_000, search=None)
+    opts = {
+        "steps": 300,
+        "batch_size": 1024,
+        "menu_size": 64,
+        "validate_every": 150,
+        "validation_samples": 2048,
+    }
+    mech, run = train(
+        cached_setting("1x2-uniform"),
+        "rochetnet",
+        opts,
+        seed=0,
+        out=tmp_path / "run",
+        eval_samples=20_000,
+        search=None,
+    )
     report = run.read_json("metrics.json")
     assert report["revenue"] > 0.5 + 4 * report["revenue_se"] + 0.02, report["revenue"]
 
@@ -282,16 +335,29 @@ def test_short_rochetnet_training_beats_separate_sale_on_1x2(tmp_path):
 def test_short_deterministic_ama_training_beats_separate_myerson_on_2x2(tmp_path):
     """Starting from separate-Myerson-like boosts, 60 small steps move clearly above
     separate Myerson's 5/6 (0.848 on seeds 0-2 when written; SE 0.0013)."""
-    opts = {"steps": 60, "batch_size": 2048, "validate_every": 60,
-            "validation_samples": 2048}
-    mech, run = train(cached_setting("2x2-uniform"), "deterministic-ama", opts, seed=0,
-                      out=tmp_path / "run", eval_samples=20_000, search=SMALL_SEARCH)
+    opts = {"steps": 60, "batch_size": 2048, "validate_every": 60, "validation_samples": 2048}
+    mech, run = train(
+        cached_setting("2x2-uniform"),
+        "deterministic-ama",
+        opts,
+        seed=0,
+        out=tmp_path / "run",
+        eval_samples=20_000,
+        search=SMALL_SEARCH,
+    )
     report = run.read_json("metrics.json")
     assert report["revenue"] > 5 / 6 + 4 * report["revenue_se"], report["revenue"]
     assert report["regret_max"] <= 1e-5
     # resuming a finished run does not train again and gives the same mechanism
-    again, _ = train(cached_setting("2x2-uniform"), "deterministic-ama", opts, seed=0,
-                     out=tmp_path / "run", eval_samples=1_000, search=None)
+    again, _ = train(
+        cached_setting("2x2-uniform"),
+        "deterministic-ama",
+        opts,
+        seed=0,
+        out=tmp_path / "run",
+        eval_samples=1_000,
+        search=None,
+    )
     assert torch.equal(again.boosts, mech.boosts)
 
 
@@ -346,13 +412,25 @@ def test_recipe_resolves_by_prior():
 
 def test_exact_expectation_needs_an_enumerable_prior(tmp_path):
     with pytest.raises(OptionError, match="exact_expectation"):
-        train(cached_setting("2x2-uniform"), "deterministic-ama",
-              {"steps": 1, "exact_expectation": True}, out=tmp_path / "run", search=None)
-    assert not (tmp_path / "run").exists()          # refused before the run directory
+        train(
+            cached_setting("2x2-uniform"),
+            "deterministic-ama",
+            {"steps": 1, "exact_expectation": True},
+            out=tmp_path / "run",
+            search=None,
+        )
+    assert not (tmp_path / "run").exists()  # refused before the run directory
 
 
-EXACT = {"steps": 3, "validate_every": 3, "validation_samples": 512, "init_reserve": 0.5,
-         "prune_after": 2, "prune_every": 1, "prune_threshold": 1e-4}
+EXACT = {
+    "steps": 3,
+    "validate_every": 3,
+    "validation_samples": 512,
+    "init_reserve": 0.5,
+    "prune_after": 2,
+    "prune_every": 1,
+    "prune_threshold": 1e-4,
+}
 
 
 def test_exact_expectation_trains_on_every_profile_in_chunks(tmp_path):
@@ -360,15 +438,36 @@ def test_exact_expectation_trains_on_every_profile_in_chunks(tmp_path):
     run state (the profiles) stays in the fit, not on the mechanism, and ``chunk_size``
     only cuts the sum (same step up to float summation order)."""
     s = cached_setting("2x4-unit-spherical")
-    whole, run = train(s, "deterministic-ama", EXACT, seed=0, out=tmp_path / "whole",
-                       search=None, eval_samples=1_000)
-    chunked, _ = train(s, "deterministic-ama", {**EXACT, "chunk_size": 7}, seed=0,
-                       out=tmp_path / "chunked", search=None, eval_samples=1_000)
+    whole, run = train(
+        s,
+        "deterministic-ama",
+        EXACT,
+        seed=0,
+        out=tmp_path / "whole",
+        search=None,
+        eval_samples=1_000,
+    )
+    chunked, _ = train(
+        s,
+        "deterministic-ama",
+        {**EXACT, "chunk_size": 7},
+        seed=0,
+        out=tmp_path / "chunked",
+        search=None,
+        eval_samples=1_000,
+    )
     for x, y in zip(whole.state_dict().values(), chunked.state_dict().values()):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
     # nothing is sampled: another seed takes the very same steps
-    other, _ = train(s, "deterministic-ama", EXACT, seed=1, out=tmp_path / "other",
-                     search=None, eval_samples=1_000)
+    other, _ = train(
+        s,
+        "deterministic-ama",
+        EXACT,
+        seed=1,
+        out=tmp_path / "other",
+        search=None,
+        eval_samples=1_000,
+    )
     for x, y in zip(whole.state_dict().values(), other.state_dict().values()):
         assert torch.equal(x, y)
     history = [r for r in run.history() if "train_objective" in r]
@@ -381,19 +480,30 @@ def test_interrupted_run_with_pruning_resumes_exactly(tmp_path, monkeypatch):
     """Pruning draws are seeded by the run seed and the step, so a run cut after its
     step-2 checkpoint and resumed prunes and trains as the uninterrupted one."""
     s = cached_setting("2x2-uniform")
-    opts = {"steps": 4, "batch_size": 256, "chunk_size": 0, "allocations": 24,
-            "prune_after": 1, "prune_every": 1, "prune_samples": 512,
-            "prune_threshold": 0.05, "validate_every": 2, "validation_samples": 256,
-            "checkpoint_every": 2, "log_every": 1}
-    whole, _ = train(s, "lottery-ama", opts, seed=0, out=tmp_path / "whole", search=None,
-                     eval_samples=256)
-    assert int(whole.active.sum()) < 24                    # pruning did something
+    opts = {
+        "steps": 4,
+        "batch_size": 256,
+        "chunk_size": 0,
+        "allocations": 24,
+        "prune_after": 1,
+        "prune_every": 1,
+        "prune_samples": 512,
+        "prune_threshold": 0.05,
+        "validate_every": 2,
+        "validation_samples": 256,
+        "checkpoint_every": 2,
+        "log_every": 1,
+    }
+    whole, _ = train(
+        s, "lottery-ama", opts, seed=0, out=tmp_path / "whole", search=None, eval_samples=256
+    )
+    assert int(whole.active.sum()) < 24  # pruning did something
     interrupt_third_step(monkeypatch, METHODS["lottery-ama"])
     with pytest.raises(KeyboardInterrupt):
-        train(s, "lottery-ama", opts, seed=0, out=tmp_path / "cut", search=None,
-              eval_samples=256)
+        train(s, "lottery-ama", opts, seed=0, out=tmp_path / "cut", search=None, eval_samples=256)
     monkeypatch.undo()
-    resumed, _ = train(s, "lottery-ama", opts, seed=0, out=tmp_path / "cut", search=None,
-                       eval_samples=256)
+    resumed, _ = train(
+        s, "lottery-ama", opts, seed=0, out=tmp_path / "cut", search=None, eval_samples=256
+    )
     for (k, x), y in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(x, y), k

@@ -20,8 +20,9 @@ def assert_clean_error(result, *fragments: str) -> None:
     """Exit code 2, one line on stderr naming the problem, no traceback."""
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), \
-        repr(result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error:")
@@ -38,18 +39,32 @@ def test_settings_lists_named_settings():
 
 
 def test_baselines_json():
-    result = invoke("baselines", "2x2-uniform", "--samples", "20000", "--regret-profiles",
-                    "200", "--json")
+    result = invoke(
+        "baselines", "2x2-uniform", "--samples", "20000", "--regret-profiles", "200", "--json"
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["setting"] == "2x2-uniform"
     results = data["results"]
-    assert {"vcg", "separate-myerson", "grand-bundle", "posted-price",
-            "bundle-posted-price", "first-price"} <= set(results)
-    assert "myerson" in data["skipped"]                     # one item only
+    assert {
+        "vcg",
+        "separate-myerson",
+        "grand-bundle",
+        "posted-price",
+        "bundle-posted-price",
+        "first-price",
+    } <= set(results)
+    assert "myerson" in data["skipped"]  # one item only
     for name, row in results.items():
-        for key in ("revenue", "revenue_se", "welfare", "ir_violation_rate", "regret_mean",
-                    "regret_max", "samples"):
+        for key in (
+            "revenue",
+            "revenue_se",
+            "welfare",
+            "ir_violation_rate",
+            "regret_mean",
+            "regret_max",
+            "samples",
+        ):
             assert key in row, (name, key)
         assert set(JSON_KEYS) <= set(row)
         assert row["samples"] == 20_000 and row["regret_samples"] == 200
@@ -64,18 +79,17 @@ def test_baselines_json():
 
 
 def test_baselines_table_and_save(tmp_path):
-    result = invoke("baselines", "3x1-uniform", "--samples", "2000", "--no-regret",
-                    "--save", tmp_path)
+    result = invoke(
+        "baselines", "3x1-uniform", "--samples", "2000", "--no-regret", "--save", tmp_path
+    )
     assert result.exit_code == 0, result.output
     assert "myerson" in result.stdout and "skipped" in result.stdout
     assert (tmp_path / "myerson" / "checkpoint.pt").is_file()
-    again = invoke("evaluate", tmp_path / "myerson", "--samples", "20000", "--no-regret",
-                   "--json")
+    again = invoke("evaluate", tmp_path / "myerson", "--samples", "20000", "--no-regret", "--json")
     assert again.exit_code == 0, again.output
     row = json.loads(again.stdout)["results"]["myerson"]
     assert abs(row["revenue"] - 0.53125) <= 4 * row["revenue_se"]
     assert row["regret_mean"] is None
-
 
 
 def test_baselines_table_shows_the_objective_when_it_is_not_revenue():
@@ -85,10 +99,12 @@ def test_baselines_table_shows_the_objective_when_it_is_not_revenue():
     plain = invoke("baselines", "3x1-uniform", "--samples", "2000", "--no-regret")
     assert "objective" not in plain.stdout.split("mechanism")[1].splitlines()[0]
 
+
 def test_baselines_from_toml_file(tmp_path):
     path = tmp_path / "asym.toml"
-    path.write_text('bidders = 1\nitems = 2\n[prior]\nkind = "uniform"\nlow = [4, 4]\n'
-                    'high = [16, 7]\n')
+    path.write_text(
+        'bidders = 1\nitems = 2\n[prior]\nkind = "uniform"\nlow = [4, 4]\nhigh = [16, 7]\n'
+    )
     result = invoke("baselines", path, "--samples", "2000", "--no-regret", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -108,12 +124,18 @@ def test_run_directory_without_checkpoint_is_a_clean_error(tmp_path):
     assert_clean_error(invoke("evaluate", tmp_path), "no checkpoint")
 
 
-@pytest.mark.parametrize("text, field", [
-    ('bidders = 2\nitems = 2\n[prior]\nkind = "uniform"\nlow = [0, 0, 0]\n', "prior.low"),
-    ('bidders = 2\nitems = [2\n', "not valid TOML"),
-    ('bidders = 2\nitems = 1\n[prior]\nkind = "discrete"\ntypes = [[[1.0]], [[-1.0]]]\n'
-     'type_probabilities = [[1.0], [1.0]]\n', "prior.types[1]"),
-])
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ('bidders = 2\nitems = 2\n[prior]\nkind = "uniform"\nlow = [0, 0, 0]\n', "prior.low"),
+        ("bidders = 2\nitems = [2\n", "not valid TOML"),
+        (
+            'bidders = 2\nitems = 1\n[prior]\nkind = "discrete"\ntypes = [[[1.0]], [[-1.0]]]\n'
+            "type_probabilities = [[1.0], [1.0]]\n",
+            "prior.types[1]",
+        ),
+    ],
+)
 def test_malformed_toml_is_a_clean_error(tmp_path, text, field):
     # a long path, so that a wrapped message would show up as two lines
     path = tmp_path / ("a-rather-long-setting-file-name-" * 3 + ".toml")
@@ -123,8 +145,19 @@ def test_malformed_toml_is_a_clean_error(tmp_path, text, field):
 
 def test_train_then_evaluate(tmp_path):
     out = tmp_path / "gb"
-    result = invoke("train", "2x2-uniform", "--method", "grand-bundle", "--out", out,
-                    "--eval-samples", "5000", "--regret-profiles", "100", "--json")
+    result = invoke(
+        "train",
+        "2x2-uniform",
+        "--method",
+        "grand-bundle",
+        "--out",
+        out,
+        "--eval-samples",
+        "5000",
+        "--regret-profiles",
+        "100",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["run"] == str(out)
@@ -133,8 +166,7 @@ def test_train_then_evaluate(tmp_path):
         assert (out / name).is_file()
     config = json.loads((out / "config.json").read_text())
     assert config["method"] == "grand-bundle" and config["seed"] == 0
-    evaluated = invoke("evaluate", out, "--samples", "20000", "--regret-profiles", "100",
-                       "--json")
+    evaluated = invoke("evaluate", out, "--samples", "20000", "--regret-profiles", "100", "--json")
     assert evaluated.exit_code == 0, evaluated.output
     row = json.loads(evaluated.stdout)["results"]["grand-bundle"]
     assert abs(row["revenue"] - 0.839244) <= 4 * row["revenue_se"]
@@ -145,23 +177,37 @@ def test_train_then_evaluate(tmp_path):
 
 
 def test_train_unknown_option_is_a_clean_error(tmp_path):
-    result = invoke("train", "2x2-uniform", "--method", "grand-bundle", "--out",
-                    tmp_path / "x", "--set", "colour=3")
+    result = invoke(
+        "train",
+        "2x2-uniform",
+        "--method",
+        "grand-bundle",
+        "--out",
+        tmp_path / "x",
+        "--set",
+        "colour=3",
+    )
     assert_clean_error(result, "colour")
     assert not (tmp_path / "x" / "checkpoint.pt").exists()
 
 
 def test_train_malformed_set_is_a_clean_error(tmp_path):
     # brackets in a message must not be read as Rich markup
-    assert_clean_error(invoke("train", "2x2-uniform", "--method", "vcg", "--out",
-                              tmp_path / "y", "--set", "[/x]"), "[/x]")
+    assert_clean_error(
+        invoke("train", "2x2-uniform", "--method", "vcg", "--out", tmp_path / "y", "--set", "[/x]"),
+        "[/x]",
+    )
 
 
 def test_train_unknown_method_and_not_applicable(tmp_path):
-    assert_clean_error(invoke("train", "2x2-uniform", "--method", "no-such-method",
-                              "--out", tmp_path / "z"), "no-such-method")
-    assert_clean_error(invoke("train", "2x2-unit-uniform", "--method", "grand-bundle",
-                              "--out", tmp_path / "w"), "unit-demand")
+    assert_clean_error(
+        invoke("train", "2x2-uniform", "--method", "no-such-method", "--out", tmp_path / "z"),
+        "no-such-method",
+    )
+    assert_clean_error(
+        invoke("train", "2x2-unit-uniform", "--method", "grand-bundle", "--out", tmp_path / "w"),
+        "unit-demand",
+    )
 
 
 def test_methods_lists_every_method_with_the_settings_it_applies_to():
@@ -172,7 +218,7 @@ def test_methods_lists_every_method_with_the_settings_it_applies_to():
     rows = json.loads(result.stdout)
     assert set(rows) == set(METHODS)
     assert "1x2-uniform" in rows["rochetnet"]["settings"]
-    assert "2x2-uniform" not in rows["rochetnet"]["settings"]     # one bidder only
+    assert "2x2-uniform" not in rows["rochetnet"]["settings"]  # one bidder only
     assert rows["rochetnet"]["description"]
 
 
@@ -180,22 +226,29 @@ def test_methods_name_prints_typed_options():
     result = invoke("methods", "rochetnet", "--json")
     assert result.exit_code == 0, result.output
     options = {o["name"]: o for o in json.loads(result.stdout)["options"]}
-    assert options["menu_size"] == {"name": "menu_size", "type": "int", "default": 64,
-                                    "range": ">= 1", "doc": options["menu_size"]["doc"]}
+    assert options["menu_size"] == {
+        "name": "menu_size",
+        "type": "int",
+        "default": 64,
+        "range": ">= 1",
+        "doc": options["menu_size"]["doc"],
+    }
     assert options["lr_schedule"]["type"].startswith('"constant"')
     table = invoke("methods", "lp")
     assert table.exit_code == 0 and "max_nonzeros" in table.stdout
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["--set", "steps=-5"], ["'steps'", ">= 1", "-5"]),
-    (["--set", "lr=0"], ["'lr'", "> 0"]),
-    (["--set", "menu_size=0"], ["'menu_size'"]),
-    (["--set", "no_such=1"], ["no option 'no_such'"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--set", "steps=-5"], ["'steps'", ">= 1", "-5"]),
+        (["--set", "lr=0"], ["'lr'", "> 0"]),
+        (["--set", "menu_size=0"], ["'menu_size'"]),
+        (["--set", "no_such=1"], ["no option 'no_such'"]),
+    ],
+)
 def test_train_refuses_bad_options_up_front(args, fragments, tmp_path):
-    result = invoke("train", "1x2-uniform", "--method", "rochetnet", "--out", tmp_path / "r",
-                    *args)
+    result = invoke("train", "1x2-uniform", "--method", "rochetnet", "--out", tmp_path / "r", *args)
     assert_clean_error(result, *fragments)
     assert not (tmp_path / "r").exists()
 

@@ -62,8 +62,9 @@ def test_every_method_trains_saves_loads_and_evaluates(method, tmp_path):
     setting, options = tiny(method)
     meth = METHODS[method]
     before = dict(vars(meth))
-    mech, run = train(setting, method, options, seed=1, out=tmp_path / "run",
-                      eval_samples=512, search=None)
+    mech, run = train(
+        setting, method, options, seed=1, out=tmp_path / "run", eval_samples=512, search=None
+    )
     assert vars(meth) == before, "a method must keep no run state"
     for name in ("config.json", "checkpoint.pt", "metrics.json"):
         assert (run.path / name).is_file()
@@ -99,10 +100,20 @@ def test_every_learned_method_is_registered_with_its_mechanism():
 
 #: A valid value, different from the usual default, of every shared trainer option.
 TRAINER_VALUES = {
-    "steps": 3, "batch_size": 64, "chunk_size": 32, "lr": 2e-3, "lr_final": 1e-4,
-    "lr_schedule": "linear", "validate_every": 1, "validation_samples": 128,
-    "checkpoint_every": 1, "log_every": 1, "keep_best": True, "temperature": 50.0,
-    "temperature_final": 60.0, "temperature_schedule": "linear",
+    "steps": 3,
+    "batch_size": 64,
+    "chunk_size": 32,
+    "lr": 2e-3,
+    "lr_final": 1e-4,
+    "lr_schedule": "linear",
+    "validate_every": 1,
+    "validation_samples": 128,
+    "checkpoint_every": 1,
+    "log_every": 1,
+    "keep_best": True,
+    "temperature": 50.0,
+    "temperature_final": 60.0,
+    "temperature_schedule": "linear",
 }
 
 
@@ -121,23 +132,27 @@ def test_every_trainer_option_runs_or_is_refused_up_front(method, key, tmp_path)
     except AutomechError as err:
         assert "\n" not in str(err) and (key in str(err) or method in str(err))
         return
-    mech, run = train(setting, method, given, seed=2, out=tmp_path / "run",
-                      eval_samples=256, search=None)
+    mech, run = train(
+        setting, method, given, seed=2, out=tmp_path / "run", eval_samples=256, search=None
+    )
     assert math.isfinite(run.read_json("metrics.json")["revenue"])
 
 
-@pytest.mark.parametrize("method, given, name", [
-    ("rochetnet", {"steps": -5}, "steps"),
-    ("rochetnet", {"lr": 0}, "lr"),
-    ("rochetnet", {"batch_size": 0}, "batch_size"),
-    ("rochetnet", {"temperature": 0}, "temperature"),
-    ("rochetnet", {"menu_size": 0}, "menu_size"),
-    ("rochetnet", {"steps": 2.5}, "steps"),
-    ("rochetnet", {"lr_schedule": "fast"}, "lr_schedule"),
-    ("rochetnet", {"keep_best": "yes"}, "keep_best"),
-    ("lp", {"grid": -1}, "grid"),
-    ("lp", {"ic": "nash"}, "ic"),
-])
+@pytest.mark.parametrize(
+    "method, given, name",
+    [
+        ("rochetnet", {"steps": -5}, "steps"),
+        ("rochetnet", {"lr": 0}, "lr"),
+        ("rochetnet", {"batch_size": 0}, "batch_size"),
+        ("rochetnet", {"temperature": 0}, "temperature"),
+        ("rochetnet", {"menu_size": 0}, "menu_size"),
+        ("rochetnet", {"steps": 2.5}, "steps"),
+        ("rochetnet", {"lr_schedule": "fast"}, "lr_schedule"),
+        ("rochetnet", {"keep_best": "yes"}, "keep_best"),
+        ("lp", {"grid": -1}, "grid"),
+        ("lp", {"ic": "nash"}, "ic"),
+    ],
+)
 def test_bad_option_values_are_refused_naming_the_option_and_range(method, given, name):
     with pytest.raises(OptionError) as err:
         get_method(method).Options.resolve(given)
@@ -166,7 +181,7 @@ def test_options_describe_types_defaults_ranges_and_docs():
     assert infos["menu_size"].type == "int" and infos["menu_size"].default == 64
     assert infos["menu_size"].range == ">= 1" and infos["menu_size"].doc
     assert infos["lr"].range == "> 0"
-    assert next(iter(infos)) == "menu_size"   # the method's own options first
+    assert next(iter(infos)) == "menu_size"  # the method's own options first
     for name in METHODS:
         for info in METHODS[name].Options.describe():
             assert info.doc, f"{name}: option {info.name} has no doc"
@@ -199,8 +214,12 @@ def _imports(path: Path) -> set[str]:
     """automech modules imported by ``path`` anywhere (functions included), except
     under ``if TYPE_CHECKING:`` (annotations only)."""
     tree = ast.parse(path.read_text())
-    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
-               and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
+    skipped = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
     found = set()
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -210,8 +229,9 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("automech"):
             for alias in node.names:
                 sub = f"{node.module}.{alias.name}"
-                known = (SRC.parent / sub.replace(".", "/")).with_suffix(".py").exists() or \
-                    (SRC.parent / sub.replace(".", "/") / "__init__.py").exists()
+                known = (SRC.parent / sub.replace(".", "/")).with_suffix(".py").exists() or (
+                    SRC.parent / sub.replace(".", "/") / "__init__.py"
+                ).exists()
                 found.add(sub if known else node.module)
     return found
 
@@ -228,7 +248,7 @@ def _room(module: str) -> str:
 def test_no_module_imports_upward():
     upward = []
     for module, deps in _graph().items():
-        if module == "automech":          # the package facade re-exports the API
+        if module == "automech":  # the package facade re-exports the API
             continue
         for dep in deps:
             if dep == "automech" or RANK[_room(dep)] > RANK[_room(module)]:
@@ -238,7 +258,7 @@ def test_no_module_imports_upward():
 
 def test_import_graph_has_no_cycle():
     graph = _graph()
-    for module in graph:                  # a package depends on its __init__'s imports
+    for module in graph:  # a package depends on its __init__'s imports
         graph[module] = {d for d in graph[module] if d in graph}
     state: dict[str, int] = {}
     cycle: list[str] = []
@@ -247,8 +267,9 @@ def test_import_graph_has_no_cycle():
         state[node] = 1
         for dep in graph[node]:
             if state.get(dep) == 1 and dep != node:
-                cycle.extend(stack[stack.index(dep):] + [node, dep] if dep in stack
-                             else [node, dep])
+                cycle.extend(
+                    stack[stack.index(dep) :] + [node, dep] if dep in stack else [node, dep]
+                )
                 return True
             if dep not in state and visit(dep, stack + [node]):
                 return True
@@ -265,8 +286,11 @@ def test_import_graph_has_no_cycle():
 
 def test_settings_and_bids_reach_numpy_outcome():
     """The registry's mechanisms answer outcome() with NumPy arrays."""
-    mech, _ = train("1x2-uniform", "grand-bundle", {}, seed=0, out=None, eval_samples=256,
-                    search=None) if False else (None, None)
+    mech, _ = (
+        train("1x2-uniform", "grand-bundle", {}, seed=0, out=None, eval_samples=256, search=None)
+        if False
+        else (None, None)
+    )
     s = get_setting("1x2-uniform")
     mech = METHODS["grand-bundle"].mechanism(s)
     alloc, pay = mech.outcome(np.array([[[0.9, 0.8]]]))

@@ -53,8 +53,7 @@ def random_mdp(rng, S=6, A=3, gamma=None, layers=None) -> TabularMDP:
         P /= P.sum(-1, keepdims=True)
     mu0 = np.zeros(S)
     mu0[: (max(1, S // layers) if layers else S)] = 1.0
-    return TabularMDP(torch.tensor(P), torch.tensor(mu0 / mu0.sum()),
-                      gamma if gamma else 1.0)
+    return TabularMDP(torch.tensor(P), torch.tensor(mu0 / mu0.sum()), gamma if gamma else 1.0)
 
 
 MDPS = {
@@ -124,8 +123,7 @@ def test_regularised_policy_tends_to_exact(kind):
 def test_soft_solver_gradient_matches_finite_differences():
     rng = np.random.default_rng(3)
     for mdp in (MDPS["finite"](rng), MDPS["discounted"](rng)):
-        R = torch.tensor(rng.normal(size=(mdp.num_states, mdp.num_actions)),
-                         requires_grad=True)
+        R = torch.tensor(rng.normal(size=(mdp.num_states, mdp.num_actions)), requires_grad=True)
         q = torch.tensor(rng.normal(size=R.shape))
 
         def f(x, mdp=mdp, q=q):
@@ -143,7 +141,7 @@ def test_soft_solver_gradient_matches_finite_differences():
 def test_split_policy_is_optimal_and_symmetric_at_ties():
     env = get_dynamic_setting("seq-sales-3x2")
     types = torch.tensor([[[0.9], [0.8], [0.1]]], dtype=D)
-    c = env.rewards(types).sum(1)                       # VCG: selling order is a tie
+    c = env.rewards(types).sum(1)  # VCG: selling order is a tie
     V, pi = solve_split(c, env.mdp)
     nu = soft_occupancy(pi, env.mdp)
     assert float((nu * c).sum()) == pytest.approx(float(V[0] @ env.mdp.mu0))
@@ -168,9 +166,10 @@ def test_ic_by_misreported_reward_functions(kind):
         gains = misreport_gains(mech, types, 24, rng)
         assert float(gains.max()) <= 1e-9
         out = mech.outcome(types)
-        assert float(out.utilities.min()) >= -1e-9                       # IR
-        assert torch.allclose(out.utilities,
-                              (out.asw[:, :1] - out.asw[:, 1:]) / mech.weights, atol=1e-9)
+        assert float(out.utilities.min()) >= -1e-9  # IR
+        assert torch.allclose(
+            out.utilities, (out.asw[:, :1] - out.asw[:, 1:]) / mech.weights, atol=1e-9
+        )
 
 
 def test_ic_check_detects_a_non_ic_rule():
@@ -189,14 +188,14 @@ def test_ic_check_detects_a_non_ic_rule():
     assert float(gains.max()) > 0.1
 
 
-@pytest.mark.parametrize("name", ["seq-sales-3x2", "seq-sales-asym-2x2", "scheduling-2x3",
-                                  "gridworld-2x3"])
+@pytest.mark.parametrize(
+    "name", ["seq-sales-3x2", "seq-sales-asym-2x2", "scheduling-2x3", "gridworld-2x3"]
+)
 def test_environments_ic_and_ir(name):
     rng = np.random.default_rng(6)
     env = get_dynamic_setting(name)
     mech = _random_ama(env, rng)
-    report = evaluate_dynamic(mech, samples=400, ic_profiles=40, ic_misreports=12,
-                              with_vcg=False)
+    report = evaluate_dynamic(mech, samples=400, ic_profiles=40, ic_misreports=12, with_vcg=False)
     assert report.ic_max_gain <= 1e-9
     assert report.ir_violation_rate == 0.0
 
@@ -207,16 +206,25 @@ def test_environments_ic_and_ir(name):
 def test_vcg_matches_closed_forms():
     # m units to n > m unit-demand bidders: each winner pays the (m+1)-th highest value
     for name, exact in (("seq-sales-3x2", 0.5), ("seq-sales-4x3", 0.6)):
-        r = evaluate_dynamic(DynamicAMA.vcg(get_dynamic_setting(name)), samples=4000,
-                             ic_profiles=0, with_vcg=False)
+        r = evaluate_dynamic(
+            DynamicAMA.vcg(get_dynamic_setting(name)), samples=4000, ic_profiles=0, with_vcg=False
+        )
         assert abs(r.revenue - exact) < 4 * r.revenue_se
     # the asymmetric prior of the paper's Table 2: 2 E[min(U[0,1], U[0,1/2], U[0,1/3])]
-    r = evaluate_dynamic(DynamicAMA.vcg(get_dynamic_setting("seq-sales-asym-inv-3x2")),
-                         samples=4000, ic_profiles=0, with_vcg=False)
+    r = evaluate_dynamic(
+        DynamicAMA.vcg(get_dynamic_setting("seq-sales-asym-inv-3x2")),
+        samples=4000,
+        ic_profiles=0,
+        with_vcg=False,
+    )
     assert abs(r.revenue - 19 / 81) < 4 * r.revenue_se
     # the issue's asymmetric prior: 2 E[min(U[0,1], U[0,2], U[0,3])] = 2 * 9/24
-    r = evaluate_dynamic(DynamicAMA.vcg(get_dynamic_setting("seq-sales-asym-3x2")),
-                         samples=4000, ic_profiles=0, with_vcg=False)
+    r = evaluate_dynamic(
+        DynamicAMA.vcg(get_dynamic_setting("seq-sales-asym-3x2")),
+        samples=4000,
+        ic_profiles=0,
+        with_vcg=False,
+    )
     assert abs(r.revenue - 0.75) < 4 * r.revenue_se
 
 
@@ -227,7 +235,7 @@ def test_makespan_rule():
     # published rule: 0.5 -> -0.5 (idle credit) -> 1.5 -> 0.5 + 0.2 = 0.7
     assert float(env.makespans(types, only_first)) == pytest.approx(0.7)
     env.makespan_rule = "queue"
-    try:   # plain queue: 0.5 -> 0 -> 2.0 -> 1.0 + 0.2 = 1.2
+    try:  # plain queue: 0.5 -> 0 -> 2.0 -> 1.0 + 0.2 = 1.2
         assert float(env.makespans(types, only_first)) == pytest.approx(1.2)
     finally:
         env.makespan_rule = "published"
@@ -238,7 +246,7 @@ def test_gridworld_structure():
     assert env.mdp.num_states == 9 and env.mdp.num_actions == 4 and not env.mdp.finite
     types = env.sample(500, np.random.default_rng(7))
     assert torch.all((types > 0).sum(-1) == 1)
-    assert torch.all(types[..., 0] == 0)                       # never the start cell
+    assert torch.all(types[..., 0] == 0)  # never the start cell
     # moving "left" from the start wraps to the far column
     assert env.mdp.next_state[0, 2] == 2
 
@@ -249,7 +257,7 @@ def test_registry():
     env = get_dynamic_setting("seq-sales-4x3")
     assert (env.n, env.mdp.num_states, env.mdp.num_actions, env.mdp.horizon) == (4, 31, 5, 3)
     with pytest.raises(AutomechError):
-        get_dynamic_setting("seq-sales-9x9")                   # too many states
+        get_dynamic_setting("seq-sales-9x9")  # too many states
 
 
 def test_one_registry_of_settings():
@@ -297,16 +305,25 @@ def test_zeroth_order_gradient_matches_finite_differences():
     for s, a in [(0, 0), (0, 1)]:
         e = torch.zeros_like(b)
         e[s, a] = h
-        fd = (signed_objective(env, w, b + e, types).mean()
-              - signed_objective(env, w, b - e, types).mean()) / (2 * h)
+        fd = (
+            signed_objective(env, w, b + e, types).mean()
+            - signed_objective(env, w, b - e, types).mean()
+        ) / (2 * h)
         assert float(g[s, a]) == pytest.approx(float(fd), abs=0.05)
 
 
 @pytest.mark.parametrize("method", ["zeroth-order", "regularized-lp"])
 def test_gradient_methods_beat_vcg(method):
     env = get_dynamic_setting("seq-sales-3x2")
-    mech = fit(method, env, steps=40, batch_size=64, validate_every=20,
-               validation_samples=1000, lr_final=0.05)
+    mech = fit(
+        method,
+        env,
+        steps=40,
+        batch_size=64,
+        validate_every=20,
+        validation_samples=1000,
+        lr_final=0.05,
+    )
     r = evaluate_dynamic(mech, samples=4000, ic_profiles=20, ic_misreports=8)
     assert r.objective_value > r.vcg["objective_value"] + 0.05
     assert r.ic_max_gain <= 1e-9 and r.ir_violation_rate == 0.0
@@ -318,8 +335,9 @@ def test_grid_search_scores_vcg_and_sobol_points():
     types = env.sample(200, np.random.default_rng([0, 3]))
     # the winner is at least as good as VCG (which is a candidate) on the scoring profiles
     best = float(signed_objective(env, mech.weights, mech.boosts, types).mean())
-    vcg = float(signed_objective(env, torch.ones(2, dtype=D),
-                                 torch.zeros_like(mech.boosts), types).mean())
+    vcg = float(
+        signed_objective(env, torch.ones(2, dtype=D), torch.zeros_like(mech.boosts), types).mean()
+    )
     assert best >= vcg - 1e-12
 
 
@@ -329,8 +347,16 @@ def test_gradient_methods_run_on_every_objective(name, method):
     """Makespan (no analytic partial), discounted MDPs, and tuned weights."""
     env = get_dynamic_setting(name)
     extra = {"perturbations": 4} if method == "zeroth-order" else {}
-    mech = fit(method, env, seed=1, steps=3, batch_size=16, validate_every=3,
-               validation_samples=200, **extra)
+    mech = fit(
+        method,
+        env,
+        seed=1,
+        steps=3,
+        batch_size=16,
+        validate_every=3,
+        validation_samples=200,
+        **extra,
+    )
     assert torch.all(mech.weights >= 0.05) and torch.isfinite(mech.boosts).all()
     if env.optimize_weights:
         assert not torch.all(mech.weights == 1) or mech.is_vcg
@@ -347,10 +373,18 @@ def test_methods_are_registered_with_typed_options():
         # "auto" is resolved to the environment's choice before it is recorded
         assert meth.resolve(env, meth.Options()).optimize_weights is True
     assert get_method("zeroth-order").Options.defaults()["steps"] == 300
-    assert get_method("grid-search").resolve(env, get_method("grid-search").Options()
-                                             ).bound == env.boost_bound
-    for bad in ({"sigma": 0}, {"optimizer": "rmsprop"}, {"init": "best"}, {"restarts": 0},
-                {"steps": -1}, {"candidates": 5}):
+    assert (
+        get_method("grid-search").resolve(env, get_method("grid-search").Options()).bound
+        == env.boost_bound
+    )
+    for bad in (
+        {"sigma": 0},
+        {"optimizer": "rmsprop"},
+        {"init": "best"},
+        {"restarts": 0},
+        {"steps": -1},
+        {"candidates": 5},
+    ):
         with pytest.raises(OptionError):
             get_method("zeroth-order").Options.resolve(bad)
 
@@ -369,24 +403,35 @@ def test_methods_of_the_other_kind_are_refused(tmp_path):
 
 def test_train_save_load_evaluate(tmp_path):
     out = tmp_path / "run"
-    mech, run = train("seq-sales-3x2", "zeroth-order",
-                      {"steps": 4, "batch_size": 16, "validate_every": 2,
-                       "validation_samples": 200, "perturbations": 4},
-                      seed=2, out=out, eval_samples=1000, search=None)
+    mech, run = train(
+        "seq-sales-3x2",
+        "zeroth-order",
+        {
+            "steps": 4,
+            "batch_size": 16,
+            "validate_every": 2,
+            "validation_samples": 200,
+            "perturbations": 4,
+        },
+        seed=2,
+        out=out,
+        eval_samples=1000,
+        search=None,
+    )
     assert isinstance(mech, DynamicAMA) and run.path == out
     config = json.loads((out / "config.json").read_text())
     assert config["setting"]["kind"] == "dynamic" and config["method"] == "zeroth-order"
-    assert config["options"]["optimize_weights"] is False          # "auto" resolved
+    assert config["options"]["optimize_weights"] is False  # "auto" resolved
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["kind"] == "dynamic" and metrics["samples"] == 1000
-    assert metrics["regret_mean"] is None and metrics["ic_profiles"] == 0   # search=None
+    assert metrics["regret_mean"] is None and metrics["ic_profiles"] == 0  # search=None
     assert "dynamic-vcg" in metrics["baselines"] or metrics["mechanism"] == "dynamic-vcg"
     history = run.history()
     assert [r["val_objective"] for r in history if "val_objective" in r]
     again = load(out)
     assert isinstance(again, DynamicAMA) and again.env is mech.env
     assert torch.equal(again.weights, mech.weights) and torch.equal(again.boosts, mech.boosts)
-    report = evaluate(again, samples=1000)                        # the shared entry point
+    report = evaluate(again, samples=1000)  # the shared entry point
     assert isinstance(report, DynamicEvaluation)
     assert report.revenue == pytest.approx(metrics["revenue"])
     assert report.ic_profiles == 1000 and report.regret_max <= 1e-9
@@ -395,10 +440,17 @@ def test_train_save_load_evaluate(tmp_path):
     with pytest.raises(AutomechError, match="different kinds"):
         evaluate(again, get_setting("2x2-uniform"), samples=100)
     with pytest.raises(NotApplicableError, match="not a dynamic mechanism"):
-        evaluate(MECHANISMS["vcg"](again.env), samples=100)   # a static mechanism on an MDP
+        evaluate(MECHANISMS["vcg"](again.env), samples=100)  # a static mechanism on an MDP
     # a rerun in the same directory retrains from the start (the same numbers)
-    train("seq-sales-3x2", "zeroth-order", config["options"], seed=2, out=out,
-          eval_samples=1000, search=None)
+    train(
+        "seq-sales-3x2",
+        "zeroth-order",
+        config["options"],
+        seed=2,
+        out=out,
+        eval_samples=1000,
+        search=None,
+    )
     assert run.history() == history
 
 
@@ -416,46 +468,100 @@ def test_cli_settings_lists_both_kinds():
 def test_cli_train_and_evaluate(tmp_path):
     runner = CliRunner()
     out = tmp_path / "run"
-    result = runner.invoke(app, ["train", "seq-sales-2x2", "--method", "grid-search",
-                                 "--set", "candidates=16", "--set", "profiles=100",
-                                 "--eval-samples", "2000", "--regret-profiles", "50",
-                                 "--out", str(out), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "seq-sales-2x2",
+            "--method",
+            "grid-search",
+            "--set",
+            "candidates=16",
+            "--set",
+            "profiles=100",
+            "--eval-samples",
+            "2000",
+            "--regret-profiles",
+            "50",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert "dynamic-vcg" in data["results"]      # the AMA's row (unless VCG won) and VCG
+    assert "dynamic-vcg" in data["results"]  # the AMA's row (unless VCG won) and VCG
     for row in data["results"].values():
-        assert {"revenue", "revenue_se", "welfare", "objective", "objective_value",
-                "ir_violation_rate", "regret_mean", "regret_max", "samples"} <= set(row)
+        assert {
+            "revenue",
+            "revenue_se",
+            "welfare",
+            "objective",
+            "objective_value",
+            "ir_violation_rate",
+            "regret_mean",
+            "regret_max",
+            "samples",
+        } <= set(row)
     for name in ("config.json", "metrics.json", "checkpoint.pt", "history.jsonl"):
         assert (out / name).exists()
-    result = runner.invoke(app, ["evaluate", str(out), "--samples", "1000",
-                                 "--regret-profiles", "50", "--json"])
+    result = runner.invoke(
+        app, ["evaluate", str(out), "--samples", "1000", "--regret-profiles", "50", "--json"]
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["results"]
     assert all(r["samples"] == 1000 for r in rows.values())
     table = runner.invoke(app, ["evaluate", str(out), "--samples", "500", "--no-regret"])
     assert table.exit_code == 0, table.output
     assert "dynamic-vcg" in table.stdout and "revenue" in table.stdout
-    result = runner.invoke(app, ["train", "seq-sales-2x2", "--method", "rochetnet",
-                                 "--out", str(tmp_path / "x")])
+    result = runner.invoke(
+        app, ["train", "seq-sales-2x2", "--method", "rochetnet", "--out", str(tmp_path / "x")]
+    )
     assert result.exit_code == 2
     assert "does not apply" in result.stderr and "Traceback" not in result.output
 
 
 def test_cli_makespan_table_and_steps_error(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(app, ["train", "scheduling-2x3", "--method", "zeroth-order",
-                                 "--steps", "2", "--set", "batch_size=8",
-                                 "--set", "validation_samples=100", "--set",
-                                 "perturbations=2", "--eval-samples", "500",
-                                 "--regret-profiles", "20", "--out", str(tmp_path / "z")])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "scheduling-2x3",
+            "--method",
+            "zeroth-order",
+            "--steps",
+            "2",
+            "--set",
+            "batch_size=8",
+            "--set",
+            "validation_samples=100",
+            "--set",
+            "perturbations=2",
+            "--eval-samples",
+            "500",
+            "--regret-profiles",
+            "20",
+            "--out",
+            str(tmp_path / "z"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "objective" in result.stdout and "dynamic-vcg" in result.stdout
-    result = runner.invoke(app, ["train", "seq-sales-2x2", "--method", "grid-search",
-                                 "--steps", "5", "--out", str(tmp_path / "g")])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "seq-sales-2x2",
+            "--method",
+            "grid-search",
+            "--steps",
+            "5",
+            "--out",
+            str(tmp_path / "g"),
+        ],
+    )
     assert result.exit_code == 2 and "Traceback" not in result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "takes no --steps" in lines[0]
     assert not (tmp_path / "g").exists()
-
-

@@ -7,23 +7,31 @@ import math
 
 import pytest
 import torch
-from conftest import cached_mechanism, cached_setting
 
 from automech import Evaluation, RegretSearch, evaluate
 from automech.evaluation.protocol import TEST_SEED
 from automech.mechanisms import FirstPrice, Mechanism, PostedPrice
+from conftest import cached_mechanism, cached_setting
 
 SMALL = RegretSearch(profiles=100, random=64, scales=16, grid=8)
 
 TRUTHFUL = [
-    ("2x2-uniform", "vcg"), ("2x2-uniform", "separate-myerson"),
-    ("2x2-uniform", "grand-bundle"), ("2x2-uniform", "posted-price"),
+    ("2x2-uniform", "vcg"),
+    ("2x2-uniform", "separate-myerson"),
+    ("2x2-uniform", "grand-bundle"),
+    ("2x2-uniform", "posted-price"),
     ("2x2-uniform", "bundle-posted-price"),
-    ("3x1-uniform", "myerson"), ("3x1-uniform", "vcg"), ("3x1-uniform", "grand-bundle"),
-    ("2x1-asym-uniform", "myerson"), ("3x1-exponential", "myerson"),
-    ("1x2-uniform", "bundle-posted-price"), ("1x2-uniform", "posted-price"),
-    ("2x2-unit-uniform", "vcg"), ("2x2-unit-uniform", "posted-price"),
-    ("2x4-unit-spherical", "vcg"), ("3x10-correlated", "grand-bundle"),
+    ("3x1-uniform", "myerson"),
+    ("3x1-uniform", "vcg"),
+    ("3x1-uniform", "grand-bundle"),
+    ("2x1-asym-uniform", "myerson"),
+    ("3x1-exponential", "myerson"),
+    ("1x2-uniform", "bundle-posted-price"),
+    ("1x2-uniform", "posted-price"),
+    ("2x2-unit-uniform", "vcg"),
+    ("2x2-unit-uniform", "posted-price"),
+    ("2x4-unit-spherical", "vcg"),
+    ("3x10-correlated", "grand-bundle"),
 ]
 
 
@@ -74,8 +82,8 @@ def test_protocol_reports_ir_violations_and_infeasibility():
     s = cached_setting("2x2-uniform")
     report = evaluate(GiveEverything(s), samples=1_000, search=None)
     assert report.revenue == pytest.approx(4.0) and report.revenue_se == pytest.approx(0.0)
-    assert report.ir_violation_rate == 1.0          # values sum to at most 2 < 2 a.s.
-    assert report.ir_violation_mean == pytest.approx(1.0, abs=0.05)    # 2 - E[v1 + v2]
+    assert report.ir_violation_rate == 1.0  # values sum to at most 2 < 2 a.s.
+    assert report.ir_violation_mean == pytest.approx(1.0, abs=0.05)  # 2 - E[v1 + v2]
     assert report.infeasible_rate == 1.0
     assert report.infeasibility_max == pytest.approx(1.0)
 
@@ -108,10 +116,21 @@ def test_evaluation_is_deterministic():
 
 
 def test_evaluation_to_dict_is_complete():
-    report = evaluate(PostedPrice(cached_setting("2x2-uniform"), prices=[0.5, 0.5]),
-                      samples=500, search=SMALL)
+    report = evaluate(
+        PostedPrice(cached_setting("2x2-uniform"), prices=[0.5, 0.5]), samples=500, search=SMALL
+    )
     assert isinstance(report, Evaluation)
     d = report.to_dict()
-    for key in ("revenue", "revenue_se", "welfare", "ir_violation_rate", "regret_mean",
-                "regret_max", "samples", "infeasible_rate", "search", "seconds"):
+    for key in (
+        "revenue",
+        "revenue_se",
+        "welfare",
+        "ir_violation_rate",
+        "regret_mean",
+        "regret_max",
+        "samples",
+        "infeasible_rate",
+        "search",
+        "seconds",
+    ):
         assert key in d

@@ -69,11 +69,11 @@ def test_certificate_covers_cell_edges_and_bids_outside_the_support(toy):
     rng = np.random.default_rng(0)
     edges = np.linspace(0, 1, 7)
     bids = rng.choice(edges, size=(20_000, 2, 2))
-    bids[:5000] = rng.uniform(0, 3, size=(5000, 2, 2))        # above the support too
+    bids[:5000] = rng.uniform(0, 3, size=(5000, 2, 2))  # above the support too
     alloc, pay = adjusted.outcome(bids)
     assert (alloc.sum(axis=1) <= 1 + 1e-9).all()
     capped = np.minimum(bids, 1.0)
-    assert ((bids * alloc).sum(-1) - pay >= -1e-9).all()     # IR at the true (uncapped) bid
+    assert ((bids * alloc).sum(-1) - pay >= -1e-9).all()  # IR at the true (uncapped) bid
     assert ((capped * alloc).sum(-1) - pay >= -1e-9).all()
 
 
@@ -87,8 +87,13 @@ def test_certify_counts_violations_of_a_clashing_pair():
     price[:, :, 1] = 0.1
     corners = mc.own_boxes(np.zeros(2), np.ones(2), grid)
     assert mc.certify(alloc, price, corners) > 0
-    stats = {"milps": 0, "binaries": 0, "binaries_without_speedup": 0, "rows": 0,
-             "trims_skipped": 0}
+    stats = {
+        "milps": 0,
+        "binaries": 0,
+        "binaries_without_speedup": 0,
+        "rows": 0,
+        "trims_skipped": 0,
+    }
     mc.adjust_bidder(alloc, price, corners, 0, False, stats)
     assert mc.certify(alloc, price, corners) == 0 and stats["milps"] > 0
 
@@ -106,8 +111,9 @@ def test_save_load_round_trip(toy, tmp_path):
 def test_unadjusted_view_matches_the_network(toy):
     setting, network, adjusted, _ = toy
     bids = setting.sample(500, 2)
-    np.testing.assert_allclose(adjusted.network().outcome(bids)[1],
-                               network.double().outcome(bids)[1], atol=1e-6)
+    np.testing.assert_allclose(
+        adjusted.network().outcome(bids)[1], network.double().outcome(bids)[1], atol=1e-6
+    )
 
 
 def test_pairwise_incompatibility_sees_split_choices():
@@ -120,10 +126,10 @@ def test_pairwise_incompatibility_sees_split_choices():
             w.zero_()
         bias = mech.biases[-1]
         bias.zero_()
-        bias[:, 0], bias[:, 1] = 50.0, -50.0                  # entry 1 = item 0 only
-        bias[:, 2], bias[:, 3] = 50.0, -50.0                  # entry 2 = item 0 only
-        bias[:, 4] = bias[:, 5] = 0.0                          # both free
-    values = torch.full((4, 2, 2), 0.0)                        # indifferent: 3-way tie
+        bias[:, 0], bias[:, 1] = 50.0, -50.0  # entry 1 = item 0 only
+        bias[:, 2], bias[:, 3] = 50.0, -50.0  # entry 2 = item 0 only
+        bias[:, 4] = bias[:, 5] = 0.0  # both free
+    values = torch.full((4, 2, 2), 0.0)  # indifferent: 3-way tie
     with torch.no_grad():
         alloc, _, util = mech.network_utilities(values)
         over = float(incompatibility(alloc, util, temperature=1.0))
@@ -132,22 +138,45 @@ def test_pairwise_incompatibility_sees_split_choices():
 
 def test_short_training_run_then_adjustment(tmp_path):
     setting = get_setting("2x2-uniform")
-    _, run = train(setting, "gemnet", {"steps": 150, "batch_size": 1024, "menu_size": 8,
-                                    "hidden": 32, "grid": 6, "validate_every": 75,
-                                    "lr": 3e-3, "lr_final": 1e-4, "temperature": 20.0,
-                                    "temperature_final": 200.0, "penalty": 1.0,
-                                    "init": "random"},
-                seed=0, out=tmp_path / "run", eval_samples=20_000, search=SEARCH)
+    _, run = train(
+        setting,
+        "gemnet",
+        {
+            "steps": 150,
+            "batch_size": 1024,
+            "menu_size": 8,
+            "hidden": 32,
+            "grid": 6,
+            "validate_every": 75,
+            "lr": 3e-3,
+            "lr_final": 1e-4,
+            "temperature": 20.0,
+            "temperature_final": 200.0,
+            "penalty": 1.0,
+            "init": "random",
+        },
+        seed=0,
+        out=tmp_path / "run",
+        eval_samples=20_000,
+        search=SEARCH,
+    )
     metrics = run.read_json("metrics.json")
     assert metrics["infeasible_rate"] == 0
     assert metrics["regret_max"] < 1e-9
     assert (tmp_path / "run" / "adjustment.json").exists()
     assert (tmp_path / "run" / "unadjusted.json").exists()
-    assert metrics["revenue"] > 0.5          # a random menu network earns about 0.25
+    assert metrics["revenue"] > 0.5  # a random menu network earns about 0.25
     # a finished, adjusted run is reused, not retrained
     first = load(tmp_path / "run")
-    again, _ = train(setting, "gemnet", run.read_json("config.json")["options"], seed=0,
-                     out=tmp_path / "run", eval_samples=1_000, search=None)
+    again, _ = train(
+        setting,
+        "gemnet",
+        run.read_json("config.json")["options"],
+        seed=0,
+        out=tmp_path / "run",
+        eval_samples=1_000,
+        search=None,
+    )
     assert again.config()["adjusted"] is True
     bids = setting.sample(1_000, 5)
     for a, b in zip(first.outcome(bids), again.outcome(bids)):
@@ -166,10 +195,12 @@ def test_ama_menus_are_second_price_with_reserve():
     only_first = (share == torch.tensor([1.0, 0.0], dtype=share.dtype)).all(dim=1)
     both = (share == 1).all(dim=1)
     expected = torch.maximum(bids[:, 1], torch.tensor(0.3, dtype=bids.dtype))
-    np.testing.assert_allclose(prices[:, 0, only_first].min(dim=1).values, expected[:, 0],
-                               atol=1e-12)
-    np.testing.assert_allclose(prices[:, 0, both].min(dim=1).values, expected.sum(dim=1),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        prices[:, 0, only_first].min(dim=1).values, expected[:, 0], atol=1e-12
+    )
+    np.testing.assert_allclose(
+        prices[:, 0, both].min(dim=1).values, expected.sum(dim=1), atol=1e-12
+    )
 
 
 def test_distilled_network_reproduces_the_ama():
@@ -177,8 +208,7 @@ def test_distilled_network_reproduces_the_ama():
     ama = DeterministicAMA(setting).double()
     ama.reset_boosts(0.3)
     net = GemNetMechanism(setting, menu_size=4, hidden=(32, 32), init_seed=0, grid=10)
-    error = distil(net, ama, steps=300, batch_size=1024, lr=3e-3,
-                   rng=np.random.default_rng(0))
+    error = distil(net, ama, steps=300, batch_size=1024, lr=3e-3, rng=np.random.default_rng(0))
     assert error < 0.05
     target = evaluate(ama, setting, samples=20_000, search=None).revenue
     copy = evaluate(net.double(), setting, samples=20_000, search=None)
@@ -197,8 +227,7 @@ def test_errors():
 def test_bad_options_name_the_problem(tmp_path):
     setting = get_setting("2x2-uniform")
     with pytest.raises(AutomechError, match="affine maximizer"):
-        train(setting, "gemnet", {"init": "rochetnet", "grid": 4}, out=tmp_path / "a",
-              search=None)
+        train(setting, "gemnet", {"init": "rochetnet", "grid": 4}, out=tmp_path / "a", search=None)
     with pytest.raises(AutomechError, match="recipe"):
         train(setting, "lottery-ama", {"recipe": "bogus"}, out=tmp_path / "b", search=None)
 
@@ -217,37 +246,61 @@ def test_ama_tables_price_like_the_ama_and_adjust_to_compatible():
     centres = plain.cell_centres().numpy()
     entry = [d for d in range(alloc.shape[2]) if list(alloc[0, 0, d]) == [1.0, 0.0]][0]
     np.testing.assert_allclose(price[0, :, entry], np.maximum(centres[:, 0], 0.3), atol=1e-12)
-    before = evaluate(plain.with_tables(alloc, price, 0.0), setting, samples=20_000,
-                      search=None)
+    before = evaluate(plain.with_tables(alloc, price, 0.0), setting, samples=20_000, search=None)
     assert before.infeasible_rate > 0
-    new_alloc, new_price, stats = mc.make_compatible(alloc, price, np.zeros(2), np.ones(2),
-                                                     grid)
+    new_alloc, new_price, stats = mc.make_compatible(alloc, price, np.zeros(2), np.ones(2), grid)
     assert stats["violating_pairs_before"] > 0 and stats["violating_pairs_after"] == 0
-    after = evaluate(plain.with_tables(new_alloc, new_price, 0.0), setting, samples=20_000,
-                     search=SEARCH)
+    after = evaluate(
+        plain.with_tables(new_alloc, new_price, 0.0), setting, samples=20_000, search=SEARCH
+    )
     assert after.infeasible_rate == 0 and after.regret_mean < 1e-9
     target = evaluate(ama, setting, samples=20_000, search=None).revenue
-    assert after.revenue == pytest.approx(target, abs=0.5 / grid)     # 0.046 below it here
+    assert after.revenue == pytest.approx(target, abs=0.5 / grid)  # 0.046 below it here
 
 
-TINY = {"steps": 2, "batch_size": 256, "menu_size": 4, "hidden": 16, "adjust": False,
-        "validate_every": 2, "validation_samples": 256, "init_steps": 10}
+TINY = {
+    "steps": 2,
+    "batch_size": 256,
+    "menu_size": 4,
+    "hidden": 16,
+    "adjust": False,
+    "validate_every": 2,
+    "validation_samples": 256,
+    "init_steps": 10,
+}
 
 
 def test_start_from_an_ama_run_directory(tmp_path):
     """``init`` = an AMA run directory: its mechanism (rebuilt from the checkpoint) is
     distilled into the network; a run directory of anything else is refused."""
     setting = get_setting("2x2-uniform")
-    train(setting, "deterministic-ama", {"steps": 2, "batch_size": 256,
-                                         "validation_samples": 256},
-          out=tmp_path / "ama", search=None, eval_samples=256)
-    _, run = train(setting, "gemnet", {**TINY, "init": str(tmp_path / "ama")},
-                   out=tmp_path / "net", search=None, eval_samples=256)
+    train(
+        setting,
+        "deterministic-ama",
+        {"steps": 2, "batch_size": 256, "validation_samples": 256},
+        out=tmp_path / "ama",
+        search=None,
+        eval_samples=256,
+    )
+    _, run = train(
+        setting,
+        "gemnet",
+        {**TINY, "init": str(tmp_path / "ama")},
+        out=tmp_path / "net",
+        search=None,
+        eval_samples=256,
+    )
     init = run.read_json("init.json")
     assert init["init"] == str(tmp_path / "ama") and np.isfinite(init["price_rmse"])
     with pytest.raises(AutomechError, match="affine maximizer"):
-        train(setting, "gemnet", {**TINY, "init": str(tmp_path / "net")},
-              out=tmp_path / "bad", search=None, eval_samples=256)
+        train(
+            setting,
+            "gemnet",
+            {**TINY, "init": str(tmp_path / "net")},
+            out=tmp_path / "bad",
+            search=None,
+            eval_samples=256,
+        )
 
 
 def test_start_from_an_ama_method_trains_it_nested(tmp_path, monkeypatch):
@@ -263,8 +316,15 @@ def test_start_from_an_ama_method_trains_it_nested(tmp_path, monkeypatch):
 
     monkeypatch.setattr(type(method), "Options", Tiny)
     setting = get_setting("2x2-uniform")
-    _, run = train(setting, "gemnet", {**TINY, "init": "deterministic-ama"}, seed=1,
-                   out=tmp_path / "net", search=None, eval_samples=256)
+    _, run = train(
+        setting,
+        "gemnet",
+        {**TINY, "init": "deterministic-ama"},
+        seed=1,
+        out=tmp_path / "net",
+        search=None,
+        eval_samples=256,
+    )
     nested = tmp_path / "net" / "init-ama"
     assert (nested / "checkpoint.pt").exists()
     assert load(nested).name == "deterministic-ama"
@@ -278,9 +338,14 @@ def test_penalty_options_and_chunks(tmp_path):
     # with the penalty on the whole batch, chunks only cut the sum
     setting = get_setting("2x2-uniform")
     opts = {**TINY, "init": "random", "steps": 1, "penalty_batch": 0, "lr": 1e-2}
-    whole, _ = train(setting, "gemnet", opts, out=tmp_path / "whole", search=None,
-                     eval_samples=256)
-    chunked, _ = train(setting, "gemnet", {**opts, "chunk_size": 64},
-                       out=tmp_path / "chunked", search=None, eval_samples=256)
+    whole, _ = train(setting, "gemnet", opts, out=tmp_path / "whole", search=None, eval_samples=256)
+    chunked, _ = train(
+        setting,
+        "gemnet",
+        {**opts, "chunk_size": 64},
+        out=tmp_path / "chunked",
+        search=None,
+        eval_samples=256,
+    )
     for x, y in zip(whole.state_dict().values(), chunked.state_dict().values()):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)

@@ -7,7 +7,6 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import cached_setting
 
 import automech
 from automech import RegretSearch, Setting, evaluate
@@ -16,23 +15,38 @@ from automech.experiment import train
 from automech.methods import METHODS
 from automech.methods.lp import solve
 from automech.problems import DiscretePrior, IndependentDiscretePrior
+from conftest import cached_setting
 
 SEARCH = RegretSearch(profiles=300, random=64)
 
 
-def discrete(types: list[list[float]], probs: list[list[float]], items: int = 1,
-             **extra) -> Setting:
+def discrete(
+    types: list[list[float]], probs: list[list[float]], items: int = 1, **extra
+) -> Setting:
     """Independent discrete bidders; ``types[i]`` lists bidder i's values (one per item)."""
-    return Setting.from_dict({
-        "bidders": len(types), "items": items, **extra,
-        "prior": {"kind": "discrete", "type_probabilities": probs,
-                  "types": [[[v] if items == 1 else v for v in t] for t in types]}})
+    return Setting.from_dict(
+        {
+            "bidders": len(types),
+            "items": items,
+            **extra,
+            "prior": {
+                "kind": "discrete",
+                "type_probabilities": probs,
+                "types": [[[v] if items == 1 else v for v in t] for t in types],
+            },
+        }
+    )
 
 
 def listed(profiles: list, probs: list[float]) -> Setting:
     p = np.asarray(profiles, dtype=float)
-    return Setting.from_dict({"bidders": p.shape[1], "items": p.shape[2], "prior": {
-        "kind": "discrete", "profiles": p.tolist(), "probabilities": probs}})
+    return Setting.from_dict(
+        {
+            "bidders": p.shape[1],
+            "items": p.shape[2],
+            "prior": {"kind": "discrete", "profiles": p.tolist(), "probabilities": probs},
+        }
+    )
 
 
 def table_revenue(mechanism) -> float:
@@ -46,15 +60,17 @@ def myerson_discrete(values: list[float], probs: list[float], bidders: int) -> f
     v, f = np.asarray(values, float), np.asarray(probs, float)
     tail = 1 - np.cumsum(f)
     phi = v - np.append(np.diff(v), 0.0) * tail / f
-    blocks = []                                   # pool adjacent violators: [value, weight, size]
+    blocks = []  # pool adjacent violators: [value, weight, size]
     for p, w in zip(phi, f):
         blocks.append([p, w, 1])
         while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
             (p1, w1, n1), (p2, w2, n2) = blocks.pop(-2), blocks.pop()
             blocks.append([(p1 * w1 + p2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
     ironed = np.concatenate([[p] * n for p, _, n in blocks])
-    return sum(np.prod(f[list(r)]) * max(0.0, ironed[list(r)].max())
-               for r in itertools.product(range(len(v)), repeat=bidders))
+    return sum(
+        np.prod(f[list(r)]) * max(0.0, ironed[list(r)].max())
+        for r in itertools.product(range(len(v)), repeat=bidders)
+    )
 
 
 def test_one_bidder_two_values_revenue_is_one():
@@ -66,14 +82,18 @@ def test_one_bidder_two_values_revenue_is_one():
     assert 0.5 * pay.sum() == pytest.approx(1.0, abs=1e-12)
     assert report["variables"] == 4 and report["constraints"] == 4 and report["status"] == 0
     assert mechanism.describe()["entries"] == [
-        {"allocation": [1.0], "payment": 2.0, "types": 1, "probability": 0.5}]
+        {"allocation": [1.0], "payment": 2.0, "types": 1, "probability": 0.5}
+    ]
 
 
-@pytest.mark.parametrize("values, probs", [
-    ([1.0, 2.0, 4.0], [0.4, 0.4, 0.2]),            # regular
-    ([1.0, 2.0, 3.0], [0.5, 0.1, 0.4]),            # needs ironing
-    ([0.5, 1.0, 1.5, 3.0], [0.3, 0.3, 0.2, 0.2]),
-])
+@pytest.mark.parametrize(
+    "values, probs",
+    [
+        ([1.0, 2.0, 4.0], [0.4, 0.4, 0.2]),  # regular
+        ([1.0, 2.0, 3.0], [0.5, 0.1, 0.4]),  # needs ironing
+        ([0.5, 1.0, 1.5, 3.0], [0.3, 0.3, 0.2, 0.2]),
+    ],
+)
 def test_two_bidders_single_item_matches_discrete_myerson(values, probs):
     setting = discrete([values, values], [probs, probs])
     exact = myerson_discrete(values, probs, 2)
@@ -85,41 +105,56 @@ def test_two_bidders_single_item_matches_discrete_myerson(values, probs):
 
 
 def test_dsic_equals_bic_for_one_bidder():
-    setting = discrete([[[1.0, 0.2], [0.3, 1.1], [1.2, 1.0], [0.5, 0.4]]],
-                       [[0.3, 0.2, 0.4, 0.1]], items=2)
-    objectives = [solve(setting, ic=ic, ir=ir)[1]["objective"]
-                  for ic in ("dsic", "bic") for ir in ("ex-post", "interim")]
+    setting = discrete(
+        [[[1.0, 0.2], [0.3, 1.1], [1.2, 1.0], [0.5, 0.4]]], [[0.3, 0.2, 0.4, 0.1]], items=2
+    )
+    objectives = [
+        solve(setting, ic=ic, ir=ir)[1]["objective"]
+        for ic in ("dsic", "bic")
+        for ir in ("ex-post", "interim")
+    ]
     assert objectives == pytest.approx([objectives[0]] * 4, abs=1e-8)
 
 
 def test_bic_at_least_dsic_for_several_bidders():
-    correlated = listed([[[1.0], [1.0]], [[1.0], [2.0]], [[2.0], [1.0]], [[2.0], [2.0]]],
-                        [0.35, 0.15, 0.15, 0.35])
+    correlated = listed(
+        [[[1.0], [1.0]], [[1.0], [2.0]], [[2.0], [1.0]], [[2.0], [2.0]]], [0.35, 0.15, 0.15, 0.35]
+    )
     dsic = solve(correlated, ic="dsic")[1]["objective"]
     bic = solve(correlated, ic="bic")[1]["objective"]
     bic_interim = solve(correlated, ic="bic", ir="interim")[1]["objective"]
     assert bic_interim >= bic - 1e-8 and bic >= dsic - 1e-8
-    assert bic_interim > dsic + 0.05           # correlation is worth more under BIC
-    welfare = 0.35 * 1 + 0.65 * 2               # E[max value]: full surplus extraction
+    assert bic_interim > dsic + 0.05  # correlation is worth more under BIC
+    welfare = 0.35 * 1 + 0.65 * 2  # E[max value]: full surplus extraction
     assert bic_interim == pytest.approx(welfare, abs=1e-7)
-    additive = discrete([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [[0.5, 0.5], [1.0, 0.2]]],
-                        [[0.3, 0.3, 0.4], [0.6, 0.4]], items=2)
-    assert (solve(additive, ic="bic")[1]["objective"]
-            >= solve(additive, ic="dsic")[1]["objective"] - 1e-8)
+    additive = discrete(
+        [[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [[0.5, 0.5], [1.0, 0.2]]],
+        [[0.3, 0.3, 0.4], [0.6, 0.4]],
+        items=2,
+    )
+    assert (
+        solve(additive, ic="bic")[1]["objective"]
+        >= solve(additive, ic="dsic")[1]["objective"] - 1e-8
+    )
 
 
 def test_other_linear_objectives():
     setting = discrete([[1.0, 2.0]], [[0.5, 0.5]], objective="welfare")
     assert solve(setting)[1]["objective"] == pytest.approx(1.5, abs=1e-9)
-    costly = discrete([[1.0, 2.0]], [[0.5, 0.5]],
-                      objective={"kind": "revenue-minus-cost", "production_cost": 0.5})
+    costly = discrete(
+        [[1.0, 2.0]], [[0.5, 0.5]], objective={"kind": "revenue-minus-cost", "production_cost": 0.5}
+    )
     assert solve(costly)[1]["objective"] == pytest.approx(0.75, abs=1e-9)  # price 2
 
 
-@pytest.mark.parametrize("setting, grid, optimum", [
-    ("1x2-uniform", 5, 0.549201), ("1x2-uniform", 8, 0.549201),
-    ("1x2-unit-uniform", 6, 0.384),                 # Pavlov (2011): about 0.384
-])
+@pytest.mark.parametrize(
+    "setting, grid, optimum",
+    [
+        ("1x2-uniform", 5, 0.549201),
+        ("1x2-uniform", 8, 0.549201),
+        ("1x2-unit-uniform", 6, 0.384),  # Pavlov (2011): about 0.384
+    ],
+)
 def test_single_bidder_grid_mechanism_is_dsic_and_ir_on_all_bids(setting, grid, optimum):
     s = cached_setting(setting)
     mechanism, report = solve(s, grid=grid)
@@ -142,7 +177,7 @@ def test_several_bidders_grid_is_ir_and_feasible(points):
     ev = evaluate(mechanism, s, samples=20_000, search=SEARCH)
     assert ev.ir_violation_rate == 0 and ev.infeasible_rate == 0
     assert ev.revenue > 0.7
-    first, second = np.unravel_index(np.arange(81), (9, 9))      # grid bids map to the table
+    first, second = np.unravel_index(np.arange(81), (9, 9))  # grid bids map to the table
     types = mechanism.types.numpy()
     alloc, pay = mechanism.outcome(np.stack([types[0, first], types[1, second]], axis=1))
     np.testing.assert_array_equal(alloc, mechanism.alloc.numpy())
@@ -163,20 +198,36 @@ def test_save_load_and_describe(tmp_path):
         assert described == mechanism.describe(bids)
         assert described["kind"] == ("menu" if s.num_bidders == 1 else "table")
         for entry in described["entries"]:
-            assert np.any(entry["allocation"]) or entry.get("payment", 0) != 0 or any(
-                entry.get("payments", []))
+            assert (
+                np.any(entry["allocation"])
+                or entry.get("payment", 0) != 0
+                or any(entry.get("payments", []))
+            )
             assert 0 <= entry["share"] <= 1
         assert "share" not in mechanism.describe()["entries"][0]
 
 
 def test_train_writes_lp_report(tmp_path):
     assert "lp" in METHODS
-    mechanism, run = train(cached_setting("1x2-uniform"), "lp", {"grid": 4, "ic": "bic"},
-                           out=tmp_path / "run", eval_samples=2_000,
-                           search=RegretSearch(profiles=100, random=16))
+    mechanism, run = train(
+        cached_setting("1x2-uniform"),
+        "lp",
+        {"grid": 4, "ic": "bic"},
+        out=tmp_path / "run",
+        eval_samples=2_000,
+        search=RegretSearch(profiles=100, random=16),
+    )
     report = run.read_json("lp.json")
-    for key in ("variables", "constraints", "nonzeros", "solve_seconds", "status",
-                "objective", "binding_ic", "ic_duals_top"):
+    for key in (
+        "variables",
+        "constraints",
+        "nonzeros",
+        "solve_seconds",
+        "status",
+        "objective",
+        "binding_ic",
+        "ic_duals_top",
+    ):
         assert key in report
     assert run.read_json("metrics.json")["mechanism"] == "lp-table"
     assert automech.load(run.path).config() == mechanism.config()
@@ -189,9 +240,17 @@ def test_continuous_prior_needs_grid():
         solve(discrete([[1.0, 2.0]], [[0.5, 0.5]]), grid=5)
 
 
-@pytest.mark.parametrize("option", [{"ic": "foo"}, {"ir": "sometimes"}, {"grid": -1},
-                                    {"points": "top"},
-                                    {"time_limit": 0.0}, {"solver": "glpk"}])
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"ic": "foo"},
+        {"ir": "sometimes"},
+        {"grid": -1},
+        {"points": "top"},
+        {"time_limit": 0.0},
+        {"solver": "glpk"},
+    ],
+)
 def test_bad_options(option):
     key = next(iter(option))
     with pytest.raises(AutomechError, match=f"'{key}'"):
@@ -199,21 +258,36 @@ def test_bad_options(option):
 
 
 def test_malformed_discrete_priors_name_the_field():
-    with pytest.raises(SettingError) as err:       # via the setting file form
+    with pytest.raises(SettingError) as err:  # via the setting file form
         discrete([[1.0, 2.0]], [[0.5, 0.4]])
     assert err.value.field == "prior.type_probabilities[0]"
     ok = discrete([[1.0, 2.0]], [[0.5, 0.5]])
     cases = [
-        (DiscretePrior(np.array([[[1.0]], [[2.0]]]), np.array([0.5, 0.4])),
-         "prior.probabilities", "sum to 1"),
-        (DiscretePrior(np.array([[[1.0]], [[2.0]]]), np.array([1.5, -0.5])),
-         "prior.probabilities", ">= 0"),
-        (DiscretePrior(np.array([[[-1.0]], [[2.0]]]), np.array([0.5, 0.5])),
-         "prior.profiles", ">= 0"),
-        (IndependentDiscretePrior([np.array([[1.0], [2.0]])], [np.array([0.7, 0.7])]),
-         "prior.type_probabilities[0]", "sum to 1"),
-        (IndependentDiscretePrior([np.array([[1.0], [-2.0]])], [np.array([0.5, 0.5])]),
-         "prior.types[0]", ">= 0"),
+        (
+            DiscretePrior(np.array([[[1.0]], [[2.0]]]), np.array([0.5, 0.4])),
+            "prior.probabilities",
+            "sum to 1",
+        ),
+        (
+            DiscretePrior(np.array([[[1.0]], [[2.0]]]), np.array([1.5, -0.5])),
+            "prior.probabilities",
+            ">= 0",
+        ),
+        (
+            DiscretePrior(np.array([[[-1.0]], [[2.0]]]), np.array([0.5, 0.5])),
+            "prior.profiles",
+            ">= 0",
+        ),
+        (
+            IndependentDiscretePrior([np.array([[1.0], [2.0]])], [np.array([0.7, 0.7])]),
+            "prior.type_probabilities[0]",
+            "sum to 1",
+        ),
+        (
+            IndependentDiscretePrior([np.array([[1.0], [-2.0]])], [np.array([0.5, 0.5])]),
+            "prior.types[0]",
+            ">= 0",
+        ),
     ]
     for prior, field, problem in cases:
         ok.prior = prior

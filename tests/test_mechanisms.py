@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close, cached_mechanism, cached_setting
 from scipy import integrate
 
 from automech import Setting, evaluate, get_setting
@@ -24,14 +23,14 @@ from automech.mechanisms import (
     PostedPrice,
     SeparateMyerson,
 )
+from conftest import assert_close, cached_mechanism, cached_setting
 
 SQRT_2_3 = math.sqrt(2 / 3)
 
 
 def revenue(mechanism: str, setting: str, samples: int, seed: int = 11):
     """Test revenue and its standard error (no misreport search)."""
-    report = evaluate(cached_mechanism(mechanism, setting), samples=samples, seed=seed,
-                      search=None)
+    report = evaluate(cached_mechanism(mechanism, setting), samples=samples, seed=seed, search=None)
     assert report.regret_mean is None and report.search is None
     return report.revenue, report.revenue_se
 
@@ -39,21 +38,24 @@ def revenue(mechanism: str, setting: str, samples: int, seed: int = 11):
 # ------------------------------------------------------------------ closed-form revenues
 
 
-@pytest.mark.parametrize("setting, mechanism, exact, samples", [
-    ("3x1-uniform", "myerson", 0.53125, 100_000),
-    ("2x1-uniform", "myerson", 5 / 12, 100_000),
-    ("5x1-uniform", "myerson", 0.671875, 50_000),
-    ("1x1-uniform", "myerson", 0.25, 50_000),
-    ("2x2-uniform", "separate-myerson", 5 / 6, 100_000),
-    ("2x2-uniform", "grand-bundle", 0.839244, 100_000),
-    ("2x2-uniform", "vcg", 2 / 3, 100_000),
-    ("3x10-uniform", "separate-myerson", 5.3125, 10_000),
-    ("3x10-uniform", "grand-bundle", 5.003021, 10_000),
-    ("1x2-uniform", "bundle-posted-price", 0.544331, 100_000),
-    ("1x2-uniform", "grand-bundle", 0.544331, 100_000),
-    ("1x2-uniform", "separate-myerson", 0.5, 100_000),
-    ("1x10-uniform", "grand-bundle", 3.448312, 20_000),
-])
+@pytest.mark.parametrize(
+    "setting, mechanism, exact, samples",
+    [
+        ("3x1-uniform", "myerson", 0.53125, 100_000),
+        ("2x1-uniform", "myerson", 5 / 12, 100_000),
+        ("5x1-uniform", "myerson", 0.671875, 50_000),
+        ("1x1-uniform", "myerson", 0.25, 50_000),
+        ("2x2-uniform", "separate-myerson", 5 / 6, 100_000),
+        ("2x2-uniform", "grand-bundle", 0.839244, 100_000),
+        ("2x2-uniform", "vcg", 2 / 3, 100_000),
+        ("3x10-uniform", "separate-myerson", 5.3125, 10_000),
+        ("3x10-uniform", "grand-bundle", 5.003021, 10_000),
+        ("1x2-uniform", "bundle-posted-price", 0.544331, 100_000),
+        ("1x2-uniform", "grand-bundle", 0.544331, 100_000),
+        ("1x2-uniform", "separate-myerson", 0.5, 100_000),
+        ("1x10-uniform", "grand-bundle", 3.448312, 20_000),
+    ],
+)
 def test_closed_form_revenue(setting, mechanism, exact, samples):
     rev, se = revenue(mechanism, setting, samples)
     assert_close(rev, exact, se)
@@ -75,11 +77,11 @@ def test_myerson_exponential_three_bidders():
 
 
 def test_asymmetric_uniform_reserves():
-    m = cached_mechanism("myerson", "2x1-asym-uniform")        # U[0,1], U[0,2]
+    m = cached_mechanism("myerson", "2x1-asym-uniform")  # U[0,1], U[0,2]
     np.testing.assert_allclose(m.reserves.numpy().ravel(), [0.5, 1.0], atol=1e-9)
     m3 = cached_mechanism("myerson", "3x1-asym-uniform")
     np.testing.assert_allclose(m3.reserves.numpy().ravel(), [0.5, 1.0, 1.5], atol=1e-9)
-    sep = SeparateMyerson(get_setting("1x2-asym-uniform"))       # U[4,16] x U[4,7]
+    sep = SeparateMyerson(get_setting("1x2-asym-uniform"))  # U[4,16] x U[4,7]
     # phi(v) = 2v - high (regular); reserve max(low, high/2): 8 and 4
     np.testing.assert_allclose(sep.reserves.numpy(), [[8.0, 4.0]], atol=1e-9)
 
@@ -89,7 +91,7 @@ def test_tuned_prices_match_theory():
     assert gb.reserve == pytest.approx(SQRT_2_3, abs=0.02)
     bpp = cached_mechanism("bundle-posted-price", "1x2-uniform")
     assert bpp.price == pytest.approx(SQRT_2_3, abs=0.02)
-    pp = cached_mechanism("posted-price", "1x2-uniform")      # 1 bidder: price 1/2 per item
+    pp = cached_mechanism("posted-price", "1x2-uniform")  # 1 bidder: price 1/2 per item
     np.testing.assert_allclose(pp.prices.numpy(), 0.5, atol=0.02)
 
 
@@ -98,12 +100,11 @@ def test_tuned_prices_match_theory():
 
 def test_vcg_hand_bids_are_second_price():
     s = cached_setting("2x2-uniform")
-    bids = np.array([[[0.9, 0.2], [0.5, 0.7]],
-                     [[0.1, 0.1], [0.3, 0.0]]])
+    bids = np.array([[[0.9, 0.2], [0.5, 0.7]], [[0.1, 0.1], [0.3, 0.0]]])
     alloc, pay = VCG(s).outcome(bids)
     np.testing.assert_array_equal(alloc[0], [[1, 0], [0, 1]])
     np.testing.assert_allclose(pay[0], [0.5, 0.2])
-    np.testing.assert_array_equal(alloc[1], [[0, 1], [1, 0]])    # item 1 tie 0.1 vs 0.0
+    np.testing.assert_array_equal(alloc[1], [[0, 1], [1, 0]])  # item 1 tie 0.1 vs 0.0
     np.testing.assert_allclose(pay[1], [0.0, 0.1])
     a3, p3 = VCG(cached_setting("3x1-uniform")).outcome(np.array([[[0.3], [0.8], [0.6]]]))
     np.testing.assert_array_equal(a3[0, :, 0], [0, 1, 0])
@@ -114,10 +115,10 @@ def test_vcg_random_bids_additive_second_price():
     s = cached_setting("3x10-uniform")
     bids = s.sample(500, 3)
     alloc, pay = VCG(s).outcome(bids)
-    winner = bids.argmax(axis=1)                                 # (B, m)
+    winner = bids.argmax(axis=1)  # (B, m)
     np.testing.assert_array_equal(alloc.argmax(axis=1), winner)
     np.testing.assert_array_equal(alloc.sum(axis=1), 1.0)
-    second = np.sort(bids, axis=1)[:, -2, :]                    # (B, m)
+    second = np.sort(bids, axis=1)[:, -2, :]  # (B, m)
     expected = np.stack([((winner == i) * second).sum(axis=1) for i in range(3)], axis=1)
     np.testing.assert_allclose(pay, expected, atol=1e-12)
 
@@ -133,22 +134,25 @@ def test_vcg_unit_demand_hand_case():
 
 def test_myerson_asymmetric_hand_cases():
     m = cached_mechanism("myerson", "2x1-asym-uniform")  # phi_0 = 2v - 1, phi_1 = 2v - 2
-    bids = np.array([[[0.9], [1.6]],      # phi 0.8 vs 1.2: bidder 1 pays phi_1^-1(0.8) = 1.4
-                     [[0.3], [1.6]],      # phi -0.4 vs 1.2: bidder 1 pays its reserve 1.0
-                     [[0.9], [0.9]],      # phi 0.8 vs -0.2: bidder 0 pays its reserve 0.5
-                     [[0.95], [1.4]],     # phi 0.9 vs 0.8: bidder 0 wins, pays (0.8+1)/2
-                     [[0.4], [0.9]]])     # both below reserve: no sale
+    bids = np.array(
+        [
+            [[0.9], [1.6]],  # phi 0.8 vs 1.2: bidder 1 pays phi_1^-1(0.8) = 1.4
+            [[0.3], [1.6]],  # phi -0.4 vs 1.2: bidder 1 pays its reserve 1.0
+            [[0.9], [0.9]],  # phi 0.8 vs -0.2: bidder 0 pays its reserve 0.5
+            [[0.95], [1.4]],  # phi 0.9 vs 0.8: bidder 0 wins, pays (0.8+1)/2
+            [[0.4], [0.9]],
+        ]
+    )  # both below reserve: no sale
     alloc, pay = m.outcome(bids)
     np.testing.assert_array_equal(alloc[..., 0], [[0, 1], [0, 1], [1, 0], [1, 0], [0, 0]])
-    np.testing.assert_allclose(pay, [[0, 1.4], [0, 1.0], [0.5, 0], [0.9, 0], [0, 0]],
-                               atol=1e-9)
+    np.testing.assert_allclose(pay, [[0, 1.4], [0, 1.0], [0.5, 0], [0.9, 0], [0, 0]], atol=1e-9)
 
 
 def test_myerson_payment_is_max_reserve_and_inverse_virtual_value():
-    s = cached_setting("3x1-asym-uniform")               # bidder i ~ U[0, h_i], h = 1, 2, 3
+    s = cached_setting("3x1-asym-uniform")  # bidder i ~ U[0, h_i], h = 1, 2, 3
     m = cached_mechanism("myerson", "3x1-asym-uniform")
     h = np.array([1.0, 2.0, 3.0])
-    bids = s.sample(2_000, 5)[..., 0]                     # (B, n)
+    bids = s.sample(2_000, 5)[..., 0]  # (B, n)
     alloc, pay = m.outcome(bids[..., None])
     phi = 2 * bids - h
     winner = phi.argmax(axis=1)
@@ -165,27 +169,31 @@ def test_myerson_payment_is_max_reserve_and_inverse_virtual_value():
 
 def test_myerson_exponential_payment_is_max_reserve_second_bid():
     s = cached_setting("3x1-exponential")
-    m = cached_mechanism("myerson", "3x1-exponential")   # phi(v) = v - 1, reserve 1
+    m = cached_mechanism("myerson", "3x1-exponential")  # phi(v) = v - 1, reserve 1
     bids = s.sample(2_000, 8)
-    bids[:5] *= 4.0                                       # some bids beyond the tabulated grid
+    bids[:5] *= 4.0  # some bids beyond the tabulated grid
     alloc, pay = m.outcome(bids)
     b = bids[..., 0]
     top = np.sort(b, axis=1)
     sold = top[:, -1] >= 1.0
-    np.testing.assert_allclose(pay.sum(axis=1), np.where(sold, np.maximum(1.0, top[:, -2]), 0),
-                               atol=1e-8)
+    np.testing.assert_allclose(
+        pay.sum(axis=1), np.where(sold, np.maximum(1.0, top[:, -2]), 0), atol=1e-8
+    )
     np.testing.assert_array_equal(alloc[..., 0].argmax(axis=1)[sold], b.argmax(axis=1)[sold])
 
 
 def test_grand_bundle_exact():
     s = cached_setting("2x2-uniform")
     gb = GrandBundle(s, reserve=0.8)
-    bids = np.array([[[0.5, 0.6], [0.3, 0.2]],    # sums 1.1, 0.5: bidder 0 pays 0.8
-                     [[0.5, 0.6], [0.9, 0.9]],    # 1.1, 1.8: bidder 1 pays 1.1
-                     [[0.3, 0.3], [0.2, 0.5]]])   # 0.6, 0.7: no sale
+    bids = np.array(
+        [
+            [[0.5, 0.6], [0.3, 0.2]],  # sums 1.1, 0.5: bidder 0 pays 0.8
+            [[0.5, 0.6], [0.9, 0.9]],  # 1.1, 1.8: bidder 1 pays 1.1
+            [[0.3, 0.3], [0.2, 0.5]],
+        ]
+    )  # 0.6, 0.7: no sale
     alloc, pay = gb.outcome(bids)
-    np.testing.assert_array_equal(alloc, [[[1, 1], [0, 0]], [[0, 0], [1, 1]],
-                                          [[0, 0], [0, 0]]])
+    np.testing.assert_array_equal(alloc, [[[1, 1], [0, 0]], [[0, 0], [1, 1]], [[0, 0], [0, 0]]])
     np.testing.assert_allclose(pay, [[0.8, 0], [0, 1.1], [0, 0]])
     assert gb.config() == {"reserve": 0.8}
 
@@ -224,17 +232,26 @@ def test_registry_and_not_applicable():
     with pytest.raises(NotApplicableError):
         Myerson(cached_setting("2x2-uniform"))
     with pytest.raises(NotApplicableError, match="discrete"):
-        Myerson(Setting.from_dict(
-            {"bidders": 2, "items": 1, "prior": {"kind": "bernoulli", "p": 0.5}}))
+        Myerson(
+            Setting.from_dict({"bidders": 2, "items": 1, "prior": {"kind": "bernoulli", "p": 0.5}})
+        )
     with pytest.raises(NotApplicableError, match="independent"):
         SeparateMyerson(cached_setting("3x10-correlated"))
 
 
 # ------------------------------------------------------------------ IR and feasibility
 
-INVARIANT_SETTINGS = ["2x2-uniform", "3x1-uniform", "1x2-uniform", "2x1-asym-uniform",
-                      "3x1-exponential", "3x10-correlated", "2x2-unit-uniform",
-                      "2x3-unit-uniform", "2x4-unit-spherical"]
+INVARIANT_SETTINGS = [
+    "2x2-uniform",
+    "3x1-uniform",
+    "1x2-uniform",
+    "2x1-asym-uniform",
+    "3x1-exponential",
+    "3x10-correlated",
+    "2x2-unit-uniform",
+    "2x3-unit-uniform",
+    "2x4-unit-spherical",
+]
 
 # Tuning unit-demand posted prices is a coordinate search (seconds); where the prices do
 # not matter to the property tested, fixed prices keep the suite fast.
@@ -277,8 +294,9 @@ def test_unit_demand_allocations_give_at_most_one_item():
     # VCG maximises welfare among matchings: compare with brute force on a few profiles
     # (values are >= 0, so some matching of both bidders to distinct items is optimal)
     alloc, _ = VCG(s).outcome(values[:200])
-    best = np.array([max(v[0, a] + v[1, b] for a in range(3) for b in range(3) if a != b)
-                     for v in values[:200]])
+    best = np.array(
+        [max(v[0, a] + v[1, b] for a in range(3) for b in range(3) if a != b) for v in values[:200]]
+    )
     got = (values[:200] * alloc).sum(axis=(1, 2))
     np.testing.assert_allclose(got, best, atol=1e-12)
 

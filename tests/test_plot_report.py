@@ -44,13 +44,30 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     rn = root / "rochetnet-1x2"
-    train(get_setting("1x2-uniform"), "rochetnet",
-          {"steps": 30, "batch_size": 1024, "validate_every": 10, "menu_size": 64,
-           "validation_samples": 2048, "log_every": 5},
-          seed=0, out=rn, eval_samples=2000, search=RegretSearch(profiles=200))
+    train(
+        get_setting("1x2-uniform"),
+        "rochetnet",
+        {
+            "steps": 30,
+            "batch_size": 1024,
+            "validate_every": 10,
+            "menu_size": 64,
+            "validation_samples": 2048,
+            "log_every": 5,
+        },
+        seed=0,
+        out=rn,
+        eval_samples=2000,
+        search=RegretSearch(profiles=200),
+    )
     gb = root / "grand-bundle-2x2"
-    train(get_setting("2x2-uniform"), "grand-bundle", out=gb, eval_samples=2000,
-          search=RegretSearch(profiles=100))
+    train(
+        get_setting("2x2-uniform"),
+        "grand-bundle",
+        out=gb,
+        eval_samples=2000,
+        search=RegretSearch(profiles=100),
+    )
     return {"rochetnet": rn, "grand-bundle": gb}
 
 
@@ -58,8 +75,18 @@ def runs(tmp_path_factory):
 def html_report(runs, tmp_path_factory):
     """The report of both runs, written through the CLI."""
     out = tmp_path_factory.mktemp("report") / "report.html"
-    result = runner.invoke(app, ["report", str(runs["rochetnet"]), str(runs["grand-bundle"]),
-                                 "--out", str(out), "--baseline-samples", "2000"])
+    result = runner.invoke(
+        app,
+        [
+            "report",
+            str(runs["rochetnet"]),
+            str(runs["grand-bundle"]),
+            "--out",
+            str(out),
+            "--baseline-samples",
+            "2000",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert out.is_file()
     return out
@@ -75,13 +102,12 @@ def read_png(data: bytes) -> np.ndarray:
     assert data[:8] == PNG_SIGNATURE, "not a PNG file"
     with PILImage.open(io.BytesIO(data)) as img:
         assert img.format == "PNG"
-        img.load()                                  # decodes every row: fails if truncated
+        img.load()  # decodes every row: fails if truncated
         return np.asarray(img.convert("RGB"))
 
 
 def assert_real_image(path_or_bytes, min_size=(300, 200)) -> None:
-    data = (path_or_bytes if isinstance(path_or_bytes, bytes)
-            else Path(path_or_bytes).read_bytes())
+    data = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
     assert data[:8] == PNG_SIGNATURE
     assert len(data) > 5_000, f"suspiciously small PNG ({len(data)} bytes)"
     pixels = read_png(data)
@@ -91,8 +117,11 @@ def assert_real_image(path_or_bytes, min_size=(300, 200)) -> None:
     assert rgb.std() > 10, "image is (nearly) uniform"
     non_white = (rgb < 235).any(axis=-1).mean()
     assert non_white > 0.02, f"only {100 * non_white:.2f}% of pixels are drawn"
-    packed = (pixels[..., 0].astype(np.int32) << 16) | (pixels[..., 1].astype(np.int32) << 8) \
+    packed = (
+        (pixels[..., 0].astype(np.int32) << 16)
+        | (pixels[..., 1].astype(np.int32) << 8)
         | pixels[..., 2]
+    )
     colours = len(np.unique(packed))
     assert colours > 8, f"only {colours} colours"
 
@@ -112,10 +141,11 @@ def test_plot_cli_renders_every_figure_of_a_trained_menu(runs, tmp_path):
 
 
 def test_plot_cli_multi_bidder_classical_run(runs):
-    result = runner.invoke(app, ["plot", str(runs["grand-bundle"]), "--bidder", "1",
-                                 "--others", "mid"])
+    result = runner.invoke(
+        app, ["plot", str(runs["grand-bundle"]), "--bidder", "1", "--others", "mid"]
+    )
     assert result.exit_code == 0, result.output
-    out = runs["grand-bundle"] / "figures"                    # the default folder
+    out = runs["grand-bundle"] / "figures"  # the default folder
     assert {p.stem for p in out.glob("*.png")} == {"allocation", "regret"}
     for path in out.glob("*.png"):
         assert_real_image(path)
@@ -123,10 +153,12 @@ def test_plot_cli_multi_bidder_classical_run(runs):
 
 
 def test_plot_cli_errors_are_clean(runs, tmp_path):
-    for args, fragment in (([str(tmp_path / "nope")], "does not exist"),
-                           ([str(runs["grand-bundle"]), "--bidder", "5"], "bidder"),
-                           ([str(runs["grand-bundle"]), "--items", "0,x"], "--items"),
-                           ([str(runs["grand-bundle"]), "--others", "median"], "others")):
+    for args, fragment in (
+        ([str(tmp_path / "nope")], "does not exist"),
+        ([str(runs["grand-bundle"]), "--bidder", "5"], "bidder"),
+        ([str(runs["grand-bundle"]), "--items", "0,x"], "--items"),
+        ([str(runs["grand-bundle"]), "--others", "median"], "others"),
+    ):
         result = runner.invoke(app, ["plot", *args])
         assert result.exit_code == 2, result.output
         assert "Traceback" not in result.output
@@ -180,7 +212,7 @@ def test_reference_numbers_are_packaged_with_sources():
     refs = all_references()
     assert len(refs) >= 30
     for ref in refs:
-        get_setting(ref.setting)                              # a registered name
+        get_setting(ref.setting)  # a registered name
         assert ref.kind in ("exact", "published") and ref.source and ref.revenue > 0
         assert ref.method
     assert best_exact("1x2-uniform").revenue == pytest.approx((12 + 2 * 2**0.5) / 27, abs=1e-6)
@@ -192,8 +224,9 @@ def test_reference_numbers_are_packaged_with_sources():
     # a setting built from a dict (no registered name) matches by its contents
     from automech.problems import Setting
 
-    unnamed = Setting.from_dict({"bidders": 3, "items": 10,
-                                 "prior": {"kind": "uniform", "low": 0.0, "high": 1.0}})
+    unnamed = Setting.from_dict(
+        {"bidders": 3, "items": 10, "prior": {"kind": "uniform", "low": 0.0, "high": 1.0}}
+    )
     assert {r.method for r in references(unnamed)} >= {"separate Myerson", "RegretNet"}
     assert references(get_setting("3x10-correlated")) == []
 
@@ -204,22 +237,33 @@ def test_reference_numbers_are_packaged_with_sources():
 def test_report_content(html_report):
     text = html_report.read_text()
     assert text.startswith("<!DOCTYPE html>")
-    assert "Comparison" in text and "run 2" in text               # side by side
-    for fragment in ("1x2-uniform", "2x2-uniform", "rochetnet", "grand-bundle",
-                     "Manelli", "RegretNet", "Table 2", "separate-myerson", "± ",
-                     "batch_size", "What the mechanism uses"):
+    assert "Comparison" in text and "run 2" in text  # side by side
+    for fragment in (
+        "1x2-uniform",
+        "2x2-uniform",
+        "rochetnet",
+        "grand-bundle",
+        "Manelli",
+        "RegretNet",
+        "Table 2",
+        "separate-myerson",
+        "± ",
+        "batch_size",
+        "What the mechanism uses",
+    ):
         assert fragment in text, fragment
-    assert text.count("<img ") == 6          # rochetnet: 4 figures, grand-bundle: 2
+    assert text.count("<img ") == 6  # rochetnet: 4 figures, grand-bundle: 2
     assert text.count('src="data:image/png;base64,') == 6
     # self-contained: nothing fetched from anywhere
-    for bad in ("http://", "https://", "<script", "<link rel=\"stylesheet\"", "url("):
+    for bad in ("http://", "https://", "<script", '<link rel="stylesheet"', "url("):
         assert bad not in text, bad
 
 
 def test_report_markdown_and_errors(runs, html_report, tmp_path):
     out = tmp_path / "excerpt.md"
-    result = runner.invoke(app, ["report", str(runs["grand-bundle"]), "--out", str(out),
-                                 "--baseline-samples", "2000"])   # cached by html_report
+    result = runner.invoke(
+        app, ["report", str(runs["grand-bundle"]), "--out", str(out), "--baseline-samples", "2000"]
+    )  # cached by html_report
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert "| revenue |" in text and "grand bundle (second price" in text
@@ -231,10 +275,20 @@ def test_report_markdown_and_errors(runs, html_report, tmp_path):
 
 # ---------------------------------------------------------------------- headless Chromium
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-extensions",
-                  "--disable-dev-shm-usage", "--mute-audio", "--window-size=1280,2000")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-dev-shm-usage",
+    "--mute-audio",
+    "--window-size=1280,2000",
+)
 
 
 def find_chromium() -> str | None:
@@ -260,24 +314,34 @@ class DevTools:
     bytes, commands written to the browser's fd 3, replies and events read from its fd 4."""
 
     def __init__(self, binary: str, profile: Path, log: Path, timeout: float = 90.0) -> None:
-        def high(fd: int) -> int:               # keep the pipe ends clear of fds 3 and 4
+        def high(fd: int) -> int:  # keep the pipe ends clear of fds 3 and 4
             import fcntl
 
             new = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
             os.close(fd)
             return new
 
-        to_read, self._to_write = (high(fd) for fd in os.pipe())     # browser reads fd 3
-        self._from, from_write = (high(fd) for fd in os.pipe())      # browser writes fd 4
+        to_read, self._to_write = (high(fd) for fd in os.pipe())  # browser reads fd 3
+        self._from, from_write = (high(fd) for fd in os.pipe())  # browser writes fd 4
         # bash (not dash) moves them to 3 and 4: dash cannot name fds above 9
-        cmd = [shutil.which("bash") or "/bin/bash", "-c",
-               f'exec "$0" "$@" 3<&{to_read} 4>&{from_write} {to_read}<&- {from_write}>&-',
-               binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-               "--remote-debugging-pipe", "about:blank"]
+        cmd = [
+            shutil.which("bash") or "/bin/bash",
+            "-c",
+            f'exec "$0" "$@" 3<&{to_read} 4>&{from_write} {to_read}<&- {from_write}>&-',
+            binary,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--remote-debugging-pipe",
+            "about:blank",
+        ]
         self._log = open(log, "wb")
-        self.proc = subprocess.Popen(cmd, pass_fds=(to_read, from_write),
-                                     stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd,
+            pass_fds=(to_read, from_write),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         os.close(to_read)
         os.close(from_write)
         self.timeout = timeout
@@ -365,14 +429,19 @@ def console_errors(events: list[dict], session: str) -> list[str]:
             continue
         method, params = ev.get("method"), ev.get("params", {})
         if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            errors.append("console: " + " ".join(str(a.get("value", a.get("description")))
-                                                  for a in params.get("args", [])))
+            errors.append(
+                "console: "
+                + " ".join(
+                    str(a.get("value", a.get("description"))) for a in params.get("args", [])
+                )
+            )
         elif method == "Runtime.exceptionThrown":
             errors.append("exception: " + json.dumps(params.get("exceptionDetails"))[:300])
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
             entry = params["entry"]
-            errors.append(f"log ({entry.get('source')}): {entry.get('text')} "
-                          f"{entry.get('url', '')}")
+            errors.append(
+                f"log ({entry.get('source')}): {entry.get('text')} {entry.get('url', '')}"
+            )
         elif method == "Network.loadingFailed":
             errors.append(f"failed load: {params.get('errorText')}")
     return errors
@@ -382,29 +451,36 @@ def test_report_loads_in_headless_chromium(html_report, tmp_path):
     binary = find_chromium()
     if binary is None:
         if browser_required():
-            pytest.fail("Chromium is not installed (Debian: apt-get install chromium; "
-                        ".ci/run installs it)")
+            pytest.fail(
+                "Chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)"
+            )
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     browser = DevTools(binary, tmp_path / "profile", tmp_path / "chromium.log")
     try:
         target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = browser.call("Target.attachToTarget",
-                               {"targetId": target, "flatten": True})["sessionId"]
+        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
         for domain in ("Page", "Runtime", "Log", "Network"):
             browser.call(f"{domain}.enable", session=session)
-        nav = browser.call("Page.navigate", {"url": html_report.resolve().as_uri()},
-                           session=session)
+        nav = browser.call(
+            "Page.navigate", {"url": html_report.resolve().as_uri()}, session=session
+        )
         assert not nav.get("errorText"), nav
         browser.wait_event("Page.loadEventFired", session)
-        result = browser.call("Runtime.evaluate", {"expression": IMAGES_JS,
-                                                   "awaitPromise": True,
-                                                   "returnByValue": True}, session=session)
+        result = browser.call(
+            "Runtime.evaluate",
+            {"expression": IMAGES_JS, "awaitPromise": True, "returnByValue": True},
+            session=session,
+        )
         assert "exceptionDetails" not in result, result
         images = result["result"]["value"]
-        title = browser.call("Runtime.evaluate", {"expression": "document.title",
-                                                  "returnByValue": True},
-                             session=session)["result"]["value"]
-        browser.drain(0.5)                        # late console messages, if any
+        title = browser.call(
+            "Runtime.evaluate",
+            {"expression": "document.title", "returnByValue": True},
+            session=session,
+        )["result"]["value"]
+        browser.drain(0.5)  # late console messages, if any
     finally:
         browser.close()
     assert title == "automech report"
@@ -414,9 +490,11 @@ def test_report_loads_in_headless_chromium(html_report, tmp_path):
         assert img["naturalWidth"] > 300 and img["naturalHeight"] > 200, img
         assert img["width"] > 100 and img["height"] > 50 and img["visible"], img
     assert console_errors(browser.events, session) == []
-    requested = [ev["params"]["request"]["url"] for ev in browser.events
-                 if ev.get("method") == "Network.requestWillBeSent"
-                 and ev.get("sessionId") == session]
+    requested = [
+        ev["params"]["request"]["url"]
+        for ev in browser.events
+        if ev.get("method") == "Network.requestWillBeSent" and ev.get("sessionId") == session
+    ]
     assert requested, "the page load was not observed"
     schemes = {url.split(":", 1)[0] for url in requested}
     assert schemes <= {"file", "data", "about"}, requested

@@ -16,12 +16,20 @@ from automech.problems import (
 )
 from automech.problems.laws import UNBOUNDED_QUANTILE, Law1D
 
-BOUNDED = ["2x2-uniform", "1x2-asym-uniform", "3x10-asym-uniform", "3x1-asym-uniform",
-           "3x10-correlated", "2x4-unit-spherical", "2x3-unit-uniform"]
+BOUNDED = [
+    "2x2-uniform",
+    "1x2-asym-uniform",
+    "3x10-asym-uniform",
+    "3x1-asym-uniform",
+    "3x10-correlated",
+    "2x4-unit-spherical",
+    "2x3-unit-uniform",
+]
 
 
-@pytest.mark.parametrize("name", ["2x2-uniform", "3x1-exponential", "3x10-correlated",
-                                  "2x4-unit-spherical"])
+@pytest.mark.parametrize(
+    "name", ["2x2-uniform", "3x1-exponential", "3x10-correlated", "2x4-unit-spherical"]
+)
 def test_same_seed_same_numbers_different_seed_different(name):
     s = get_setting(name)
     a, b, c = s.sample(500, 7), s.sample(500, 7), s.sample(500, 8)
@@ -45,7 +53,7 @@ def test_samples_inside_support_box(name):
 
 
 def test_per_item_uniform_bounds():
-    s = get_setting("1x2-asym-uniform")           # U[4,16] x U[4,7]
+    s = get_setting("1x2-asym-uniform")  # U[4,16] x U[4,7]
     low, high = s.prior.support()
     np.testing.assert_allclose(low, [[4.0, 4.0]])
     np.testing.assert_allclose(high, [[16.0, 7.0]])
@@ -56,7 +64,7 @@ def test_per_item_uniform_bounds():
 
 
 def test_per_bidder_item_uniform_bounds():
-    s = get_setting("3x1-asym-uniform")           # bidder i ~ U[0, i + 1]
+    s = get_setting("3x1-asym-uniform")  # bidder i ~ U[0, i + 1]
     low, high = s.prior.support()
     np.testing.assert_allclose(low, 0.0)
     np.testing.assert_allclose(high[:, 0], [1.0, 2.0, 3.0])
@@ -105,14 +113,14 @@ def test_exponential_support_and_mean():
 
 
 def test_discrete_listed_profiles_frequencies():
-    profiles = np.array([[[1.0, 0.0], [0.0, 1.0]],
-                         [[2.0, 2.0], [1.0, 1.0]],
-                         [[0.5, 3.0], [3.0, 0.5]]])
+    profiles = np.array(
+        [[[1.0, 0.0], [0.0, 1.0]], [[2.0, 2.0], [1.0, 1.0]], [[0.5, 3.0], [3.0, 0.5]]]
+    )
     probs = np.array([0.5, 0.3, 0.2])
     p = DiscretePrior(profiles, probs)
     v = p.sample(30_000, np.random.default_rng(0))
     assert v.shape == (30_000, 2, 2)
-    match = (v[:, None] == profiles[None]).all(axis=(2, 3))      # (N, K)
+    match = (v[:, None] == profiles[None]).all(axis=(2, 3))  # (N, K)
     assert np.all(match.sum(axis=1) == 1), "every draw is one of the listed profiles"
     freq = match.mean(axis=0)
     np.testing.assert_array_less(np.abs(freq - probs), 4 * np.sqrt(probs * (1 - probs) / len(v)))
@@ -154,8 +162,13 @@ def test_spherical_prior_has_five_atoms_per_bidder():
     s = get_setting("2x4-unit-spherical")
     prior = s.prior
     assert isinstance(prior, SphericalPrior)
-    assert prior.to_dict() == {"kind": "spherical", "points": 5, "ratio": 3.0, "scale": 8.0,
-                               "construction_seed": 264}
+    assert prior.to_dict() == {
+        "kind": "spherical",
+        "points": 5,
+        "ratio": 3.0,
+        "scale": 8.0,
+        "construction_seed": 264,
+    }
     for i in range(2):
         atoms = prior.atoms(i)
         assert atoms.shape == (5, 4)
@@ -188,19 +201,24 @@ def test_spherical_prior_rewards_lotteries():
     vs 0.1843, 1.18x; with two bidders 0.4320 vs 0.3652)."""
     from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
-    from automech.problems.finite_types import finite_types
     from automech.methods.lp import build
+    from automech.problems.finite_types import finite_types
     from automech.problems.setting import Setting
 
     two = get_setting("2x4-unit-spherical")
-    one = Setting.from_dict({"bidders": 1, "items": 4, "valuation": "unit-demand",
-                             "prior": two.prior.to_dict()})
+    one = Setting.from_dict(
+        {"bidders": 1, "items": 4, "valuation": "unit-demand", "prior": two.prior.to_dict()}
+    )
     lp = build(one, finite_types(one.prior, 0), "dsic", "ex-post")
     randomised = linprog(lp.c, A_ub=lp.a, b_ub=lp.b, bounds=lp.bounds, method="highs")
     integral = np.zeros(lp.layout.size)
-    integral[:lp.layout.p0] = 1
-    deterministic = milp(lp.c, constraints=LinearConstraint(lp.a, -np.inf, lp.b),
-                         integrality=integral, bounds=Bounds(lp.bounds[:, 0], lp.bounds[:, 1]))
+    integral[: lp.layout.p0] = 1
+    deterministic = milp(
+        lp.c,
+        constraints=LinearConstraint(lp.a, -np.inf, lp.b),
+        integrality=integral,
+        bounds=Bounds(lp.bounds[:, 0], lp.bounds[:, 1]),
+    )
     assert randomised.status == 0 and deterministic.success
     assert -randomised.fun == pytest.approx(0.21761, abs=1e-4)
     assert -deterministic.fun == pytest.approx(0.18425, abs=1e-4)

@@ -14,7 +14,6 @@ from automech import RegretSearch, evaluate
 from automech.errors import OptionError
 from automech.experiment import train
 from automech.mechanisms import FirstPrice
-from automech.methods import mechanism_class
 from automech.mechanisms.learned.myersonnet import MyersonNetMechanism
 from automech.mechanisms.learned.regretnet import (
     ALGNetMechanism,
@@ -22,18 +21,25 @@ from automech.mechanisms.learned.regretnet import (
     misreport_utilities,
     substitute,
 )
-from automech.methods import get_method
+from automech.methods import get_method, mechanism_class
 from automech.methods.algnet import ALGNetOptions, load_misreporter, misreporter_regret
 from automech.methods.regretnet import RegretNetOptions, ascend, attacker_regret
 from automech.runs import Run
 from automech.training import FitContext
 from conftest import cached_setting, interrupt_third_step
 
-SMALL = RegretSearch(profiles=100, random=64, scales=16, grid=8, ascent_starts=4,
-                     ascent_steps=30)
-TINY_REGRETNET = {"steps": 4, "batch_size": 32, "train_profiles": 64, "misreport_steps": 3,
-                  "hidden": 16, "validate_every": 2, "validation_samples": 256,
-                  "checkpoint_every": 2, "log_every": 1}
+SMALL = RegretSearch(profiles=100, random=64, scales=16, grid=8, ascent_starts=4, ascent_steps=30)
+TINY_REGRETNET = {
+    "steps": 4,
+    "batch_size": 32,
+    "train_profiles": 64,
+    "misreport_steps": 3,
+    "hidden": 16,
+    "validate_every": 2,
+    "validation_samples": 256,
+    "checkpoint_every": 2,
+    "log_every": 1,
+}
 
 
 def _scramble(mech: torch.nn.Module, scale: float, seed: int) -> None:
@@ -44,8 +50,9 @@ def _scramble(mech: torch.nn.Module, scale: float, seed: int) -> None:
 
 
 @pytest.mark.parametrize("cls", [RegretNetMechanism, ALGNetMechanism])
-@pytest.mark.parametrize("setting", ["2x2-uniform", "2x2-unit-uniform", "1x2-uniform",
-                                     "3x10-uniform", "3x1-exponential"])
+@pytest.mark.parametrize(
+    "setting", ["2x2-uniform", "2x2-unit-uniform", "1x2-uniform", "3x10-uniform", "3x1-exponential"]
+)
 def test_networks_feasible_and_ir_by_construction(cls, setting):
     s = cached_setting(setting)
     for seed, scale in [(0, None), (1, 3.0), (2, 30.0)]:
@@ -96,7 +103,7 @@ def test_myersonnet_dsic_and_ir_for_any_parameters(setting):
     _scramble(mech, 0.5, 1)
     y = torch.linspace(-1, 3, 50).view(-1, 1).expand(-1, s.num_bidders)
     phi = mech.virtual_bids(mech.inverse(y).unsqueeze(-1))
-    assert torch.allclose(phi, y, atol=1e-4)                 # the inverse is exact
+    assert torch.allclose(phi, y, atol=1e-4)  # the inverse is exact
     report = evaluate(mech, samples=2_000, search=SMALL)
     assert report.regret_max <= 1e-5
     assert report.ir_violation_rate == 0.0 and report.infeasible_rate == 0.0
@@ -104,10 +111,8 @@ def test_myersonnet_dsic_and_ir_for_any_parameters(setting):
 
 def test_regret_evaluator_finds_regret_of_untrained_network_and_first_price():
     s = cached_setting("2x2-uniform")
-    quick = RegretSearch(profiles=50, random=32, scales=8, grid=4, ascent_starts=2,
-                         ascent_steps=20)
-    untrained = evaluate(RegretNetMechanism(s, hidden=32, init_seed=0), samples=1_000,
-                         search=quick)
+    quick = RegretSearch(profiles=50, random=32, scales=8, grid=4, ascent_starts=2, ascent_steps=20)
+    untrained = evaluate(RegretNetMechanism(s, hidden=32, init_seed=0), samples=1_000, search=quick)
     assert untrained.regret_mean > 1e-3 and untrained.regret_max > untrained.regret_mean
     first_price = evaluate(FirstPrice(s), samples=1_000, search=quick)
     assert first_price.regret_mean > 0.05
@@ -121,18 +126,27 @@ def test_attacker_ascent_raises_misreport_utility():
     before = misreport_utilities(mech, v, start).sum()
     after = misreport_utilities(mech, v, ascend(mech, v, start, 10, 0.1)).sum()
     assert float(after.detach()) > float(before.detach())
-    assert all(p.requires_grad for p in mech.parameters())   # unfrozen after the attack
+    assert all(p.requires_grad for p in mech.parameters())  # unfrozen after the attack
 
 
 def test_short_regretnet_run_lowers_regret(tmp_path):
     s = cached_setting("2x2-uniform")
-    options = {"steps": 40, "batch_size": 64, "train_profiles": 640, "misreport_steps": 5,
-               "hidden": 32, "lagrange_init": 20.0, "lr": 0.005, "validate_every": 40,
-               "validation_samples": 512}
+    options = {
+        "steps": 40,
+        "batch_size": 64,
+        "train_profiles": 640,
+        "misreport_steps": 5,
+        "hidden": 32,
+        "lagrange_init": 20.0,
+        "lr": 0.005,
+        "validate_every": 40,
+        "validation_samples": 512,
+    }
     v = torch.as_tensor(s.sample(500, 11), dtype=torch.float32)
     before = float(attacker_regret(RegretNetMechanism(s, hidden=32, init_seed=0), v).mean())
-    mech, run = train(s, "regretnet", options, seed=0, out=tmp_path / "run", search=None,
-                      eval_samples=1_000)
+    mech, run = train(
+        s, "regretnet", options, seed=0, out=tmp_path / "run", search=None, eval_samples=1_000
+    )
     after = float(attacker_regret(mech, v).mean())
     assert after < 0.5 * before, (before, after)
     history = run.history()
@@ -155,14 +169,25 @@ def _capture_contexts(monkeypatch, method) -> list[FitContext]:
 @pytest.mark.parametrize("method", ["regretnet", "algnet"])
 def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch, method):
     s = cached_setting("1x2-uniform")
-    opts = dict(TINY_REGRETNET, lagrange_every=1) if method == "regretnet" else {
-        "steps": 4, "batch_size": 32, "misreporter_steps": 2, "reset_every": 3,
-        "hidden": 16, "misreporter_hidden": 16, "validate_every": 2,
-        "validation_samples": 256, "checkpoint_every": 2, "log_every": 1}
+    opts = (
+        dict(TINY_REGRETNET, lagrange_every=1)
+        if method == "regretnet"
+        else {
+            "steps": 4,
+            "batch_size": 32,
+            "misreporter_steps": 2,
+            "reset_every": 3,
+            "hidden": 16,
+            "misreporter_hidden": 16,
+            "validate_every": 2,
+            "validation_samples": 256,
+            "checkpoint_every": 2,
+            "log_every": 1,
+        }
+    )
     meth = get_method(method)
     seen = _capture_contexts(monkeypatch, meth)
-    whole, _ = train(s, method, opts, seed=0, out=tmp_path / "whole", search=None,
-                     eval_samples=256)
+    whole, _ = train(s, method, opts, seed=0, out=tmp_path / "whole", search=None, eval_samples=256)
     monkeypatch.undo()
     interrupt_third_step(monkeypatch, meth)
     with pytest.raises(KeyboardInterrupt):
@@ -171,8 +196,7 @@ def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch, method):
     assert extra is not None and extra["step"] == 1
     monkeypatch.undo()
     again = _capture_contexts(monkeypatch, meth)
-    resumed, _ = train(s, method, opts, seed=0, out=tmp_path / "cut", search=None,
-                       eval_samples=256)
+    resumed, _ = train(s, method, opts, seed=0, out=tmp_path / "cut", search=None, eval_samples=256)
     monkeypatch.undo()
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
@@ -182,8 +206,7 @@ def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch, method):
         assert w.rho == r.rho and torch.equal(w.regret_sum, r.regret_sum)
     else:
         assert (w.resets, w.updates) == (r.resets, r.updates) == (1, 2)
-        for a, b in zip(w.misreporter.state_dict().values(),
-                        r.misreporter.state_dict().values()):
+        for a, b in zip(w.misreporter.state_dict().values(), r.misreporter.state_dict().values()):
             assert torch.equal(a, b)
 
 
@@ -215,8 +238,15 @@ def _assert_same_step(whole, chunked):
 
 def test_chunked_regretnet_step_is_the_whole_batch_step(tmp_path):
     s = cached_setting("2x2-uniform")
-    options = {"batch_size": 64, "train_profiles": 128, "hidden": 16, "misreport_steps": 3,
-               "misreport_candidates": 4, "lagrange_init": 5.0, "rho": 50.0}
+    options = {
+        "batch_size": 64,
+        "train_profiles": 128,
+        "hidden": 16,
+        "misreport_steps": 3,
+        "misreport_candidates": 4,
+        "lagrange_init": 5.0,
+        "rho": 50.0,
+    }
     whole = _one_step("regretnet", s, options, 0, tmp_path / "whole")
     chunked = _one_step("regretnet", s, options, 24, tmp_path / "chunked")  # 24 + 24 + 16
     _assert_same_step(whole, chunked)
@@ -224,17 +254,22 @@ def test_chunked_regretnet_step_is_the_whole_batch_step(tmp_path):
     after = ctx.state.misreports
     outside = torch.ones(len(after), dtype=torch.bool)
     outside[rows] = False
-    assert torch.equal(after[outside], before[outside])        # only the batch's rows move
+    assert torch.equal(after[outside], before[outside])  # only the batch's rows move
     assert bool((after[rows] != before[rows]).any(dim=(1, 2)).all())
     assert torch.allclose(after, whole[1].state.misreports, atol=1e-5)
     assert torch.allclose(ctx.state.regret_sum, whole[1].state.regret_sum, rtol=1e-5)
-    assert float(ctx.state.regret_sum.min()) > 0               # the penalty is exercised
+    assert float(ctx.state.regret_sum.min()) > 0  # the penalty is exercised
 
 
 def test_chunked_algnet_step_is_the_whole_batch_step(tmp_path):
     s = cached_setting("2x2-uniform")
-    options = {"batch_size": 64, "hidden": 16, "misreporter_hidden": 16,
-               "misreporter_steps": 2, "refine_steps": 2}
+    options = {
+        "batch_size": 64,
+        "hidden": 16,
+        "misreporter_hidden": 16,
+        "misreporter_steps": 2,
+        "refine_steps": 2,
+    }
     whole = _one_step("algnet", s, options, 0, tmp_path / "whole")
     chunked = _one_step("algnet", s, options, 24, tmp_path / "chunked")
     _assert_same_step(whole, chunked)
@@ -247,9 +282,15 @@ def test_chunked_algnet_step_is_the_whole_batch_step(tmp_path):
 def test_options_are_typed_and_checked():
     assert RegretNetOptions().misreport_steps == 25 and ALGNetOptions().reset_every == 1_000
     for cls in (RegretNetOptions, ALGNetOptions):
-        assert "temperature" not in cls.defaults()             # no softmax relaxation
-    for bad in ({"misreport_steps": -1}, {"rho": -1.0}, {"lagrange_every": 0},
-                {"train_profiles": 0}, {"misreport_lr": 0.0}, {"hidden": 1.5}):
+        assert "temperature" not in cls.defaults()  # no softmax relaxation
+    for bad in (
+        {"misreport_steps": -1},
+        {"rho": -1.0},
+        {"lagrange_every": 0},
+        {"train_profiles": 0},
+        {"misreport_lr": 0.0},
+        {"hidden": 1.5},
+    ):
         with pytest.raises(OptionError, match=f"regretnet: option '{next(iter(bad))}'"):
             RegretNetOptions.resolve(bad)
     for bad in ({"reset_every": -1}, {"misreporter_steps": -2}, {"refine_lr": 0.0}):
@@ -258,8 +299,11 @@ def test_options_are_typed_and_checked():
 
 
 def test_save_load_and_describe(tmp_path):
-    for name, setting in [("regretnet", "2x2-uniform"), ("algnet", "2x2-unit-uniform"),
-                          ("myersonnet", "3x1-uniform")]:
+    for name, setting in [
+        ("regretnet", "2x2-uniform"),
+        ("algnet", "2x2-unit-uniform"),
+        ("myersonnet", "3x1-uniform"),
+    ]:
         s = cached_setting(setting)
         cls = mechanism_class(name)
         mech = cls(s, init_seed=4)
@@ -275,22 +319,38 @@ def test_save_load_and_describe(tmp_path):
 
 def test_algnet_short_run_and_misreporter_reset(tmp_path):
     s = cached_setting("2x2-uniform")
-    options = {"steps": 7, "batch_size": 32, "misreporter_steps": 2, "reset_every": 3,
-               "hidden": 16, "misreporter_hidden": 16, "refine_steps": 2,
-               "validate_every": 3, "validation_samples": 256, "checkpoint_every": 2}
-    mech, run = train(s, "algnet", options, seed=0, out=tmp_path / "run", search=None,
-                      eval_samples=256)
-    state = load_misreporter(run.path, s)                     # the final misreporter
+    options = {
+        "steps": 7,
+        "batch_size": 32,
+        "misreporter_steps": 2,
+        "reset_every": 3,
+        "hidden": 16,
+        "misreporter_hidden": 16,
+        "refine_steps": 2,
+        "validate_every": 3,
+        "validation_samples": 256,
+        "checkpoint_every": 2,
+    }
+    mech, run = train(
+        s, "algnet", options, seed=0, out=tmp_path / "run", search=None, eval_samples=256
+    )
+    state = load_misreporter(run.path, s)  # the final misreporter
     assert state.resets == 2 and state.updates == 2
     assert all(np.isfinite(r["loss"]) for r in run.history())
     r = misreporter_regret(mech, torch.rand(64, 2, 2), run.path)
     assert r.shape == (64, 2) and float(r.min()) >= 0
     loaded = automech.load(run.path)
-    assert torch.equal(misreporter_regret(loaded, r.new_ones(3, 2, 2), state),
-                       misreporter_regret(mech, r.new_ones(3, 2, 2), run.path))
-    automech.save(loaded, tmp_path / "saved")                 # no misreporter with it
-    assert misreporter_regret(automech.load(tmp_path / "saved"), torch.rand(4, 2, 2),
-                              tmp_path / "saved") is None
+    assert torch.equal(
+        misreporter_regret(loaded, r.new_ones(3, 2, 2), state),
+        misreporter_regret(mech, r.new_ones(3, 2, 2), run.path),
+    )
+    automech.save(loaded, tmp_path / "saved")  # no misreporter with it
+    assert (
+        misreporter_regret(
+            automech.load(tmp_path / "saved"), torch.rand(4, 2, 2), tmp_path / "saved"
+        )
+        is None
+    )
     assert misreporter_regret(loaded, torch.rand(4, 2, 2), None) is None
     refined = misreporter_regret(mech, torch.rand(64, 2, 2), state, refine_steps=3)
     assert refined.shape == (64, 2)
@@ -298,9 +358,21 @@ def test_algnet_short_run_and_misreporter_reset(tmp_path):
 
 def test_myersonnet_short_run_learns_a_reserve(tmp_path):
     s = cached_setting("2x1-uniform")
-    mech, _ = train(s, "myersonnet", {"steps": 150, "batch_size": 1024, "groups": 4,
-                                      "lines": 4, "validate_every": 150,
-                                      "validation_samples": 1024},
-                    seed=0, out=tmp_path / "run", search=None, eval_samples=1_000)
+    mech, _ = train(
+        s,
+        "myersonnet",
+        {
+            "steps": 150,
+            "batch_size": 1024,
+            "groups": 4,
+            "lines": 4,
+            "validate_every": 150,
+            "validation_samples": 1024,
+        },
+        seed=0,
+        out=tmp_path / "run",
+        search=None,
+        eval_samples=1_000,
+    )
     reserves = mech.describe(s.sample(10, 0))["reserve_prices"]
-    assert all(r > 0.2 for r in reserves), reserves           # Myerson's reserve is 0.5
+    assert all(r > 0.2 for r in reserves), reserves  # Myerson's reserve is 0.5

@@ -8,19 +8,25 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import cached_mechanism, cached_setting
 
 import automech
 from automech.errors import RunError
 from automech.mechanisms import VCG, PostedPrice
 from automech.runs import CHECKPOINT, CONFIG, Run
+from conftest import cached_mechanism, cached_setting
 
 
-@pytest.mark.parametrize("mechanism, setting", [
-    ("grand-bundle", "2x2-uniform"), ("posted-price", "2x2-uniform"),
-    ("bundle-posted-price", "1x2-uniform"), ("separate-myerson", "2x2-uniform"),
-    ("myerson", "2x1-asym-uniform"), ("vcg", "2x2-unit-uniform"),
-])
+@pytest.mark.parametrize(
+    "mechanism, setting",
+    [
+        ("grand-bundle", "2x2-uniform"),
+        ("posted-price", "2x2-uniform"),
+        ("bundle-posted-price", "1x2-uniform"),
+        ("separate-myerson", "2x2-uniform"),
+        ("myerson", "2x1-asym-uniform"),
+        ("vcg", "2x2-unit-uniform"),
+    ],
+)
 def test_save_load_identical_outcomes(tmp_path, mechanism, setting):
     original = cached_mechanism(mechanism, setting)
     run = automech.save(original, tmp_path / "run")
@@ -69,13 +75,16 @@ def test_load_truncated_checkpoint(tmp_path):
         automech.load(tmp_path)
 
 
-@pytest.mark.parametrize("payload, pattern", [
-    ([1, 2, 3], "not an automech checkpoint"),
-    ({"mechanism": "vcg"}, "not an automech checkpoint"),
-    ({"mechanism": "no-such", "setting": {}, "state_dict": {}}, "unknown mechanism 'no-such'"),
-    ("config", "unexpected keyword"),
-    ("state", "does not rebuild mechanism 'posted-price'"),
-])
+@pytest.mark.parametrize(
+    "payload, pattern",
+    [
+        ([1, 2, 3], "not an automech checkpoint"),
+        ({"mechanism": "vcg"}, "not an automech checkpoint"),
+        ({"mechanism": "no-such", "setting": {}, "state_dict": {}}, "unknown mechanism 'no-such'"),
+        ("config", "unexpected keyword"),
+        ("state", "does not rebuild mechanism 'posted-price'"),
+    ],
+)
 def test_load_wrong_checkpoint_contents(tmp_path, payload, pattern):
     pp = PostedPrice(cached_setting("2x2-uniform"), prices=[0.5, 0.5])
     automech.save(pp, tmp_path)

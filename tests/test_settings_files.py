@@ -100,8 +100,11 @@ type_probabilities = [[0.5, 0.5], [0.1, 0.9]]
 """
     s = get_setting(str(write(tmp_path, text)))
     assert s.supply == "unlimited"
-    assert s.objective.to_dict() == {"kind": "revenue-minus-cost", "production_cost": 1.0,
-                                     "duplication_cost": 0.0}
+    assert s.objective.to_dict() == {
+        "kind": "revenue-minus-cost",
+        "production_cost": 1.0,
+        "duplication_cost": 0.0,
+    }
     assert s.sample(10, 0).shape == (10, 2, 1)
 
 
@@ -113,7 +116,7 @@ def test_dict_round_trip():
         assert again.shape == s.shape and again.valuation == s.valuation
 
 
-BASE = 'bidders = 2\nitems = 2\n'
+BASE = "bidders = 2\nitems = 2\n"
 
 MALFORMED = {
     "unknown top-level key": (BASE + 'color = "red"\n[prior]\nkind = "uniform"\n', "color"),
@@ -131,40 +134,61 @@ MALFORMED = {
     "bad objective": (BASE + 'objective = "profit"\n[prior]\nkind = "uniform"\n', "objective"),
     "probabilities not summing to one": (
         BASE + '[prior]\nkind = "discrete"\nprofiles = [[[1, 1], [1, 1]], [[2, 2], [2, 2]]]\n'
-        'probabilities = [0.5, 0.6]\n', "prior.probabilities"),
+        "probabilities = [0.5, 0.6]\n",
+        "prior.probabilities",
+    ),
     "wrong number of probabilities": (
         BASE + '[prior]\nkind = "discrete"\nprofiles = [[[1, 1], [1, 1]]]\n'
-        'probabilities = [0.5, 0.5]\n', "prior.probabilities"),
+        "probabilities = [0.5, 0.5]\n",
+        "prior.probabilities",
+    ),
     "negative values in discrete profiles": (
         BASE + '[prior]\nkind = "discrete"\nprofiles = [[[1, -1], [1, 1]], [[2, 2], [2, 2]]]\n'
-        'probabilities = [0.5, 0.5]\n', "prior.profiles"),
+        "probabilities = [0.5, 0.5]\n",
+        "prior.profiles",
+    ),
     "profiles of the wrong shape": (
         BASE + '[prior]\nkind = "discrete"\nprofiles = [[[1, 1, 1], [1, 1, 1]]]\n'
-        'probabilities = [1.0]\n', "prior.profiles"),
+        "probabilities = [1.0]\n",
+        "prior.profiles",
+    ),
     "types for too few bidders": (
-        BASE + '[prior]\nkind = "discrete"\ntypes = [[[1, 1]]]\n'
-        'type_probabilities = [[1.0]]\n', "prior.types"),
+        BASE + '[prior]\nkind = "discrete"\ntypes = [[[1, 1]]]\ntype_probabilities = [[1.0]]\n',
+        "prior.types",
+    ),
     "missing prior": (BASE, "prior"),
-    "prior without kind": (BASE + '[prior]\nlow = 0\n', "prior.kind"),
-    "negative exponential mean": (BASE + '[prior]\nkind = "exponential"\nmean = -3.0\n',
-                                  "prior.mean"),
+    "prior without kind": (BASE + "[prior]\nlow = 0\n", "prior.kind"),
+    "negative exponential mean": (
+        BASE + '[prior]\nkind = "exponential"\nmean = -3.0\n',
+        "prior.mean",
+    ),
     "bernoulli p above one": (BASE + '[prior]\nkind = "bernoulli"\np = 1.5\n', "prior.p"),
     "spherical with fractional points": (
-        BASE + '[prior]\nkind = "spherical"\npoints = 2.5\n', "prior.points"),
-    "spherical with zero points": (BASE + '[prior]\nkind = "spherical"\npoints = 0\n',
-                                   "prior.points"),
-    "spherical with zero ratio": (BASE + '[prior]\nkind = "spherical"\nratio = 0\n',
-                                  "prior.ratio"),
+        BASE + '[prior]\nkind = "spherical"\npoints = 2.5\n',
+        "prior.points",
+    ),
+    "spherical with zero points": (
+        BASE + '[prior]\nkind = "spherical"\npoints = 0\n',
+        "prior.points",
+    ),
+    "spherical with zero ratio": (BASE + '[prior]\nkind = "spherical"\nratio = 0\n', "prior.ratio"),
     "correlated centers reversed": (
         BASE + '[prior]\nkind = "correlated"\ncenter_low = 0.9\ncenter_high = 0.1\n',
-        "prior.center_high"),
+        "prior.center_high",
+    ),
     "correlated spread giving negative values": (
-        BASE + '[prior]\nkind = "correlated"\nspread = 0.5\n', "prior.spread"),
+        BASE + '[prior]\nkind = "correlated"\nspread = 0.5\n',
+        "prior.spread",
+    ),
     "prior kind not a string": (BASE + '[prior]\nkind = ["uniform"]\n', "prior.kind"),
-    "objective not a name or table": (BASE + 'objective = 3\n[prior]\nkind = "uniform"\n',
-                                      "objective"),
+    "objective not a name or table": (
+        BASE + 'objective = 3\n[prior]\nkind = "uniform"\n',
+        "objective",
+    ),
     "objective kind not a string": (
-        BASE + '[objective]\nkind = ["revenue"]\n[prior]\nkind = "uniform"\n', "objective"),
+        BASE + '[objective]\nkind = ["revenue"]\n[prior]\nkind = "uniform"\n',
+        "objective",
+    ),
     "invalid TOML syntax": ('bidders = 2\nitems = [2\n[prior\nkind = "uniform"\n', "<file>"),
 }
 
@@ -198,8 +222,9 @@ def test_unknown_name():
 
 def test_low_greater_than_high_message_mentions_both():
     with pytest.raises(SettingError) as info:
-        Setting.from_dict({"bidders": 1, "items": 1,
-                           "prior": {"kind": "uniform", "low": 2.0, "high": 1.0}})
+        Setting.from_dict(
+            {"bidders": 1, "items": 1, "prior": {"kind": "uniform", "low": 2.0, "high": 1.0}}
+        )
     assert "low=2.0" in str(info.value) and "high=1.0" in str(info.value)
 
 
@@ -217,5 +242,6 @@ def test_every_named_setting_builds_and_samples(name):
 def test_named_families_beyond_the_listed_members():
     assert get_setting("7x1-uniform").shape == (7, 1)
     assert get_setting("5x1-exponential").shape == (5, 1)
-    np.testing.assert_allclose(get_setting("4x1-asym-uniform").prior.support()[1][:, 0],
-                               [1, 2, 3, 4])
+    np.testing.assert_allclose(
+        get_setting("4x1-asym-uniform").prior.support()[1][:, 0], [1, 2, 3, 4]
+    )

@@ -28,8 +28,14 @@ CLASSICAL = ["grand-bundle", "posted-price"]
 
 
 def spec(name: str = "test", **extra) -> dict:
-    base = {"name": name, "settings": SETTINGS, "methods": CLASSICAL, "seeds": [0, 1],
-            "eval_samples": 2000, "regret_profiles": 50}
+    base = {
+        "name": name,
+        "settings": SETTINGS,
+        "methods": CLASSICAL,
+        "seeds": [0, 1],
+        "eval_samples": 2000,
+        "regret_profiles": 50,
+    }
     base.update(extra)
     return base
 
@@ -49,8 +55,14 @@ def local_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("local")
     db = tmp / "results.db"
     with Store(db) as store:
-        summary = run_sweep(parse_sweep(spec()), store, backend="local", workers=2,
-                            runs_root=tmp / "runs", log=quiet)
+        summary = run_sweep(
+            parse_sweep(spec()),
+            store,
+            backend="local",
+            workers=2,
+            runs_root=tmp / "runs",
+            log=quiet,
+        )
     return db, tmp, summary
 
 
@@ -83,8 +95,14 @@ def test_rerun_does_nothing_new(local_run):
     db, tmp, _ = local_run
     with Store(db) as store:
         before = {r["id"]: (r["attempts"], r["finished"]) for r in store.rows("test")}
-        summary = run_sweep(parse_sweep(spec()), store, backend="local", workers=2,
-                            runs_root=tmp / "runs", log=quiet)
+        summary = run_sweep(
+            parse_sweep(spec()),
+            store,
+            backend="local",
+            workers=2,
+            runs_root=tmp / "runs",
+            log=quiet,
+        )
         after = {r["id"]: (r["attempts"], r["finished"]) for r in store.rows("test")}
     assert summary["ran"] == 0 and summary["already_done"] == 8
     assert before == after
@@ -95,8 +113,14 @@ def test_ray_backend_gives_the_same_table(local_run, tmp_path):
     db, _, _ = local_run
     ray_db = tmp_path / "ray.db"
     with Store(ray_db) as store:
-        summary = run_sweep(parse_sweep(spec()), store, backend="ray", workers=2,
-                            runs_root=tmp_path / "runs", log=quiet)
+        summary = run_sweep(
+            parse_sweep(spec()),
+            store,
+            backend="ray",
+            workers=2,
+            runs_root=tmp_path / "runs",
+            log=quiet,
+        )
     assert summary["done"] == 8 and summary["backend"].startswith("ray")
     assert table(ray_db, "test") == table(db, "test")
     with Store(db, create=False) as a, Store(ray_db, create=False) as b:
@@ -116,7 +140,7 @@ def _alive_in_group(pgid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         if int(fields[2]) == pgid and fields[0] != "Z":
             pids.append(int(entry.name))
     return pids
@@ -128,13 +152,25 @@ def test_killed_sweep_resumes_without_redoing_finished_jobs(tmp_path):
     sweep_file.write_text(
         'name = "kill"\nsettings = ["1x2-uniform", "2x2-uniform"]\n'
         'methods = ["grand-bundle", "posted-price"]\nseeds = [0, 1]\n'
-        "eval_samples = 400000\nregret_profiles = 1000\n")
+        "eval_samples = 400000\nregret_profiles = 1000\n"
+    )
     db = tmp_path / "results.db"
-    cmd = [sys.executable, "-c", "import sys; from automech.cli import app; "
-           "sys.argv[0] = 'automech'; app()", "sweep", str(sweep_file), "--db", str(db),
-           "--runs-root", str(tmp_path / "runs"), "--workers", "2"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from automech.cli import app; sys.argv[0] = 'automech'; app()",
+        "sweep",
+        str(sweep_file),
+        "--db",
+        str(db),
+        "--runs-root",
+        str(tmp_path / "runs"),
+        "--workers",
+        "2",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.time() + 120
         done = 0
@@ -142,8 +178,9 @@ def test_killed_sweep_resumes_without_redoing_finished_jobs(tmp_path):
             if db.exists():
                 try:
                     with sqlite3.connect(db, timeout=5) as con:
-                        done = con.execute("SELECT COUNT(*) FROM jobs WHERE status = 'done'"
-                                           ).fetchone()[0]
+                        done = con.execute(
+                            "SELECT COUNT(*) FROM jobs WHERE status = 'done'"
+                        ).fetchone()[0]
                 except sqlite3.OperationalError:  # table not created yet
                     done = 0
                 if done:
@@ -167,8 +204,14 @@ def test_killed_sweep_resumes_without_redoing_finished_jobs(tmp_path):
         finished = {i: r["finished"] for i, r in killed.items() if r["status"] == "done"}
         assert 1 <= len(finished) < 8
         assert any(r["status"] == "running" for r in killed.values())
-        summary = run_sweep(load_sweep(sweep_file), store, backend="local", workers=2,
-                            runs_root=tmp_path / "runs", log=quiet)
+        summary = run_sweep(
+            load_sweep(sweep_file),
+            store,
+            backend="local",
+            workers=2,
+            runs_root=tmp_path / "runs",
+            log=quiet,
+        )
         rows = {r["id"]: r for r in store.rows("kill")}
     assert summary["already_done"] == len(finished)
     assert summary["ran"] == 8 - len(finished)
@@ -225,22 +268,39 @@ def test_a_sweep_over_dynamic_settings(tmp_path):
     """Dynamic settings and methods go through the same sweep file, jobs, store and table;
     methods of the other kind are skipped with a note; a minimised objective (makespan)
     has its lowest value as best."""
-    sweep = parse_sweep({
-        "name": "dyn", "settings": ["seq-sales-2x2", "scheduling-2x3", "1x2-uniform"],
-        "methods": ["grid-search", "zeroth-order", "grand-bundle"], "seeds": [0, 1],
-        "eval_samples": 500, "regret_profiles": 20,
-        "options": {"steps": 2, "batch_size": 8, "validation_samples": 100,
-                    "zeroth-order": {"perturbations": 2, "validate_every": 1}},
-        "grid": {"grid-search": {"candidates": [4, 8]}, "profiles": [50]}})
+    sweep = parse_sweep(
+        {
+            "name": "dyn",
+            "settings": ["seq-sales-2x2", "scheduling-2x3", "1x2-uniform"],
+            "methods": ["grid-search", "zeroth-order", "grand-bundle"],
+            "seeds": [0, 1],
+            "eval_samples": 500,
+            "regret_profiles": 20,
+            "options": {
+                "steps": 2,
+                "batch_size": 8,
+                "validation_samples": 100,
+                "zeroth-order": {"perturbations": 2, "validate_every": 1},
+            },
+            "grid": {"grid-search": {"candidates": [4, 8]}, "profiles": [50]},
+        }
+    )
     jobs = {(j.setting, j.method): j for j in sweep.runnable}
-    assert set(jobs) == {("seq-sales-2x2", "grid-search"), ("seq-sales-2x2", "zeroth-order"),
-                         ("scheduling-2x3", "grid-search"), ("scheduling-2x3", "zeroth-order"),
-                         ("1x2-uniform", "grand-bundle")}
+    assert set(jobs) == {
+        ("seq-sales-2x2", "grid-search"),
+        ("seq-sales-2x2", "zeroth-order"),
+        ("scheduling-2x3", "grid-search"),
+        ("scheduling-2x3", "zeroth-order"),
+        ("1x2-uniform", "grand-bundle"),
+    }
     assert jobs["seq-sales-2x2", "zeroth-order"].options == {
-        "batch_size": 8, "perturbations": 2, "steps": 2, "validate_every": 1,
-        "validation_samples": 100}
-    assert {j.options["candidates"] for j in sweep.runnable if j.method == "grid-search"} \
-        == {4, 8}
+        "batch_size": 8,
+        "perturbations": 2,
+        "steps": 2,
+        "validate_every": 1,
+        "validation_samples": 100,
+    }
+    assert {j.options["candidates"] for j in sweep.runnable if j.method == "grid-search"} == {4, 8}
     assert any("skipped grand-bundle on seq-sales-2x2" in n for n in sweep.notes)
     assert any("skipped zeroth-order on 1x2-uniform" in n for n in sweep.notes)
     assert any("'steps' not used by grid-search" in n for n in sweep.notes)
@@ -259,8 +319,11 @@ def test_a_sweep_over_dynamic_settings(tmp_path):
     groups = {(g["setting"], g["method"], g["variant"]): g for g in aggregate(rows)}
     sched = groups["scheduling-2x3", "zeroth-order", ""]
     assert sched["objective"] == "makespan"
-    values = [r["metrics"]["objective_value"] for r in done
-              if r["setting"] == "scheduling-2x3" and r["method"] == "zeroth-order"]
+    values = [
+        r["metrics"]["objective_value"]
+        for r in done
+        if r["setting"] == "scheduling-2x3" and r["method"] == "zeroth-order"
+    ]
     assert sched["metrics"]["objective_value"]["best"] == pytest.approx(min(values))
     text = render(aggregate(rows), "table", title="dyn")
     assert "seq-sales-2x2" in text and "zeroth-order" in text and "grid-search" in text
@@ -271,9 +334,14 @@ def test_a_sweep_over_dynamic_settings(tmp_path):
 
 def test_options_apply_only_to_methods_that_have_them(monkeypatch):
     monkeypatch.setitem(METHODS, "flaky", Flaky())
-    sweep = parse_sweep(spec(methods=["flaky", "grand-bundle"], seeds=2,
-                             options={"steps": 20, "flaky": {"lr": 0.5}},
-                             grid={"steps": [20, 40]}))
+    sweep = parse_sweep(
+        spec(
+            methods=["flaky", "grand-bundle"],
+            seeds=2,
+            options={"steps": 20, "flaky": {"lr": 0.5}},
+            grid={"steps": [20, 40]},
+        )
+    )
     flaky = [j for j in sweep.jobs if j.method == "flaky"]
     bundle = [j for j in sweep.jobs if j.method == "grand-bundle"]
     assert len(flaky) == 2 * 2 * 2 and len(bundle) == 2 * 2
@@ -285,9 +353,9 @@ def test_options_apply_only_to_methods_that_have_them(monkeypatch):
 
 
 def test_inapplicable_pairs_are_skipped_with_a_note(tmp_path):
-    sweep = parse_sweep(spec("skip", settings=["2x2-uniform"], methods=["myerson",
-                                                                         "posted-price"],
-                             seeds=[0]))
+    sweep = parse_sweep(
+        spec("skip", settings=["2x2-uniform"], methods=["myerson", "posted-price"], seeds=[0])
+    )
     assert any("skipped myerson on 2x2-uniform" in n for n in sweep.notes)
     with Store(tmp_path / "r.db") as store:
         summary = run_sweep(sweep, store, workers=1, runs_root=tmp_path, log=quiet)
@@ -299,18 +367,21 @@ def test_inapplicable_pairs_are_skipped_with_a_note(tmp_path):
     assert "skipped myerson on 2x2-uniform" in text
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"methods": ["grand-bundle", "no-such-method"]}, "methods[1]"),
-    ({"settings": ["1x2-uniform", "9x9-nonsense"]}, "settings[1]"),
-    ({"seeds": [0, -1]}, "seeds[1]"),
-    ({"seeds": "four"}, "seeds"),
-    ({"eval_samples": 0}, "eval_samples"),
-    ({"options": {"stepz": 10}}, "options.stepz"),
-    ({"methods": "grand-bundle"}, "methods"),
-    ({"name": "a b/c"}, "name"),
-    ({"budget": 3}, "budget"),
-    ({"jobs": [{"setting": "1x2-uniform", "method": "vcg"}]}, "jobs[0].seeds"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"methods": ["grand-bundle", "no-such-method"]}, "methods[1]"),
+        ({"settings": ["1x2-uniform", "9x9-nonsense"]}, "settings[1]"),
+        ({"seeds": [0, -1]}, "seeds[1]"),
+        ({"seeds": "four"}, "seeds"),
+        ({"eval_samples": 0}, "eval_samples"),
+        ({"options": {"stepz": 10}}, "options.stepz"),
+        ({"methods": "grand-bundle"}, "methods"),
+        ({"name": "a b/c"}, "name"),
+        ({"budget": 3}, "budget"),
+        ({"jobs": [{"setting": "1x2-uniform", "method": "vcg"}]}, "jobs[0].seeds"),
+    ],
+)
 def test_malformed_sweep_names_the_field(change, field):
     with pytest.raises(SweepError) as err:
         parse_sweep(spec(**change), source="bad.toml")
@@ -328,12 +399,22 @@ def test_missing_grid_key_and_bad_toml(tmp_path):
 
 
 def test_explicit_job_list(tmp_path):
-    sweep = parse_sweep({"name": "list", "eval_samples": 1000, "regret_profiles": 0,
-                         "jobs": [{"setting": "1x2-uniform", "method": "vcg", "seed": 0},
-                                  {"setting": "2x2-uniform", "method": "vcg",
-                                   "seeds": [0, 1]}]})
+    sweep = parse_sweep(
+        {
+            "name": "list",
+            "eval_samples": 1000,
+            "regret_profiles": 0,
+            "jobs": [
+                {"setting": "1x2-uniform", "method": "vcg", "seed": 0},
+                {"setting": "2x2-uniform", "method": "vcg", "seeds": [0, 1]},
+            ],
+        }
+    )
     assert [(j.setting, j.seed) for j in sweep.jobs] == [
-        ("1x2-uniform", 0), ("2x2-uniform", 0), ("2x2-uniform", 1)]
+        ("1x2-uniform", 0),
+        ("2x2-uniform", 0),
+        ("2x2-uniform", 1),
+    ]
 
 
 # ----------------------------------------------------------------------- results
@@ -345,7 +426,8 @@ def test_result_formats(local_run):
         groups = aggregate(store.rows("test"))
     data = json.loads(render(groups, "json"))
     assert {(g["setting"], g["method"]) for g in data} == {
-        (s, m) for s in SETTINGS for m in CLASSICAL}
+        (s, m) for s in SETTINGS for m in CLASSICAL
+    }
     for g in data:
         rev = g["metrics"]["revenue"]
         assert rev["std"] == pytest.approx(0.0, abs=1e-12)  # classical: seed-independent
@@ -360,14 +442,32 @@ def test_result_formats(local_run):
 
 def test_mean_std_best_over_seeds():
     def row(seed, revenue, regret):
-        return {"sweep": "s", "setting": "a", "method": "m", "seed": seed, "options": {},
-                "evaluation": {}, "status": "done", "metrics": {
-                    "revenue": revenue, "objective_value": revenue, "objective": "revenue",
-                    "welfare": 1.0, "regret_mean": regret, "regret_max": regret,
-                    "ir_violation_rate": 0.0, "infeasible_rate": 0.0}}
+        return {
+            "sweep": "s",
+            "setting": "a",
+            "method": "m",
+            "seed": seed,
+            "options": {},
+            "evaluation": {},
+            "status": "done",
+            "metrics": {
+                "revenue": revenue,
+                "objective_value": revenue,
+                "objective": "revenue",
+                "welfare": 1.0,
+                "regret_mean": regret,
+                "regret_max": regret,
+                "ir_violation_rate": 0.0,
+                "infeasible_rate": 0.0,
+            },
+        }
 
-    rows = [row(0, 1.0, 0.3), row(1, 2.0, 0.1), row(2, 3.0, 0.2),
-            {**row(3, 0, 0), "status": "failed", "metrics": None}]
+    rows = [
+        row(0, 1.0, 0.3),
+        row(1, 2.0, 0.1),
+        row(2, 3.0, 0.2),
+        {**row(3, 0, 0), "status": "failed", "metrics": None},
+    ]
     [g] = aggregate(rows)
     assert g["done"] == 3 and g["failed"] == 1 and g["seeds"] == [0, 1, 2]
     assert g["metrics"]["revenue"] == {"mean": 2.0, "std": 1.0, "best": 3.0}

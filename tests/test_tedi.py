@@ -51,7 +51,7 @@ def test_separable_opt_closed_forms():
     s = get_setting("U-3x1-cp1-cd0")
     mech = SeparableOPT(s)
     bids = torch.tensor([[[0.9], [0.8], [0.1]]], dtype=torch.float64)
-    alloc, pay = mech(bids)   # phi = 0.8, 0.6, <0: sum 1.4 >= 1, both top served
+    alloc, pay = mech(bids)  # phi = 0.8, 0.6, <0: sum 1.4 >= 1, both top served
     assert alloc.flatten().tolist() == [1.0, 1.0, 0.0]
     # bidder 0's threshold: phi >= 1 - 0.6 = 0.4 -> v = 0.7; bidder 1: phi >= 0.2 -> 0.6
     assert pay.flatten()[:2].tolist() == pytest.approx([0.7, 0.6], abs=1e-3)
@@ -61,8 +61,7 @@ def test_separable_opt_closed_forms():
     assert alloc.flatten().tolist() == [1, 0, 1, 1] and pay.item() == pytest.approx(3.0)
 
 
-def _largest_gain_on_grid(mech, values: torch.Tensor, util: torch.Tensor,
-                          points: int) -> float:
+def _largest_gain_on_grid(mech, values: torch.Tensor, util: torch.Tensor, points: int) -> float:
     """Largest utility gain over truthful bidding of any bidder reporting any point of a
     ``points`` x ``points`` grid on [0, 1]^2 (two goods), the others truthful."""
     grid = torch.linspace(0, 1, points, dtype=torch.float64)
@@ -97,7 +96,6 @@ def test_bundle_opt_price():
     assert alloc.sum() == 0 and pay.sum() == 0
 
 
-
 def test_shared_bundle_opt_with_one_good_is_separable_opt():
     """With m = 1 the grand bundle is the good, so the empirical-law Shared-Bundle-OPT
     must reproduce Separable-OPT's closed form (U[0,1]: phi(v) = 2v - 1) up to sampling."""
@@ -105,7 +103,7 @@ def test_shared_bundle_opt_with_one_good_is_separable_opt():
     bids = torch.tensor([[[0.9], [0.8], [0.1]], [[0.6], [0.55], [0.3]]], dtype=torch.float64)
     alloc, pay = SharedBundleOPT(s)(bids)
     ref_alloc, ref_pay = SeparableOPT(s)(bids)
-    assert torch.equal(alloc, ref_alloc)     # profile 2: phi = 0.2 + 0.1 < 1, nobody
+    assert torch.equal(alloc, ref_alloc)  # profile 2: phi = 0.2 + 0.1 < 1, nobody
     # the empirical revenue curve's hull on 2^19 draws: thresholds within 0.01
     assert pay.flatten().tolist() == pytest.approx(ref_pay.flatten().tolist(), abs=1e-2)
     assert pay[0, :2].tolist() == pytest.approx([0.7, 0.6], abs=1e-2)
@@ -135,11 +133,12 @@ def test_shared_bundle_opt_beats_both_paper_baselines_on_3x10_cp1():
     separable = evaluate(SeparableOPT(s), s, samples=8192, search=None).objective_value
     assert shared > separable + 0.15 and shared == pytest.approx(1.52, abs=0.05)
 
+
 def _random_nets():
     for seed in range(3):
         net = PartialGroupMaxNet(4, 6, groups=(8, 8), group_size=3, seed=seed).double()
         torch.manual_seed(seed)
-        for p in net.parameters():   # random parameters, not just the initialisation
+        for p in net.parameters():  # random parameters, not just the initialisation
             p.data.add_(0.5 * torch.randn_like(p))
         yield net
 
@@ -159,8 +158,7 @@ def test_partial_groupmax_convex_in_x():
 
 
 def _mech(setting_name: str, seed: int) -> TEDIMechanism:
-    mech = TEDIMechanism(get_setting(setting_name), groups=(8, 8), pan_hidden=16,
-                         init_seed=seed)
+    mech = TEDIMechanism(get_setting(setting_name), groups=(8, 8), pan_hidden=16, init_seed=seed)
     torch.manual_seed(seed)
     for p in mech.parameters():
         p.data.add_(0.3 * torch.randn_like(p))
@@ -183,7 +181,7 @@ def test_no_buy_no_pay_and_ir():
         zero_bid[:, 0] = 0.0
         with torch.no_grad():
             a0, p0 = mech(zero_bid)
-        assert (p0[:, 0] <= 1e-5).all()    # nothing valued: pays nothing (no-buy-no-pay)
+        assert (p0[:, 0] <= 1e-5).all()  # nothing valued: pays nothing (no-buy-no-pay)
 
 
 def test_inferred_mechanism_is_truthful():
@@ -212,9 +210,9 @@ def test_solver_matches_brute_force_on_one_good():
         alloc, pay = mech(v)
         params = mech.net.affine(v.new_zeros(41, 0))
         grid = torch.linspace(0, 1, 2001).view(1, -1, 1)
-        prices = mech.prices(grid.expand(1, -1, -1), params)          # (1, G)
+        prices = mech.prices(grid.expand(1, -1, -1), params)  # (1, G)
         best = (v.view(-1, 1) * grid.view(1, -1) - prices).max(dim=1).values
-    util = (v.view(-1) * alloc.view(-1) - pay.view(-1))
+    util = v.view(-1) * alloc.view(-1) - pay.view(-1)
     assert (best - util).max() < 2e-3
 
 
@@ -233,15 +231,15 @@ def test_covariance_gradient_matches_finite_difference(samples):
 
     def smoothed() -> torch.Tensor:
         params = mech.net.affine(values.new_zeros(1, 0))
-        pay = mech.prices(grid.view(1, -1, 1), params).view(-1)        # (G,)
+        pay = mech.prices(grid.view(1, -1, 1), params).view(-1)  # (G,)
         total = 0.0
         for v in values.view(-1):
             u = v * grid - pay
-            w = torch.softmax(beta * u, 0)                             # q^beta on the grid
+            w = torch.softmax(beta * u, 0)  # q^beta on the grid
             total = total + (w * (pay - 0.1 * grid)).sum()
         return total / len(values)
 
-    theta = mech.net.d_heads[0].bias                                   # the linear price
+    theta = mech.net.d_heads[0].bias  # the linear price
     with torch.no_grad():
         eps = 1e-5
         theta += eps
@@ -262,7 +260,7 @@ def test_covariance_gradient_matches_finite_difference(samples):
         for chain in draws:
             idx = torch.searchsorted(cdf, torch.rand(k, generator=gen, dtype=torch.float64))
             chain.append(grid[idx.clamp(max=len(grid) - 1)])
-    chains = torch.stack([torch.stack(d, 1).view(k * 3, 1, 1) for d in draws])   # (K, B, 1, 1)
+    chains = torch.stack([torch.stack(d, 1).view(k * 3, 1, 1) for d in draws])  # (K, B, 1, 1)
     vals = values.repeat(k, 1, 1)
     mech.zero_grad()
     surrogate, _ = covariance_loss(mech, vals, chains, beta)
@@ -289,37 +287,47 @@ def _lp_utility(mech: TEDIMechanism, v: np.ndarray, params, row: int) -> float:
     GroupMax network: epigraph variables z_k >= every piece of group k, and one for the
     fee term's max_j x_j."""
     from scipy.optimize import linprog
+
     e = mech.net.group_size
-    layers = [tuple(None if t is None else t[0 if t.shape[0] == 1 else row].double().numpy()
-                    for t in p) for p in params]
+    layers = [
+        tuple(None if t is None else t[0 if t.shape[0] == 1 else row].double().numpy() for t in p)
+        for p in params
+    ]
     m = len(v)
     sizes = [layer[0].shape[0] // e for layer in layers[:-1]] + [1]
     offs = np.cumsum([m, *sizes])
     c = np.zeros(offs[-1])
     w_last, _, d_last, fee = layers[-1]
     c[:m] = -v + (d_last[0] if d_last is not None else 0.0)
-    c[offs[-3]:offs[-2]] = w_last[0]
+    c[offs[-3] : offs[-2]] = w_last[0]
     c[offs[-1] - 1] = fee[0] if fee is not None else 0.0
     rows, rhs, prev = [], [], (0, m)
     for j, (w, b, *_) in enumerate(layers[:-1]):
         a = np.zeros((w.shape[0], offs[-1]))
-        a[:, prev[0]:prev[1]] = w
+        a[:, prev[0] : prev[1]] = w
         for g in range(sizes[j]):
-            a[g::sizes[j], offs[j] + g] = -1.0       # group g holds units e * G + g
+            a[g :: sizes[j], offs[j] + g] = -1.0  # group g holds units e * G + g
         rows.append(a)
         rhs.append(-b)
         prev = (offs[j], offs[j + 1])
-    a = np.zeros((m, offs[-1]))                      # z_fee >= x_j
+    a = np.zeros((m, offs[-1]))  # z_fee >= x_j
     a[:, :m] = np.eye(m)
     a[:, -1] = -1.0
     rows.append(a)
     rhs.append(np.zeros(m))
-    res = linprog(c, A_ub=np.vstack(rows), b_ub=np.concatenate(rhs),
-                  bounds=[(0, 1)] * m + [(None, None)] * (offs[-1] - m), method="highs")
+    res = linprog(
+        c,
+        A_ub=np.vstack(rows),
+        b_ub=np.concatenate(rhs),
+        bounds=[(0, 1)] * m + [(None, None)] * (offs[-1] - m),
+        method="highs",
+    )
     x = torch.tensor(res.x[:m]).view(1, 1, m)
     with torch.no_grad():
-        one = [tuple(None if t is None else t[row:row + 1] if t.shape[0] > 1 else t for t in p)
-               for p in params]
+        one = [
+            tuple(None if t is None else t[row : row + 1] if t.shape[0] > 1 else t for t in p)
+            for p in params
+        ]
         util = float((torch.tensor(v) * x).sum() - mech.prices(x, one).squeeze())
     return max(0.0, util)
 
@@ -336,8 +344,10 @@ def test_solver_matches_exact_lp():
             params = mech.net.affine(mech.others(v).reshape(len(types), -1))
             x, p = mech.solve(types, params)
         util = (types * x).sum(-1) - p
-        exact = torch.tensor([_lp_utility(mech, types[r].numpy(), params, r)
-                              for r in range(len(types))], dtype=torch.float64)
+        exact = torch.tensor(
+            [_lp_utility(mech, types[r].numpy(), params, r) for r in range(len(types))],
+            dtype=torch.float64,
+        )
         assert (util <= exact + 1e-7).all()
         assert (exact - util).max() < 1e-4
 
@@ -348,21 +358,29 @@ def test_keep_best_returns_the_best_validated_mechanism(tmp_path):
     from automech.experiment import train
 
     s = get_setting("U-1x2-cp0-cd0")
-    opts = dict(steps=30, batch_size=128, validate_every=10, validation_samples=256,
-                checkpoint_every=10**6, groups=[4], pan_hidden=8, solver_steps=60,
-                keep_best=True, chains=3)
-    mech, run = train(s, "tedi", opts, seed=0, out=tmp_path / "run", search=None,
-                      eval_samples=256)
+    opts = dict(
+        steps=30,
+        batch_size=128,
+        validate_every=10,
+        validation_samples=256,
+        checkpoint_every=10**6,
+        groups=[4],
+        pan_hidden=8,
+        solver_steps=60,
+        keep_best=True,
+        chains=3,
+    )
+    mech, run = train(s, "tedi", opts, seed=0, out=tmp_path / "run", search=None, eval_samples=256)
     history = run.history()
     vals = {r["step"]: r["val_objective"] for r in history if "val_objective" in r}
     selected = [r for r in history if "selected_step" in r]
     assert sorted(vals) == [0, 10, 20, 30] and len(selected) == 1
     best_step = max(vals, key=vals.get)
     assert selected[0]["selected_step"] == best_step
-    validation = torch.as_tensor(s.sample(256, np.random.default_rng([0, 1])),
-                                 dtype=mech.dtype)
+    validation = torch.as_tensor(s.sample(256, np.random.default_rng([0, 1])), dtype=mech.dtype)
     assert METHODS["tedi"].validate(mech, validation)["val_objective"] == pytest.approx(
-        vals[best_step], abs=1e-6)
+        vals[best_step], abs=1e-6
+    )
 
 
 def test_metropolis_moves_reach_q_beta_from_stale_chains():
@@ -380,15 +398,17 @@ def test_metropolis_moves_reach_q_beta_from_stale_chains():
     gen = torch.Generator().manual_seed(0)
     moved, _ = metropolis(mech, values, chains, scales, beta, 300, gen)
     axis = (torch.arange(400, dtype=torch.float64) + 0.5) / 400
-    grid = torch.cartesian_prod(axis, axis)                              # (G, 2) cells
+    grid = torch.cartesian_prod(axis, axis)  # (G, 2) cells
     with torch.no_grad():
         params = mech.net.affine(values.new_zeros(1, 0))
         pay = mech.prices(grid.unsqueeze(0), params).view(-1)
     points = torch.linspace(0, 1, 101, dtype=torch.float64)
     for p, v in enumerate(values[:, 0]):
         weight = torch.softmax(beta * (grid @ v - pay), 0)
-        for stat, of_grid in ((moved[:, p, 0, 0], grid[:, 0]),
-                              (moved[:, p, 0].amax(-1), grid.amax(-1))):
+        for stat, of_grid in (
+            (moved[:, p, 0, 0], grid[:, 0]),
+            (moved[:, p, 0].amax(-1), grid.amax(-1)),
+        ):
             cdf = ((of_grid.unsqueeze(0) <= points.unsqueeze(1)) * weight).sum(1)
             empirical = (stat.unsqueeze(0) <= points.unsqueeze(1)).double().mean(1)
             assert float((empirical - cdf).abs().max()) < 0.04
@@ -419,16 +439,24 @@ def test_auto_start_is_the_better_classical_menu():
     mech = meth.build(ctx)
     start = evaluate(mech, u, samples=4096, search=None).objective_value
     assert start == pytest.approx(best_bundle_price(u)[1], abs=0.1)
-    bad = [({"init": "random"}, "init"), ({"init": "separable", "skip": False}, "skip"),
-           ({"init": "bundle", "fee": False}, "fee"), ({"recipe": "discrete"}, "recipe"),
-           ({"init_steps": -1}, "init_steps"), ({"chains": 1}, "chains"),
-           ({"groups": []}, "groups"), ({"init": "shared-bundle"}, "init")]
-    bad += [({key: value}, key) for key, value in
-            (("snapshots", 2), ("burn_in", 5), ("chain_start", "choice"))]   # removed
+    bad = [
+        ({"init": "random"}, "init"),
+        ({"init": "separable", "skip": False}, "skip"),
+        ({"init": "bundle", "fee": False}, "fee"),
+        ({"recipe": "discrete"}, "recipe"),
+        ({"init_steps": -1}, "init_steps"),
+        ({"chains": 1}, "chains"),
+        ({"groups": []}, "groups"),
+        ({"init": "shared-bundle"}, "init"),
+    ]
+    bad += [
+        ({key: value}, key)
+        for key, value in (("snapshots", 2), ("burn_in", 5), ("chain_start", "choice"))
+    ]  # removed
     for given, key in bad:
         with pytest.raises(OptionError, match=key):
             meth.Options.resolve(given)
-    with pytest.raises(OptionError, match="fee"):       # the atoms recipe drops the fee
+    with pytest.raises(OptionError, match="fee"):  # the atoms recipe drops the fee
         meth.resolve(b, meth.Options.resolve({"init": "bundle"}))
     atoms = meth.resolve(b, defaults)
     assert atoms.recipe == "atoms" and atoms.temperature_final == 1000.0 and not atoms.fee
@@ -494,17 +522,24 @@ def test_chunked_step_equals_the_whole_batch(tmp_path):
 
     meth = METHODS["tedi"]
     s = get_setting("U-1x10-cp0-cd0")
-    small = dict(batch_size=64, groups=[4, 4], pan_hidden=16, langevin_steps=2,
-                 metropolis_steps=2, solver_steps=50, init="bundle")
+    small = dict(
+        batch_size=64,
+        groups=[4, 4],
+        pan_hidden=16,
+        langevin_steps=2,
+        metropolis_steps=2,
+        solver_steps=50,
+        init="bundle",
+    )
     grads, states = {}, {}
     for chunk in (0, 32):
         ctx = _ctx(s, dict(small, chunk_size=chunk))
-        torch.manual_seed(0)              # as train(): the network's layers draw from it
+        torch.manual_seed(0)  # as train(): the network's layers draw from it
         mech = meth.build(ctx)
         ctx.state = meth.start(mech, ctx)
         ctx.step, ctx.temperature = 0, ctx.options.temperature
         values, idx = meth.sample(mech, ctx)
-        optimizer = torch.optim.SGD(mech.parameters(), lr=0.0)      # keeps the weights
+        optimizer = torch.optim.SGD(mech.parameters(), lr=0.0)  # keeps the weights
         meth.step(mech, optimizer, values, idx, ctx)
         grads[chunk] = [p.grad.clone() for p in mech.parameters() if p.grad is not None]
         states[chunk] = ctx.state
@@ -513,9 +548,15 @@ def test_chunked_step_equals_the_whole_batch(tmp_path):
         assert torch.allclose(whole, chunked, rtol=1e-4, atol=1e-6)
     assert any(g.abs().max() > 0 for g in grads[0])
     assert torch.allclose(states[0].chains, states[32].chains, atol=1e-5)
-    mech, run = train(s, "tedi", dict(small, chunk_size=32, steps=4, validate_every=2,
-                                      validation_samples=128),
-                      seed=0, out=tmp_path / "run", search=None, eval_samples=128)
+    mech, run = train(
+        s,
+        "tedi",
+        dict(small, chunk_size=32, steps=4, validate_every=2, validation_samples=128),
+        seed=0,
+        out=tmp_path / "run",
+        search=None,
+        eval_samples=128,
+    )
     history = run.history()
     assert max(r.get("step", 0) for r in history) == 4
     assert all(math.isfinite(r["loss"]) for r in history if "loss" in r)
@@ -529,17 +570,28 @@ def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
     from conftest import interrupt_third_step
 
     s = get_setting("U-1x10-cp0-cd0")
-    opts = dict(steps=4, batch_size=64, train_profiles=96, chunk_size=32, groups=[4],
-                pan_hidden=8, langevin_steps=2, metropolis_steps=2, solver_steps=30,
-                init="bundle", validate_every=2, validation_samples=64, checkpoint_every=2,
-                log_every=1, keep_best=False)
-    whole, _ = train(s, "tedi", opts, seed=0, out=tmp_path / "whole", search=None,
-                     eval_samples=64)
+    opts = dict(
+        steps=4,
+        batch_size=64,
+        train_profiles=96,
+        chunk_size=32,
+        groups=[4],
+        pan_hidden=8,
+        langevin_steps=2,
+        metropolis_steps=2,
+        solver_steps=30,
+        init="bundle",
+        validate_every=2,
+        validation_samples=64,
+        checkpoint_every=2,
+        log_every=1,
+        keep_best=False,
+    )
+    whole, _ = train(s, "tedi", opts, seed=0, out=tmp_path / "whole", search=None, eval_samples=64)
     interrupt_third_step(monkeypatch, METHODS["tedi"])
     with pytest.raises(KeyboardInterrupt):
         train(s, "tedi", opts, seed=0, out=tmp_path / "cut", search=None, eval_samples=64)
     monkeypatch.undo()
-    resumed, _ = train(s, "tedi", opts, seed=0, out=tmp_path / "cut", search=None,
-                       eval_samples=64)
+    resumed, _ = train(s, "tedi", opts, seed=0, out=tmp_path / "cut", search=None, eval_samples=64)
     for (k, x), y in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(x, y), k

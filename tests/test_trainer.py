@@ -5,21 +5,36 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import cached_setting, interrupt_third_step
 
 from automech.experiment import train
 from automech.methods import METHODS
 from automech.runs import Run
 from automech.training import FitContext, schedule
+from conftest import cached_setting, interrupt_third_step
 
-TINY = {"steps": 4, "batch_size": 64, "lr_schedule": "constant",
-        "temperature_schedule": "constant", "validate_every": 1, "validation_samples": 256,
-        "checkpoint_every": 2, "log_every": 1, "menu_size": 8}
+TINY = {
+    "steps": 4,
+    "batch_size": 64,
+    "lr_schedule": "constant",
+    "temperature_schedule": "constant",
+    "validate_every": 1,
+    "validation_samples": 256,
+    "checkpoint_every": 2,
+    "log_every": 1,
+    "menu_size": 8,
+}
 
 
 def _fit(tmp_path, name: str, **options):
-    mech, run = train(cached_setting("1x2-uniform"), "rochetnet", {**TINY, **options},
-                      seed=0, out=tmp_path / name, search=None, eval_samples=256)
+    mech, run = train(
+        cached_setting("1x2-uniform"),
+        "rochetnet",
+        {**TINY, **options},
+        seed=0,
+        out=tmp_path / name,
+        search=None,
+        eval_samples=256,
+    )
     return mech, [r for r in run.history() if "val_objective" in r and "step" in r]
 
 
@@ -63,8 +78,14 @@ def test_hooks_receive_the_fit_context(tmp_path, monkeypatch):
         return original(self, mechanism, values, ctx)
 
     monkeypatch.setattr(type(meth), "loss", spy)
-    _fit(tmp_path, "spy", steps=3, temperature=30.0, temperature_final=60.0,
-         temperature_schedule="linear")
+    _fit(
+        tmp_path,
+        "spy",
+        steps=3,
+        temperature=30.0,
+        temperature_final=60.0,
+        temperature_schedule="linear",
+    )
     assert [s[0] for s in seen] == [0, 1, 2]
     assert [s[1] for s in seen] == [schedule("linear", 30.0, 60.0, k, 3) for k in range(3)]
     assert all(s[3] == 64 for s in seen)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -16,21 +16,31 @@ from rich.table import Table
 from automech.errors import AutomechError, NotApplicableError
 from automech.evaluation import THOROUGH, Evaluation, RegretSearch, evaluate
 from automech.evaluation.protocol import TEST_SEED
-from automech.experiment import options_from_file, parse_assignments, train as train_run
+from automech.experiment import load, options_from_file, parse_assignments, save
+from automech.experiment import train as train_run
 from automech.mechanisms import CLASSICAL
 from automech.methods import METHODS, get_method
 from automech.problems import get_setting, setting_names, setting_tables
 from automech.runs import Run
-from automech.experiment import load, save
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Automated mechanism design: settings, mechanisms, one evaluation.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Automated mechanism design: settings, mechanisms, one evaluation.",
+)
 console = Console(width=None if sys.stdout.isatty() else 110)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 110)
 
 #: The keys of ``--json`` output, per mechanism.
-JSON_KEYS = ("revenue", "revenue_se", "welfare", "ir_violation_rate", "regret_mean",
-             "regret_max", "samples")
+JSON_KEYS = (
+    "revenue",
+    "revenue_se",
+    "welfare",
+    "ir_violation_rate",
+    "regret_mean",
+    "regret_max",
+    "samples",
+)
 
 
 @contextlib.contextmanager
@@ -58,10 +68,13 @@ def _row(report: Evaluation | dict) -> dict:
     data = report if isinstance(report, dict) else report.to_dict()
     row = {k: data.get(k) for k in JSON_KEYS}
     seconds = data.get("seconds")
-    row.update(regret_samples=data.get("regret_samples"),
-               infeasible_rate=data.get("infeasible_rate"), objective=data.get("objective"),
-               objective_value=data.get("objective_value"),
-               seconds=None if seconds is None else round(seconds, 3))
+    row.update(
+        regret_samples=data.get("regret_samples"),
+        infeasible_rate=data.get("infeasible_rate"),
+        objective=data.get("objective"),
+        objective_value=data.get("objective_value"),
+        seconds=None if seconds is None else round(seconds, 3),
+    )
     return row
 
 
@@ -79,8 +92,17 @@ def _table(title: str, rows: dict[str, dict]) -> Table:
     not revenue (e.g. revenue minus production cost), since that is what is optimised."""
     objective = bool({r.get("objective") for r in rows.values()} - {None, "revenue"})
     table = Table(title=title)
-    cols = ["mechanism", *(["objective"] if objective else []), "revenue", "± se",
-            "welfare", "IR viol.", "infeasible", "regret mean", "regret max"]
+    cols = [
+        "mechanism",
+        *(["objective"] if objective else []),
+        "revenue",
+        "± se",
+        "welfare",
+        "IR viol.",
+        "infeasible",
+        "regret mean",
+        "regret max",
+    ]
     for col in cols:
         table.add_column(col, justify="left" if col == "mechanism" else "right")
 
@@ -89,9 +111,17 @@ def _table(title: str, rows: dict[str, dict]) -> Table:
 
     for name, r in rows.items():
         shown = [fmt(r.get("objective_value"))] if objective else []
-        table.add_row(name, *shown, fmt(r["revenue"]), fmt(r["revenue_se"]), fmt(r["welfare"]),
-                      fmt(r["ir_violation_rate"], 3), fmt(r["infeasible_rate"], 3),
-                      fmt(r["regret_mean"], 5), fmt(r["regret_max"], 5))
+        table.add_row(
+            name,
+            *shown,
+            fmt(r["revenue"]),
+            fmt(r["revenue_se"]),
+            fmt(r["welfare"]),
+            fmt(r["ir_violation_rate"], 3),
+            fmt(r["infeasible_rate"], 3),
+            fmt(r["regret_mean"], 5),
+            fmt(r["regret_max"], 5),
+        )
     return table
 
 
@@ -111,12 +141,13 @@ def settings() -> None:
 def baselines(
     setting: str = typer.Argument(..., help="setting name or .toml file"),
     samples: int = typer.Option(100_000, help="test profiles"),
-    seed: Optional[int] = typer.Option(None, help="seed of the test profiles"),
+    seed: int | None = typer.Option(None, help="seed of the test profiles"),
     regret_profiles: int = typer.Option(2_000, help="profiles searched for misreports"),
     thorough: bool = typer.Option(False, help="the papers' regret budget (slow)"),
     no_regret: bool = typer.Option(False, help="skip the misreport search"),
-    save_dir: Optional[Path] = typer.Option(None, "--save", help="save each mechanism "
-                                            "to SAVE/<name> for `automech evaluate`"),
+    save_dir: Path | None = typer.Option(
+        None, "--save", help="save each mechanism to SAVE/<name> for `automech evaluate`"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
     """Evaluate every applicable classical mechanism on SETTING."""
@@ -125,9 +156,11 @@ def baselines(
         search = _search(regret_profiles, thorough, no_regret)
         rows, skipped = {}, {}
         if getattr(s, "kind", "static") != "static":
-            raise AutomechError(f"{s.name} is a dynamic setting: its baseline, the dynamic "
-                                "VCG, is scored next to every design by `automech train` and "
-                                "`automech evaluate`")
+            raise AutomechError(
+                f"{s.name} is a dynamic setting: its baseline, the dynamic "
+                "VCG, is scored next to every design by `automech train` and "
+                "`automech evaluate`"
+            )
         for cls in CLASSICAL:
             reason = cls.applicable(s)
             if reason:
@@ -139,14 +172,14 @@ def baselines(
                 skipped[cls.name] = str(err)
                 continue
             kwargs = {} if seed is None else {"seed": seed}
-            report = evaluate(mech, s, samples=samples, search=search, progress=not as_json,
-                              **kwargs)
+            report = evaluate(
+                mech, s, samples=samples, search=search, progress=not as_json, **kwargs
+            )
             rows[cls.name] = _row(report)
             if save_dir:
                 save(mech, save_dir / cls.name)
         if as_json:
-            print(json.dumps({"setting": s.name, "results": rows, "skipped": skipped},
-                             indent=2))
+            print(json.dumps({"setting": s.name, "results": rows, "skipped": skipped}, indent=2))
             return
         console.print(_table(f"{s.name}: {s.describe()}", rows))
         for name, reason in skipped.items():
@@ -156,9 +189,9 @@ def baselines(
 @app.command(name="evaluate")
 def evaluate_cmd(
     run: Path = typer.Argument(..., help="run directory"),
-    setting: Optional[str] = typer.Option(None, help="evaluate on another setting"),
+    setting: str | None = typer.Option(None, help="evaluate on another setting"),
     samples: int = typer.Option(10_000, help="test profiles"),
-    seed: Optional[int] = typer.Option(None, help="seed of the test profiles"),
+    seed: int | None = typer.Option(None, help="seed of the test profiles"),
     regret_profiles: int = typer.Option(2_000, help="profiles searched for misreports"),
     thorough: bool = typer.Option(False, help="the papers' regret budget (slow)"),
     no_regret: bool = typer.Option(False, help="skip the misreport search"),
@@ -169,9 +202,14 @@ def evaluate_cmd(
         mech = load(run)
         s = get_setting(setting) if setting else mech.setting
         kwargs = {} if seed is None else {"seed": seed}
-        report = evaluate(mech, s, samples=samples, search=_search(regret_profiles, thorough,
-                                                                   no_regret),
-                          progress=not as_json, **kwargs)
+        report = evaluate(
+            mech,
+            s,
+            samples=samples,
+            search=_search(regret_profiles, thorough, no_regret),
+            progress=not as_json,
+            **kwargs,
+        )
         if as_json:
             print(json.dumps({"setting": s.name, "results": _rows(report)}, indent=2))
             return
@@ -181,15 +219,20 @@ def evaluate_cmd(
 @app.command()
 def train(
     setting: str = typer.Argument(..., help="setting name or .toml file"),
-    method: str = typer.Option(..., help=f"one of: {', '.join(METHODS)} "
-                               "(`automech methods NAME` lists its options)"),
-    steps: Optional[int] = typer.Option(None, help="training steps (gradient methods)"),
+    method: str = typer.Option(
+        ..., help=f"one of: {', '.join(METHODS)} (`automech methods NAME` lists its options)"
+    ),
+    steps: int | None = typer.Option(None, help="training steps (gradient methods)"),
     seed: int = typer.Option(0, help="seed of everything random in the run"),
-    out: Optional[Path] = typer.Option(None, help="run directory (default runs/...)"),
-    set_: list[str] = typer.Option([], "--set", help="method option key=value (repeatable; "
-                                   "`automech methods NAME` lists them with types, "
-                                   "defaults and ranges)"),
-    config: Optional[Path] = typer.Option(None, help="TOML file of method options"),
+    out: Path | None = typer.Option(None, help="run directory (default runs/...)"),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        help="method option key=value (repeatable; "
+        "`automech methods NAME` lists them with types, "
+        "defaults and ranges)",
+    ),
+    config: Path | None = typer.Option(None, help="TOML file of method options"),
     eval_samples: int = typer.Option(10_000, help="test profiles for the final evaluation"),
     regret_profiles: int = typer.Option(1_000, help="profiles searched for misreports"),
     as_json: bool = typer.Option(False, "--json", help="print the final evaluation as JSON"),
@@ -201,12 +244,21 @@ def train(
         options.update(parse_assignments(set_))
         if steps is not None:
             if "steps" not in get_method(method).Options.defaults():
-                raise AutomechError(f"method {method!r} takes no --steps (it has no training "
-                                    f"steps); `automech methods {method}` lists its options")
+                raise AutomechError(
+                    f"method {method!r} takes no --steps (it has no training "
+                    f"steps); `automech methods {method}` lists its options"
+                )
             options["steps"] = steps
-        mech, run = train_run(s, method, options, seed=seed, out=out, eval_samples=eval_samples,
-                              search=RegretSearch(profiles=regret_profiles),
-                              progress=not as_json and sys.stderr.isatty())
+        mech, run = train_run(
+            s,
+            method,
+            options,
+            seed=seed,
+            out=out,
+            eval_samples=eval_samples,
+            search=RegretSearch(profiles=regret_profiles),
+            progress=not as_json and sys.stderr.isatty(),
+        )
         report = run.read_json("metrics.json")
         if as_json:
             print(json.dumps({"run": str(run.path), "results": _rows(report)}, indent=2))
@@ -219,13 +271,14 @@ def train(
 def sweep(
     file: Path = typer.Argument(..., help="sweep file (.toml): settings x methods x seeds"),
     backend: str = typer.Option("local", help="local (process pool) or ray"),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address (--backend ray); "
-                                          "default: start a local Ray instance"),
+    address: str | None = typer.Option(
+        None, help="Ray cluster address (--backend ray); default: start a local Ray instance"
+    ),
     db: Path = typer.Option(Path("automech-results.db"), help="results database (SQLite)"),
-    workers: Optional[int] = typer.Option(None, help="jobs at a time (default: the cores)"),
-    runs_root: Optional[Path] = typer.Option(None, help="run directories go under "
-                                             "RUNS_ROOT/NAME (default: the file's runs_root "
-                                             "or runs)"),
+    workers: int | None = typer.Option(None, help="jobs at a time (default: the cores)"),
+    runs_root: Path | None = typer.Option(
+        None, help="run directories go under RUNS_ROOT/NAME (default: the file's runs_root or runs)"
+    ),
     dry_run: bool = typer.Option(False, help="list the jobs and their state; run nothing"),
 ) -> None:
     """Run a sweep's jobs, skipping finished ones and resuming interrupted ones."""
@@ -242,36 +295,51 @@ def sweep(
                 for job in spec.jobs:
                     row = store.row(job)
                     state = "skipped" if job.skip else row["status"] if row else "new"
-                    console.print(f"{state:8} {job.describe()}", markup=False,
-                                  highlight=False)
+                    console.print(f"{state:8} {job.describe()}", markup=False, highlight=False)
                 return
             try:
-                summary = run_sweep(spec, store, backend=backend, workers=workers,
-                                    address=address, runs_root=runs_root,
-                                    log=lambda line: console.print(line, highlight=False,
-                                                                   markup=False))
+                summary = run_sweep(
+                    spec,
+                    store,
+                    backend=backend,
+                    workers=workers,
+                    address=address,
+                    runs_root=runs_root,
+                    log=lambda line: console.print(line, highlight=False, markup=False),
+                )
             except KeyboardInterrupt:
                 err_console.print("interrupted: finished jobs are saved; rerun to resume")
                 raise typer.Exit(130) from None
             width = console.width if sys.stdout.isatty() else 200
-            sys.stdout.write(render(aggregate(store.rows(spec.name)), "table",
-                                    title=f"sweep {spec.name}", width=width))
-            console.print(f"{summary['ran']} job(s) run in {summary['seconds']:.1f} s "
-                          f"({summary['done']} done, {summary['failed']} failed); "
-                          f"results in {db}")
+            sys.stdout.write(
+                render(
+                    aggregate(store.rows(spec.name)),
+                    "table",
+                    title=f"sweep {spec.name}",
+                    width=width,
+                )
+            )
+            console.print(
+                f"{summary['ran']} job(s) run in {summary['seconds']:.1f} s "
+                f"({summary['done']} done, {summary['failed']} failed); "
+                f"results in {db}"
+            )
             if summary["failed"]:
                 for row in store.rows(spec.name):
                     if row["status"] == "failed":
                         first = (row["error"] or "").splitlines()[:1]
-                        err_console.print(f"failed: {row['setting']} {row['method']} seed "
-                                          f"{row['seed']}: {first[0] if first else '?'}",
-                                          markup=False, highlight=False)
+                        err_console.print(
+                            f"failed: {row['setting']} {row['method']} seed "
+                            f"{row['seed']}: {first[0] if first else '?'}",
+                            markup=False,
+                            highlight=False,
+                        )
                 raise typer.Exit(1)
 
 
 @app.command()
 def results(
-    sweep: Optional[str] = typer.Option(None, help="only this sweep (default: all)"),
+    sweep: str | None = typer.Option(None, help="only this sweep (default: all)"),
     db: Path = typer.Option(Path("automech-results.db"), help="results database (SQLite)"),
     fmt: str = typer.Option("table", "--format", help="table, csv, json or markdown"),
 ) -> None:
@@ -282,10 +350,12 @@ def results(
         with Store(db, create=False) as store:
             known = store.sweeps()
             if sweep is not None and sweep not in known:
-                raise AutomechError(f"no sweep {sweep!r} in {str(db)!r}; sweeps: "
-                                    f"{', '.join(known) or 'none'}")
-            title = f"sweep {sweep}" if sweep else (f"sweep {known[0]}" if len(known) == 1
-                                                    else None)
+                raise AutomechError(
+                    f"no sweep {sweep!r} in {str(db)!r}; sweeps: {', '.join(known) or 'none'}"
+                )
+            title = (
+                f"sweep {sweep}" if sweep else (f"sweep {known[0]}" if len(known) == 1 else None)
+            )
             width = console.width if sys.stdout.isatty() else 200
             sys.stdout.write(render(aggregate(store.rows(sweep)), fmt, title=title, width=width))
 
@@ -330,11 +400,11 @@ def _cell(value) -> str:
 @app.command(name="plot")
 def plot_cmd(
     run: Path = typer.Argument(..., help="run directory"),
-    out: Optional[Path] = typer.Option(None, help="folder for the PNG files "
-                                       "(default RUN/figures)"),
+    out: Path | None = typer.Option(None, help="folder for the PNG files (default RUN/figures)"),
     bidder: int = typer.Option(0, help="bidder whose value square is plotted (0-based)"),
-    others: str = typer.Option("mean", help="where the other values are held: mean, mid "
-                               "(of the support box) or a number"),
+    others: str = typer.Option(
+        "mean", help="where the other values are held: mean, mid (of the support box) or a number"
+    ),
     items: str = typer.Option("0,1", help="the two items on the axes (0-based), e.g. 0,1"),
 ) -> None:
     """Write PNG figures of a run: allocation and payment maps, menu entries, training
@@ -356,10 +426,11 @@ def plot_cmd(
 @app.command(name="report")
 def report_cmd(
     runs: list[Path] = typer.Argument(..., help="run directories (several: side by side)"),
-    out: Path = typer.Option(Path("report.html"), help="output file: .html (self-contained) "
-                             "or .md (figures written beside it)"),
-    baseline_samples: int = typer.Option(20_000, help="test profiles for the classical "
-                                         "baselines"),
+    out: Path = typer.Option(
+        Path("report.html"),
+        help="output file: .html (self-contained) or .md (figures written beside it)",
+    ),
+    baseline_samples: int = typer.Option(20_000, help="test profiles for the classical baselines"),
     bidder: int = typer.Option(0, help="bidder of the allocation maps (0-based)"),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="embed the figures"),
 ) -> None:
@@ -368,16 +439,18 @@ def report_cmd(
     with _clean_errors():
         from automech.report import write as write_report
 
-        path = write_report(runs, out, baseline_samples=baseline_samples, bidder=bidder,
-                            figures=figures)
+        path = write_report(
+            runs, out, baseline_samples=baseline_samples, bidder=bidder, figures=figures
+        )
         console.print(f"report: {path}", markup=False, highlight=False)
 
 
 @app.command()
 def methods(
-    name: Optional[str] = typer.Argument(None, help="a method: print its options"),
-    setting: Optional[str] = typer.Option(None, help="only the methods that apply to this "
-                                          "setting (name or .toml file)"),
+    name: str | None = typer.Argument(None, help="a method: print its options"),
+    setting: str | None = typer.Option(
+        None, help="only the methods that apply to this setting (name or .toml file)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
     """List the design methods and the settings each applies to, or one method's options
@@ -387,8 +460,16 @@ def methods(
             meth = get_method(name)
             infos = meth.Options.describe()
             if as_json:
-                print(json.dumps({"method": name, "description": meth.describe(),
-                                  "options": [i.to_dict() for i in infos]}, indent=2))
+                print(
+                    json.dumps(
+                        {
+                            "method": name,
+                            "description": meth.describe(),
+                            "options": [i.to_dict() for i in infos],
+                        },
+                        indent=2,
+                    )
+                )
                 return
             table = Table(title=f"{name}: {meth.describe()}")
             for col in ("option", "type", "default", "range", "meaning"):
@@ -397,17 +478,25 @@ def methods(
                 table.add_row(i.name, i.type, json.dumps(i.default), i.range, i.doc)
             console.print(table if infos else f"{name}: {meth.describe()} (no options)")
             return
-        candidates = [get_setting(setting)] if setting else \
-            [*(get_setting(n) for n in setting_names())]
+        candidates = (
+            [get_setting(setting)] if setting else [*(get_setting(n) for n in setting_names())]
+        )
         rows = {}
         for key in METHODS:
             meth = METHODS[key]
-            fits = [s.name for s in candidates
-                    if getattr(s, "kind", "static") == meth.kind and not meth.applicable(s)]
+            fits = [
+                s.name
+                for s in candidates
+                if getattr(s, "kind", "static") == meth.kind and not meth.applicable(s)
+            ]
             if setting and not fits:
                 continue
-            rows[key] = {"kind": meth.kind, "description": meth.describe(),
-                         "options": len(meth.Options.describe()), "settings": fits}
+            rows[key] = {
+                "kind": meth.kind,
+                "description": meth.describe(),
+                "options": len(meth.Options.describe()),
+                "settings": fits,
+            }
         if as_json:
             print(json.dumps(rows, indent=2))
             return
@@ -415,8 +504,9 @@ def methods(
         for col in ("method", "kind", "options", "applies to", "description"):
             table.add_column(col)
         for key, r in rows.items():
-            shown = ", ".join(r["settings"][:4]) + (f" (+{len(r['settings']) - 4})"
-                                                    if len(r["settings"]) > 4 else "")
+            shown = ", ".join(r["settings"][:4]) + (
+                f" (+{len(r['settings']) - 4})" if len(r["settings"]) > 4 else ""
+            )
             table.add_row(key, r["kind"], str(r["options"]), shown or "-", r["description"])
         console.print(table)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import random
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +18,6 @@ from automech.evaluation import RegretSearch, evaluate
 from automech.mechanisms.base import Mechanism
 from automech.methods import get_method, mechanism_class
 from automech.problems import get_setting
-from automech.problems.setting import Setting
 from automech.runs import CONFIG, METRICS, Run, open_run, rebuild
 from automech.training import FitContext, Method, Options
 
@@ -63,10 +63,16 @@ def resolve_options(method: Method, setting: Any, given: Mapping[str, Any] | Non
     return method.resolve(setting, method.Options.resolve(given or {}))
 
 
-def train(setting: Any, method: str, options: Mapping[str, Any] | None = None,
-          seed: int = 0, out: str | Path | None = None, eval_samples: int = 10_000,
-          search: RegretSearch | None = RegretSearch(), progress: bool = False,
-          ) -> tuple[Mechanism, Run]:
+def train(
+    setting: Any,
+    method: str,
+    options: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    eval_samples: int = 10_000,
+    search: RegretSearch | None = RegretSearch(),
+    progress: bool = False,
+) -> tuple[Mechanism, Run]:
     """Fit ``method`` on ``setting``, save it and its evaluation into a run directory.
 
     Parameters
@@ -98,28 +104,45 @@ def train(setting: Any, method: str, options: Mapping[str, Any] | None = None,
         setting = get_setting(setting)
     meth = get_method(method)
     kind = getattr(setting, "kind", "static")
-    problem = (f"it designs {meth.kind} mechanisms and the setting is {kind}"
-               if kind != meth.kind else meth.applicable(setting))
+    problem = (
+        f"it designs {meth.kind} mechanisms and the setting is {kind}"
+        if kind != meth.kind
+        else meth.applicable(setting)
+    )
     if problem:
-        raise NotApplicableError(f"method {method!r} does not apply to "
-                                 f"{setting.name or 'this setting'}: {problem}")
+        raise NotApplicableError(
+            f"method {method!r} does not apply to {setting.name or 'this setting'}: {problem}"
+        )
     opts = resolve_options(meth, setting, options)
     out = Path(out) if out else Path("runs") / f"{setting.name or 'setting'}-{method}-seed{seed}"
-    config = {"automech": __version__, "setting": setting.to_dict(), "method": method,
-              "options": opts.to_dict(), "seed": seed}
+    config = {
+        "automech": __version__,
+        "setting": setting.to_dict(),
+        "method": method,
+        "options": opts.to_dict(),
+        "seed": seed,
+    }
     run = open_run(out, config)
     seed_everything(seed)
 
     def nested(name: str, given: dict[str, Any], path: Any) -> Mechanism:
-        return train(setting, name, given, seed=seed, out=path, search=None,
-                     eval_samples=eval_samples, progress=progress)[0]
+        return train(
+            setting,
+            name,
+            given,
+            seed=seed,
+            out=path,
+            search=None,
+            eval_samples=eval_samples,
+            progress=progress,
+        )[0]
 
-    ctx = FitContext(setting=setting, options=opts, seed=seed, run=run, progress=progress,
-                     nested=nested)
+    ctx = FitContext(
+        setting=setting, options=opts, seed=seed, run=run, progress=progress, nested=nested
+    )
     mechanism = meth.fit(ctx)
     run.save(mechanism, training_state={"finished": True}, method=method)
-    report = evaluate(mechanism, setting, samples=eval_samples, search=search,
-                      progress=progress)
+    report = evaluate(mechanism, setting, samples=eval_samples, search=search, progress=progress)
     run.write_json(METRICS, report.to_dict())
     return mechanism, run
 
@@ -129,8 +152,14 @@ def save(mechanism: Mechanism, run_dir: str | Path) -> Run:
     run = Run(run_dir)
     run.save(mechanism)
     if not (run.path / CONFIG).exists():
-        run.write_json(CONFIG, {"setting": mechanism.setting.to_dict(),
-                                "mechanism": mechanism.name, "config": mechanism.config()})
+        run.write_json(
+            CONFIG,
+            {
+                "setting": mechanism.setting.to_dict(),
+                "mechanism": mechanism.name,
+                "config": mechanism.config(),
+            },
+        )
     return run
 
 

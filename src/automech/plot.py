@@ -33,8 +33,9 @@ import inspect
 import io
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -56,8 +57,7 @@ MAX_REGRET_PROFILES = 2_000
 # ---------------------------------------------------------------------- helpers
 
 
-def reference_profile(setting: Setting, others: str | float | np.ndarray = "mean"
-                      ) -> np.ndarray:
+def reference_profile(setting: Setting, others: str | float | np.ndarray = "mean") -> np.ndarray:
     """The (n, m) profile at which bidders other than the plotted one are held.
 
     ``"mean"``: the prior mean (estimated on a fixed sample); ``"mid"``: the centre of the
@@ -73,8 +73,9 @@ def reference_profile(setting: Setting, others: str | float | np.ndarray = "mean
         try:
             others = float(others)
         except ValueError:
-            raise AutomechError(f"others must be 'mean', 'mid', a number or an (n, m) "
-                                f"array; got {others!r}") from None
+            raise AutomechError(
+                f"others must be 'mean', 'mid', a number or an (n, m) array; got {others!r}"
+            ) from None
     arr = np.asarray(others, dtype=np.float64)
     if arr.ndim == 0:
         return np.full((n, m), float(arr))
@@ -85,8 +86,10 @@ def reference_profile(setting: Setting, others: str | float | np.ndarray = "mean
 
 def _check_bidder(setting: Setting, bidder: int) -> None:
     if not 0 <= bidder < setting.num_bidders:
-        raise AutomechError(f"bidder must be between 0 and {setting.num_bidders - 1} "
-                            f"(0-based) for {setting.name or 'this setting'}; got {bidder}")
+        raise AutomechError(
+            f"bidder must be between 0 and {setting.num_bidders - 1} "
+            f"(0-based) for {setting.name or 'this setting'}; got {bidder}"
+        )
 
 
 def _box(setting: Setting, bidder: int, item: int) -> tuple[float, float]:
@@ -126,8 +129,14 @@ def save(fig: Figure, path: str | Path) -> Path:
 # ---------------------------------------------------------------------- allocation maps
 
 
-def outcome_grid(mech: Mechanism, setting: Setting | None = None, bidder: int = 0,
-                 items: Sequence[int] = (0, 1), others: Any = "mean", grid: int = 101):
+def outcome_grid(
+    mech: Mechanism,
+    setting: Setting | None = None,
+    bidder: int = 0,
+    items: Sequence[int] = (0, 1),
+    others: Any = "mean",
+    grid: int = 101,
+):
     """The mechanism's outcome over bidder ``bidder``'s values of ``items``.
 
     Returns ``(axes, alloc, pay)``: ``axes`` the grid coordinates of each item in
@@ -153,9 +162,15 @@ def outcome_grid(mech: Mechanism, setting: Setting | None = None, bidder: int = 
     return axes, alloc[:, bidder].reshape(*shape, m), pay[:, bidder].reshape(shape)
 
 
-def allocation(mech: Mechanism, setting: Setting | None = None, bidder: int = 0,
-               items: Sequence[int] = (0, 1), others: Any = "mean", grid: int = 101,
-               label: str | None = None) -> Figure:
+def allocation(
+    mech: Mechanism,
+    setting: Setting | None = None,
+    bidder: int = 0,
+    items: Sequence[int] = (0, 1),
+    others: Any = "mean",
+    grid: int = 101,
+    label: str | None = None,
+) -> Figure:
     """Allocation probabilities and payment of ``bidder`` over its value square.
 
     Two or more items: three maps over bidder ``bidder``'s values for ``items`` (the
@@ -168,15 +183,22 @@ def allocation(mech: Mechanism, setting: Setting | None = None, bidder: int = 0,
     setting = setting or mech.setting
     m = setting.num_items
     base = reference_profile(setting, others)
-    held = [f"bidder {k}: {_fmt_profile(base[k:k + 1])}" for k in range(setting.num_bidders)
-            if k != bidder]
+    held = [
+        f"bidder {k}: {_fmt_profile(base[k : k + 1])}"
+        for k in range(setting.num_bidders)
+        if k != bidder
+    ]
     if m == 1:
         axes, alloc, pay = outcome_grid(mech, setting, bidder, (0,), others, max(grid, 201))
         fig = Figure(figsize=(10, 3.8), layout="constrained")
         ax1, ax2 = fig.subplots(1, 2)
         ax1.plot(axes[0], alloc[:, 0], color="tab:blue")
-        ax1.set(xlabel=f"value of bidder {bidder}", ylabel="P(item)", ylim=(-0.03, 1.03),
-                title="allocation probability")
+        ax1.set(
+            xlabel=f"value of bidder {bidder}",
+            ylabel="P(item)",
+            ylim=(-0.03, 1.03),
+            title="allocation probability",
+        )
         ax2.plot(axes[0], pay, color="tab:red")
         ax2.set(xlabel=f"value of bidder {bidder}", ylabel="payment", title="payment")
         for ax in (ax1, ax2):
@@ -188,19 +210,31 @@ def allocation(mech: Mechanism, setting: Setting | None = None, bidder: int = 0,
         extent = (axes[0][0], axes[0][-1], axes[1][0], axes[1][-1])
         fig = Figure(figsize=(13.5, 4.3), layout="constrained")
         panels = fig.subplots(1, 3)
-        maps = [(alloc[..., items[0]], f"P(item {items[0]} to bidder {bidder})", "viridis",
-                 (0.0, 1.0)),
-                (alloc[..., items[1]], f"P(item {items[1]} to bidder {bidder})", "viridis",
-                 (0.0, 1.0)),
-                (pay, f"payment of bidder {bidder}", "magma", (float(pay.min()),
-                                                               max(float(pay.max()),
-                                                                   float(pay.min()) + 1e-9)))]
+        maps = [
+            (alloc[..., items[0]], f"P(item {items[0]} to bidder {bidder})", "viridis", (0.0, 1.0)),
+            (alloc[..., items[1]], f"P(item {items[1]} to bidder {bidder})", "viridis", (0.0, 1.0)),
+            (
+                pay,
+                f"payment of bidder {bidder}",
+                "magma",
+                (float(pay.min()), max(float(pay.max()), float(pay.min()) + 1e-9)),
+            ),
+        ]
         for ax, (data, title, cmap, (lo, hi)) in zip(panels, maps):
             # data is indexed [items[0], items[1]]: transpose so items[0] runs along x
-            im = ax.imshow(data.T, origin="lower", extent=extent, cmap=cmap, vmin=lo, vmax=hi,
-                           aspect="auto", interpolation="nearest")
-            ax.set(title=title, xlabel=f"value of item {items[0]}",
-                   ylabel=f"value of item {items[1]}")
+            im = ax.imshow(
+                data.T,
+                origin="lower",
+                extent=extent,
+                cmap=cmap,
+                vmin=lo,
+                vmax=hi,
+                aspect="auto",
+                interpolation="nearest",
+            )
+            ax.set(
+                title=title, xlabel=f"value of item {items[0]}", ylabel=f"value of item {items[1]}"
+            )
             fig.colorbar(im, ax=ax, shrink=0.9)
         if m > 2:
             held.insert(0, f"bidder {bidder}'s other items at their reference values")
@@ -209,9 +243,15 @@ def allocation(mech: Mechanism, setting: Setting | None = None, bidder: int = 0,
     return fig
 
 
-def adjustment(mech: Mechanism, setting: Setting | None = None, bidder: int = 0,
-               items: Sequence[int] = (0, 1), others: Any = "mean", grid: int = 101,
-               label: str | None = None) -> Figure:
+def adjustment(
+    mech: Mechanism,
+    setting: Setting | None = None,
+    bidder: int = 0,
+    items: Sequence[int] = (0, 1),
+    others: Any = "mean",
+    grid: int = 101,
+    label: str | None = None,
+) -> Figure:
     """A GemNet mechanism before (top row) and after (bottom row) its price adjustment:
     allocation probabilities of ``items`` and payment of ``bidder`` over its value square,
     other bids held at ``others`` (the survey's Figure 4 view)."""
@@ -227,31 +267,52 @@ def adjustment(mech: Mechanism, setting: Setting | None = None, bidder: int = 0,
     panels = fig.subplots(2, 3)
     for (name, _), (axes, alloc, pay), row in zip(rows, grids, panels):
         extent = (axes[0][0], axes[0][-1], axes[1][0], axes[1][-1])
-        maps = [(alloc[..., items[0]], f"P(item {items[0]} to bidder {bidder})", "viridis",
-                 0.0, 1.0),
-                (alloc[..., items[1]], f"P(item {items[1]} to bidder {bidder})", "viridis",
-                 0.0, 1.0),
-                (pay, f"payment of bidder {bidder}", "magma", float(pays.min()),
-                 max(float(pays.max()), float(pays.min()) + 1e-9))]
+        maps = [
+            (alloc[..., items[0]], f"P(item {items[0]} to bidder {bidder})", "viridis", 0.0, 1.0),
+            (alloc[..., items[1]], f"P(item {items[1]} to bidder {bidder})", "viridis", 0.0, 1.0),
+            (
+                pay,
+                f"payment of bidder {bidder}",
+                "magma",
+                float(pays.min()),
+                max(float(pays.max()), float(pays.min()) + 1e-9),
+            ),
+        ]
         for ax, (data, title, cmap, lo, hi) in zip(row, maps):
-            im = ax.imshow(data.T, origin="lower", extent=extent, cmap=cmap, vmin=lo, vmax=hi,
-                           aspect="auto", interpolation="nearest")
-            ax.set(title=f"{title}, {name}", xlabel=f"value of item {items[0]}",
-                   ylabel=f"value of item {items[1]}")
+            im = ax.imshow(
+                data.T,
+                origin="lower",
+                extent=extent,
+                cmap=cmap,
+                vmin=lo,
+                vmax=hi,
+                aspect="auto",
+                interpolation="nearest",
+            )
+            ax.set(
+                title=f"{title}, {name}",
+                xlabel=f"value of item {items[0]}",
+                ylabel=f"value of item {items[1]}",
+            )
             fig.colorbar(im, ax=ax, shrink=0.9)
     base = reference_profile(setting, others)
-    held = "; ".join(f"bidder {k}: {_fmt_profile(base[k:k + 1])}"
-                     for k in range(setting.num_bidders) if k != bidder)
-    fig.suptitle(f"{label or _title(mech, setting)}: bidder {bidder}, others held at {held}",
-                 fontsize=10)
+    held = "; ".join(
+        f"bidder {k}: {_fmt_profile(base[k : k + 1])}"
+        for k in range(setting.num_bidders)
+        if k != bidder
+    )
+    fig.suptitle(
+        f"{label or _title(mech, setting)}: bidder {bidder}, others held at {held}", fontsize=10
+    )
     return fig
 
 
 # ---------------------------------------------------------------------- menus
 
 
-def describe_entries(mech: Mechanism, setting: Setting | None = None,
-                     samples: int = 100_000, seed: int = TEST_SEED) -> dict[str, Any]:
+def describe_entries(
+    mech: Mechanism, setting: Setting | None = None, samples: int = 100_000, seed: int = TEST_SEED
+) -> dict[str, Any]:
     """``mech.describe`` on ``samples`` test profiles (or without profiles for mechanisms
     whose ``describe`` takes none)."""
     setting = setting or mech.setting
@@ -281,9 +342,11 @@ def _merge_points(entries: list[tuple], tol: float = 0.01) -> list[tuple]:
     groups: list[list] = []
     for alloc, lab, scalar, share in entries:
         for g in groups:
-            if (np.abs(g[0] - alloc).max() < tol
-                    and (scalar is None) == (g[2] is None)
-                    and (scalar is None or abs(scalar - g[2]) < tol)):
+            if (
+                np.abs(g[0] - alloc).max() < tol
+                and (scalar is None) == (g[2] is None)
+                and (scalar is None or abs(scalar - g[2]) < tol)
+            ):
                 g[3] = None if g[3] is None or share is None else g[3] + share
                 g[4] += 1
                 break
@@ -298,13 +361,22 @@ def _merge_points(entries: list[tuple], tol: float = 0.01) -> list[tuple]:
 def has_menu(description: dict[str, Any]) -> bool:
     """Whether a ``describe`` result lists entries with allocations."""
     entries = description.get("entries")
-    return bool(entries) and isinstance(entries, list) and all(
-        isinstance(e, dict) and "allocation" in e for e in entries)
+    return (
+        bool(entries)
+        and isinstance(entries, list)
+        and all(isinstance(e, dict) and "allocation" in e for e in entries)
+    )
 
 
-def menu(mech: Mechanism, setting: Setting | None = None, samples: int = 100_000,
-         seed: int = TEST_SEED, max_entries: int = 16,
-         description: dict[str, Any] | None = None, label: str | None = None) -> Figure:
+def menu(
+    mech: Mechanism,
+    setting: Setting | None = None,
+    samples: int = 100_000,
+    seed: int = TEST_SEED,
+    max_entries: int = 16,
+    description: dict[str, Any] | None = None,
+    label: str | None = None,
+) -> Figure:
     """The entries the mechanism uses on ``samples`` test profiles.
 
     One bidder and two items: each entry is a point in the allocation square
@@ -315,11 +387,14 @@ def menu(mech: Mechanism, setting: Setting | None = None, samples: int = 100_000
     "<mechanism> on <setting>" in the title.
     """
     setting = setting or mech.setting
-    info = description if description is not None else describe_entries(
-        mech, setting, samples, seed)
+    info = (
+        description if description is not None else describe_entries(mech, setting, samples, seed)
+    )
     if not has_menu(info):
-        raise AutomechError(f"{mech.name} does not describe menu entries with allocations "
-                            "(a menu plot needs a menu or affine-maximiser mechanism)")
+        raise AutomechError(
+            f"{mech.name} does not describe menu entries with allocations "
+            "(a menu plot needs a menu or affine-maximiser mechanism)"
+        )
     entries = [_entry_fields(e) for e in info["entries"]]
     if all(e[3] is not None for e in entries):
         entries.sort(key=lambda e: -e[3])
@@ -334,20 +409,35 @@ def menu(mech: Mechanism, setting: Setting | None = None, samples: int = 100_000
         prices = np.array([e[2] if e[2] is not None else np.nan for e in shown])
         shares = np.array([e[3] if e[3] is not None else 1.0 / len(shown) for e in shown])
         sizes = 60 + 1400 * shares / max(shares.max(), 1e-12)
-        sc = ax.scatter(xy[:, 0], xy[:, 1], s=sizes, c=prices, cmap="plasma",
-                        edgecolors="black", linewidths=0.8, alpha=0.85, zorder=3)
+        sc = ax.scatter(
+            xy[:, 0],
+            xy[:, 1],
+            s=sizes,
+            c=prices,
+            cmap="plasma",
+            edgecolors="black",
+            linewidths=0.8,
+            alpha=0.85,
+            zorder=3,
+        )
         fig.colorbar(sc, ax=ax, label=shown[0][1] or "price")
-        for (a, lab, p, share, count) in shown:
+        for a, lab, p, share, count in shown:
             text = f"{lab[:1] or 'p'}={p:.3f}" if p is not None else ""
             if share is not None:
                 text += f"\n{100 * share:.1f}%"
             if count > 1:
                 text += f" ({count} entries)"
-            ax.annotate(text, a.reshape(2), xytext=(8, 6), textcoords="offset points",
-                        fontsize=8, zorder=4)
-        ax.set(xlim=(-0.06, 1.12), ylim=(-0.06, 1.12), xlabel="P(item 0)",
-               ylabel="P(item 1)", title=f"{len(entries)} entries used"
-               + (f" ({more} less used ones not shown)" if more else ""))
+            ax.annotate(
+                text, a.reshape(2), xytext=(8, 6), textcoords="offset points", fontsize=8, zorder=4
+            )
+        ax.set(
+            xlim=(-0.06, 1.12),
+            ylim=(-0.06, 1.12),
+            xlabel="P(item 0)",
+            ylabel="P(item 1)",
+            title=f"{len(entries)} entries used"
+            + (f" ({more} less used ones not shown)" if more else ""),
+        )
         ax.plot([0, 1, 1, 0, 0], [0, 0, 1, 1, 0], color="grey", lw=0.8, zorder=1)
         ax.grid(alpha=0.3)
     else:
@@ -358,8 +448,9 @@ def menu(mech: Mechanism, setting: Setting | None = None, samples: int = 100_000
         im = None
         for ax, (a, lab, p, share) in zip(axs, shown):
             mat = a.reshape(1, -1) if a.ndim == 1 else a
-            im = ax.imshow(mat, vmin=0, vmax=1, cmap="viridis", aspect="auto",
-                           interpolation="nearest")
+            im = ax.imshow(
+                mat, vmin=0, vmax=1, cmap="viridis", aspect="auto", interpolation="nearest"
+            )
             head = f"{lab}={p:.3f}" if p is not None else ""
             if share is not None:
                 head += f", {100 * share:.1f}%"
@@ -369,15 +460,21 @@ def menu(mech: Mechanism, setting: Setting | None = None, samples: int = 100_000
             ax.set_yticks(range(mat.shape[0]))
             ax.set_xticks(range(mat.shape[1]))
             ax.tick_params(labelsize=7)
-            if mat.size <= 24:                  # small matrices: print the probabilities
+            if mat.size <= 24:  # small matrices: print the probabilities
                 for (r, c), x in np.ndenumerate(mat):
-                    ax.text(c, r, f"{x:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if x < 0.6 else "black")
-        for ax in axs[len(shown):]:
+                    ax.text(
+                        c,
+                        r,
+                        f"{x:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if x < 0.6 else "black",
+                    )
+        for ax in axs[len(shown) :]:
             ax.set_axis_off()
         if im is not None:
-            fig.colorbar(im, ax=list(axs[:len(shown)]), label="allocation probability",
-                         shrink=0.8)
+            fig.colorbar(im, ax=list(axs[: len(shown)]), label="allocation probability", shrink=0.8)
         if more:
             fig.text(0.01, 0.01, f"+{more} less used entries not shown", fontsize=8)
     counted = any("share" in e for e in info["entries"])
@@ -403,17 +500,26 @@ def _history(history: str | Path | Sequence[dict[str, Any]]) -> list[dict[str, A
 
 
 def _series(records: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
-    pts = [(r["step"], r[key]) for r in records
-           if key in r and "step" in r and isinstance(r[key], (int, float))
-           and r[key] is not None and math.isfinite(r[key])]
+    pts = [
+        (r["step"], r[key])
+        for r in records
+        if key in r
+        and "step" in r
+        and isinstance(r[key], (int, float))
+        and r[key] is not None
+        and math.isfinite(r[key])
+    ]
     if not pts:
         return np.zeros(0), np.zeros(0)
     arr = np.asarray(pts, dtype=np.float64)
     return arr[:, 0], arr[:, 1]
 
 
-def training_curves(history: str | Path | Sequence[dict[str, Any]],
-                    setting: Setting | None = None, title: str | None = None) -> Figure:
+def training_curves(
+    history: str | Path | Sequence[dict[str, Any]],
+    setting: Setting | None = None,
+    title: str | None = None,
+) -> Figure:
     """Objective/revenue, regret, temperature and learning rate against the step.
 
     ``history``: a run directory or its ``history.jsonl`` records.  With ``setting``,
@@ -421,33 +527,42 @@ def training_curves(history: str | Path | Sequence[dict[str, Any]],
     """
     records = _history(history)
     if not records:
-        raise AutomechError("no training history to plot (history.jsonl is missing or empty; "
-                            "closed-form mechanisms are not trained)")
+        raise AutomechError(
+            "no training history to plot (history.jsonl is missing or empty; "
+            "closed-form mechanisms are not trained)"
+        )
     fig = Figure(figsize=(12, 7.2), layout="constrained")
     (ax_obj, ax_reg), (ax_temp, ax_lr) = fig.subplots(2, 2)
 
     step, val = _series(records, "train_objective")
     if len(step):
-        ax_obj.plot(step, val, color="tab:blue", lw=1, alpha=0.7, label="train objective "
-                    "(relaxed)")
-    for key, color, marker in (("val_revenue", "tab:red", "o"),
-                               ("val_objective", "tab:green", "s")):
+        ax_obj.plot(step, val, color="tab:blue", lw=1, alpha=0.7, label="train objective (relaxed)")
+    for key, color, marker in (
+        ("val_revenue", "tab:red", "o"),
+        ("val_objective", "tab:green", "s"),
+    ):
         s, v = _series(records, key)
         if not len(s):
             continue
         if key == "val_objective":
             s2, v2 = _series(records, "val_revenue")
             if len(s2) == len(s) and np.allclose(v2, v):
-                continue                      # revenue is the objective: drawn once
-        ax_obj.plot(s, v, color=color, marker=marker, ms=4, lw=1.5,
-                    label=key.replace("_", " ") + " (exact)")
+                continue  # revenue is the objective: drawn once
+        ax_obj.plot(
+            s, v, color=color, marker=marker, ms=4, lw=1.5, label=key.replace("_", " ") + " (exact)"
+        )
     if setting is not None:
         from automech.reference import best_exact
 
         ref = best_exact(setting)
         if ref is not None:
-            ax_obj.axhline(ref.revenue, color="black", ls="--", lw=1,
-                           label=f"reference {ref.revenue:.4f} ({ref.method.split(':')[0]})")
+            ax_obj.axhline(
+                ref.revenue,
+                color="black",
+                ls="--",
+                lw=1,
+                label=f"reference {ref.revenue:.4f} ({ref.method.split(':')[0]})",
+            )
     ax_obj.set(title="objective / revenue", xlabel="step")
     ax_obj.legend(fontsize=8, loc="lower right")
 
@@ -459,10 +574,17 @@ def training_curves(history: str | Path | Sequence[dict[str, Any]],
     if regret_keys:
         ax_reg.legend(fontsize=8)
     else:
-        ax_reg.text(0.5, 0.5, "no regret logged in training\n(this design is DSIC by "
-                    "construction,\nor regret is only measured at evaluation)",
-                    ha="center", va="center", transform=ax_reg.transAxes, fontsize=9,
-                    color="dimgray")
+        ax_reg.text(
+            0.5,
+            0.5,
+            "no regret logged in training\n(this design is DSIC by "
+            "construction,\nor regret is only measured at evaluation)",
+            ha="center",
+            va="center",
+            transform=ax_reg.transAxes,
+            fontsize=9,
+            color="dimgray",
+        )
         ax_reg.set_yticks([])
     ax_reg.set(title="regret", xlabel="step")
 
@@ -473,10 +595,18 @@ def training_curves(history: str | Path | Sequence[dict[str, Any]],
             if v.min() > 0 and v.max() / v.min() > 20:
                 ax.set_yscale("log")
         else:
-            ax.text(0.5, 0.5, f"{key} not logged", ha="center", va="center",
-                    transform=ax.transAxes, color="dimgray")
-        ax.set(title="softmax temperature" if key == "temperature" else "learning rate",
-               xlabel="step")
+            ax.text(
+                0.5,
+                0.5,
+                f"{key} not logged",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="dimgray",
+            )
+        ax.set(
+            title="softmax temperature" if key == "temperature" else "learning rate", xlabel="step"
+        )
     for ax in (ax_obj, ax_reg, ax_temp, ax_lr):
         ax.grid(alpha=0.3)
     fig.suptitle(title or "training curves", fontsize=10)
@@ -486,10 +616,15 @@ def training_curves(history: str | Path | Sequence[dict[str, Any]],
 # ---------------------------------------------------------------------- regret histogram
 
 
-def regret_histogram(source: Mechanism | np.ndarray, setting: Setting | None = None,
-                     search: RegretSearch | None = None, seed: int = TEST_SEED,
-                     samples: int = 10_000, bins: int = 40, title: str | None = None
-                     ) -> Figure:
+def regret_histogram(
+    source: Mechanism | np.ndarray,
+    setting: Setting | None = None,
+    search: RegretSearch | None = None,
+    seed: int = TEST_SEED,
+    samples: int = 10_000,
+    bins: int = 40,
+    title: str | None = None,
+) -> Figure:
     """Histogram of per-profile regrets, one colour per bidder.
 
     ``source``: an array (P, n) of regrets (see
@@ -518,24 +653,44 @@ def regret_histogram(source: Mechanism | np.ndarray, setting: Setting | None = N
     if top <= 0:
         ax.bar([0.0], [regrets.size], width=0.04, color="tab:blue", label="regret 0")
         ax.set_xlim(-0.05, 1.0)
-        ax.text(0.55, 0.55, f"every regret is 0: no profitable misreport found\n"
-                f"for any of the {regrets.size:,} profile-bidder pairs", ha="center",
-                va="center", transform=ax.transAxes, fontsize=10,
-                bbox={"facecolor": "white", "edgecolor": "lightgray"})
+        ax.text(
+            0.55,
+            0.55,
+            f"every regret is 0: no profitable misreport found\n"
+            f"for any of the {regrets.size:,} profile-bidder pairs",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            fontsize=10,
+            bbox={"facecolor": "white", "edgecolor": "lightgray"},
+        )
     else:
         edges = np.linspace(0, top, bins + 1)
         labels = [f"bidder {i}" for i in range(n)]
-        ax.hist([regrets[:, i] for i in range(n)], bins=edges, stacked=True,
-                label=labels if n > 1 else None)
+        ax.hist(
+            [regrets[:, i] for i in range(n)],
+            bins=edges,
+            stacked=True,
+            label=labels if n > 1 else None,
+        )
         ax.set_yscale("log")
         ax.axvline(mean, color="black", ls="--", lw=1, label=f"mean {mean:.2e}")
         ax.axvline(top, color="tab:red", ls=":", lw=1, label=f"max {top:.2e}")
         ax.legend(fontsize=8)
         zero = float((regrets <= 0).mean())
-        ax.text(0.98, 0.7, f"{100 * zero:.1f}% of pairs: regret 0", ha="right",
-                transform=ax.transAxes, fontsize=9)
-    ax.set(xlabel="regret (best misreport utility - truthful utility)",
-           ylabel="profile-bidder pairs", title=head)
+        ax.text(
+            0.98,
+            0.7,
+            f"{100 * zero:.1f}% of pairs: regret 0",
+            ha="right",
+            transform=ax.transAxes,
+            fontsize=9,
+        )
+    ax.set(
+        xlabel="regret (best misreport utility - truthful utility)",
+        ylabel="profile-bidder pairs",
+        title=head,
+    )
     ax.grid(alpha=0.3)
     return fig
 
@@ -550,8 +705,9 @@ def _metrics(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def run_regrets(mech: Mechanism, run_dir: str | Path,
-                max_profiles: int = MAX_REGRET_PROFILES) -> np.ndarray:
+def run_regrets(
+    mech: Mechanism, run_dir: str | Path, max_profiles: int = MAX_REGRET_PROFILES
+) -> np.ndarray:
     """Per-profile regrets of a run with the budget its evaluation used (``metrics.json``),
     on at most ``max_profiles`` profiles; the default budget if the run has no metrics."""
     from automech.evaluation.profiles import profile_regrets, search_from_dict
@@ -560,12 +716,17 @@ def run_regrets(mech: Mechanism, run_dir: str | Path,
     search = search_from_dict(metrics.get("search")) or RegretSearch()
     if search.profiles > max_profiles:
         search = RegretSearch(**{**search.to_dict(), "profiles": max_profiles})
-    return profile_regrets(mech, mech.setting, search, seed=metrics.get("seed", TEST_SEED),
-                           samples=metrics.get("samples", 10_000))
+    return profile_regrets(
+        mech,
+        mech.setting,
+        search,
+        seed=metrics.get("seed", TEST_SEED),
+        samples=metrics.get("samples", 10_000),
+    )
 
 
 def run_label(run_dir: str | Path, mech: Mechanism) -> str:
-    """"<method> on <setting>" for a run (the method from its config.json)."""
+    """ "<method> on <setting>" for a run (the method from its config.json)."""
     path = Path(run_dir) / "config.json"
     method = None
     if path.is_file():
@@ -575,9 +736,13 @@ def run_label(run_dir: str | Path, mech: Mechanism) -> str:
     return f"{name} on {mech.setting.name or mech.setting.describe()}"
 
 
-def figures(run_dir: str | Path, bidder: int = 0, others: Any = "mean",
-            items: Sequence[int] = (0, 1), describe_samples: int = 100_000
-            ) -> tuple[dict[str, Figure], dict[str, str]]:
+def figures(
+    run_dir: str | Path,
+    bidder: int = 0,
+    others: Any = "mean",
+    items: Sequence[int] = (0, 1),
+    describe_samples: int = 100_000,
+) -> tuple[dict[str, Figure], dict[str, str]]:
     """Every figure that applies to a run: ``({name: figure}, {name: why skipped})``.
 
     Names: ``allocation``, ``adjustment`` (GemNet: before and after the price
@@ -589,38 +754,45 @@ def figures(run_dir: str | Path, bidder: int = 0, others: Any = "mean",
     mech = load(run_dir)
     setting = mech.setting
     if getattr(setting, "kind", "static") != "static":
-        raise AutomechError(f"automech plot draws static mechanisms; {str(run_dir)!r} holds a "
-                            f"{mech.name} on the MDP {setting.name!r} (see automech evaluate)")
+        raise AutomechError(
+            f"automech plot draws static mechanisms; {str(run_dir)!r} holds a "
+            f"{mech.name} on the MDP {setting.name!r} (see automech evaluate)"
+        )
     label = run_label(run_dir, mech)
     figs: dict[str, Figure] = {}
     skipped: dict[str, str] = {}
     _check_bidder(setting, bidder)
-    figs["allocation"] = allocation(mech, setting, bidder=bidder, items=items, others=others,
-                                    label=label)
+    figs["allocation"] = allocation(
+        mech, setting, bidder=bidder, items=items, others=others, label=label
+    )
     if getattr(mech, "adjusted", False) and setting.num_items >= 2:
-        figs["adjustment"] = adjustment(mech, setting, bidder=bidder, items=items,
-                                        others=others, label=label)
+        figs["adjustment"] = adjustment(
+            mech, setting, bidder=bidder, items=items, others=others, label=label
+        )
     info = describe_entries(mech, setting, describe_samples)
     if has_menu(info):
-        figs["menu"] = menu(mech, setting, samples=describe_samples, description=info,
-                            label=label)
+        figs["menu"] = menu(mech, setting, samples=describe_samples, description=info, label=label)
     else:
         skipped["menu"] = f"{mech.name} has no menu entries to show"
     records = _history(run_dir)
     if records:
-        figs["training"] = training_curves(records, setting,
-                                           title=f"training: {label}")
+        figs["training"] = training_curves(records, setting, title=f"training: {label}")
     else:
         skipped["training"] = "no training history (closed-form mechanism)"
     regrets = run_regrets(mech, run_dir)
-    figs["regret"] = regret_histogram(regrets, title=f"{label}: regret on "
-                                      f"{len(regrets):,} test profiles")
+    figs["regret"] = regret_histogram(
+        regrets, title=f"{label}: regret on {len(regrets):,} test profiles"
+    )
     return figs, skipped
 
 
-def save_all(run_dir: str | Path, out_dir: str | Path | None = None, bidder: int = 0,
-             others: Any = "mean", items: Sequence[int] = (0, 1)
-             ) -> tuple[dict[str, Path], dict[str, str]]:
+def save_all(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    bidder: int = 0,
+    others: Any = "mean",
+    items: Sequence[int] = (0, 1),
+) -> tuple[dict[str, Path], dict[str, str]]:
     """Write every figure of :func:`figures` as ``OUT/<name>.png`` (default
     ``RUN/figures``); returns ``({name: path}, {name: why skipped})``."""
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "figures"
@@ -629,6 +801,18 @@ def save_all(run_dir: str | Path, out_dir: str | Path | None = None, bidder: int
     return paths, skipped
 
 
-__all__ = ["allocation", "adjustment", "menu", "training_curves", "regret_histogram",
-           "save_all", "figures", "outcome_grid", "reference_profile", "describe_entries", "run_regrets", "to_png",
-           "save"]
+__all__ = [
+    "allocation",
+    "adjustment",
+    "menu",
+    "training_curves",
+    "regret_histogram",
+    "save_all",
+    "figures",
+    "outcome_grid",
+    "reference_profile",
+    "describe_entries",
+    "run_regrets",
+    "to_png",
+    "save",
+]

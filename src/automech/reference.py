@@ -51,8 +51,10 @@ def all_references() -> tuple[Reference, ...]:
     out = []
     for row in rows:
         if row.get("kind") not in KINDS:
-            raise AutomechError(f"reference.json: kind must be one of {KINDS}, got "
-                                f"{row.get('kind')!r} ({row.get('setting')}, {row.get('method')})")
+            raise AutomechError(
+                f"reference.json: kind must be one of {KINDS}, got "
+                f"{row.get('kind')!r} ({row.get('setting')}, {row.get('method')})"
+            )
         out.append(Reference(**row))
     return tuple(out)
 
@@ -68,7 +70,7 @@ def _content(setting: Setting) -> dict[str, Any]:
     return d
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _content_key(name: str) -> str:
     from automech.problems import get_setting
 
@@ -101,5 +103,11 @@ def best_exact(setting: Setting | str) -> Reference | None:
     return max(exact, key=lambda r: r.revenue) if exact else None
 
 
-__all__ = ["Reference", "all_references", "references", "reference_settings",
-           "matching_setting", "best_exact"]
+__all__ = [
+    "Reference",
+    "all_references",
+    "references",
+    "reference_settings",
+    "matching_setting",
+    "best_exact",
+]

@@ -18,9 +18,10 @@ import base64
 import datetime as _dt
 import html
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,13 +29,13 @@ from automech._version import __version__
 from automech.errors import AutomechError, NotApplicableError
 from automech.evaluation import Evaluation, RegretSearch, evaluate
 from automech.evaluation.protocol import TEST_SEED
+from automech.experiment import load
 from automech.mechanisms import CLASSICAL
 from automech.mechanisms.base import Mechanism
+from automech.methods import METHODS
 from automech.problems.setting import Setting
 from automech.reference import Reference, references
 from automech.runs import CONFIG, METRICS, Run
-from automech.experiment import load
-from automech.methods import METHODS
 
 #: Test profiles on which the classical baselines are evaluated inside a report.
 BASELINE_SAMPLES = 20_000
@@ -54,7 +55,7 @@ class Table:
     headers: list[str]
     rows: list[list[str]]
     caption: str | None = None
-    highlight: set[int] = field(default_factory=set)   # row indices shown in bold
+    highlight: set[int] = field(default_factory=set)  # row indices shown in bold
 
 
 @dataclass
@@ -94,7 +95,7 @@ def _num(x: Any, digits: int = 4) -> str:
     if isinstance(x, int):
         return f"{x:,}"
     if isinstance(x, float):
-        if x != 0 and (abs(x) < 10 ** -digits or abs(x) >= 1e6):
+        if x != 0 and (abs(x) < 10**-digits or abs(x) >= 1e6):
             return f"{x:.{max(digits - 2, 1)}e}"
         return f"{x:.{digits}f}"
     if isinstance(x, (list, tuple)):
@@ -136,8 +137,7 @@ class RunData:
 
     @property
     def method(self) -> str:
-        return str(self.config.get("method") or self.config.get("mechanism")
-                   or self.mechanism.name)
+        return str(self.config.get("method") or self.config.get("mechanism") or self.mechanism.name)
 
     @property
     def label(self) -> str:
@@ -148,11 +148,13 @@ def load_run(path: str | Path, samples: int = 10_000) -> RunData:
     """A run's mechanism, config, metrics and history; a run saved without metrics is
     evaluated with the shared protocol (``samples`` profiles, default regret search)."""
     path = Path(path)
-    mech = load(path)                    # RunError for a missing or unreadable run
+    mech = load(path)  # RunError for a missing or unreadable run
     if getattr(mech.setting, "kind", "static") != "static":
-        raise AutomechError(f"automech report covers static mechanisms; {str(path)!r} holds a "
-                            f"{mech.name} on the MDP {mech.setting.name!r} (see automech "
-                            "evaluate)")
+        raise AutomechError(
+            f"automech report covers static mechanisms; {str(path)!r} holds a "
+            f"{mech.name} on the MDP {mech.setting.name!r} (see automech "
+            "evaluate)"
+        )
     run = Run(path)
     config = run.read_json(CONFIG) if (path / CONFIG).is_file() else {}
     if (path / METRICS).is_file():
@@ -171,23 +173,26 @@ def _setting_key(setting: Setting) -> str:
 _BASELINES: dict[tuple, dict[str, Evaluation | str]] = {}
 
 
-def classical_baselines(setting: Setting, samples: int = BASELINE_SAMPLES,
-                        search: RegretSearch | None = BASELINE_SEARCH,
-                        seed: int = TEST_SEED) -> dict[str, Evaluation | str]:
+def classical_baselines(
+    setting: Setting,
+    samples: int = BASELINE_SAMPLES,
+    search: RegretSearch | None = BASELINE_SEARCH,
+    seed: int = TEST_SEED,
+) -> dict[str, Evaluation | str]:
     """Every classical mechanism on ``setting``: its evaluation, or why it does not apply.
 
     Results are kept for the life of the process (the mechanisms are deterministic), so
     several reports, or several runs on one setting, evaluate each baseline once.
     """
-    key = (_setting_key(setting), samples, seed, json.dumps(search.to_dict() if search
-                                                            else None))
+    key = (_setting_key(setting), samples, seed, json.dumps(search.to_dict() if search else None))
     if key not in _BASELINES:
         _BASELINES[key] = _classical_baselines(setting, samples, search, seed)
     return dict(_BASELINES[key])
 
 
-def _classical_baselines(setting: Setting, samples: int, search: RegretSearch | None,
-                         seed: int) -> dict[str, Evaluation | str]:
+def _classical_baselines(
+    setting: Setting, samples: int, search: RegretSearch | None, seed: int
+) -> dict[str, Evaluation | str]:
     out: dict[str, Evaluation | str] = {}
     for cls in CLASSICAL:
         reason = cls.applicable(setting)
@@ -207,23 +212,38 @@ def _classical_baselines(setting: Setting, samples: int, search: RegretSearch | 
 
 
 def _setting_table(s: Setting) -> Table:
-    return Table(["", ""], [["name", s.name or "-"], ["bidders", str(s.num_bidders)],
-                            ["items", str(s.num_items)], ["valuation", s.valuation],
-                            ["supply", s.supply], ["objective", s.objective.name],
-                            ["prior", s.prior.describe()]])
+    return Table(
+        ["", ""],
+        [
+            ["name", s.name or "-"],
+            ["bidders", str(s.num_bidders)],
+            ["items", str(s.num_items)],
+            ["valuation", s.valuation],
+            ["supply", s.supply],
+            ["objective", s.objective.name],
+            ["prior", s.prior.describe()],
+        ],
+    )
 
 
 def _method_blocks(r: RunData) -> list[Any]:
-    rows = [["method", r.method], ["mechanism", r.mechanism.name],
-            ["seed", _num(r.config.get("seed"))],
-            ["automech version", str(r.config.get("automech", "-"))]]
+    rows = [
+        ["method", r.method],
+        ["mechanism", r.mechanism.name],
+        ["seed", _num(r.config.get("seed"))],
+        ["automech version", str(r.config.get("automech", "-"))],
+    ]
     options = r.config.get("options") or r.config.get("config") or r.mechanism.config()
     blocks: list[Any] = [Table(["", ""], rows)]
     if options:
         docs = _option_docs(r.method)
-        blocks.append(Table(["hyperparameter", "value", "meaning"],
-                            [[k, _plain(v), docs.get(k, "")] for k, v in sorted(options.items())],
-                            caption="options (defaults resolved)"))
+        blocks.append(
+            Table(
+                ["hyperparameter", "value", "meaning"],
+                [[k, _plain(v), docs.get(k, "")] for k, v in sorted(options.items())],
+                caption="options (defaults resolved)",
+            )
+        )
     return blocks
 
 
@@ -236,34 +256,48 @@ def _option_docs(method: str) -> dict[str, str]:
 
 
 def _evaluation_table(m: dict[str, Any]) -> Table:
-    rows = [["revenue", _pm(m.get("revenue"), m.get("revenue_se"))],
-            ["welfare", _pm(m.get("welfare"), m.get("welfare_se"))]]
+    rows = [
+        ["revenue", _pm(m.get("revenue"), m.get("revenue_se"))],
+        ["welfare", _pm(m.get("welfare"), m.get("welfare_se"))],
+    ]
     if m.get("objective") and m.get("objective") != "revenue":
-        rows.append([f"objective ({m['objective']})",
-                     _pm(m.get("objective_value"), m.get("objective_se"))])
-    rows += [["regret (mean over profiles and bidders)",
-              _pm(m.get("regret_mean"), m.get("regret_se"), 6)],
-             ["regret (max)", _num(m.get("regret_max"), 6)],
-             ["regret per bidder", _num(m.get("regret_per_bidder"), 6)],
-             ["IR violation rate", _num(m.get("ir_violation_rate"))],
-             ["IR violation (mean size)", _num(m.get("ir_violation_mean"), 6)],
-             ["infeasible rate", _num(m.get("infeasible_rate"))],
-             ["infeasibility (max)", _num(m.get("infeasibility_max"), 6)],
-             ["test profiles (seed)", f"{_num(m.get('samples'))} ({m.get('seed', '-')})"],
-             ["profiles searched for misreports", _num(m.get("regret_samples"))]]
+        rows.append(
+            [f"objective ({m['objective']})", _pm(m.get("objective_value"), m.get("objective_se"))]
+        )
+    rows += [
+        [
+            "regret (mean over profiles and bidders)",
+            _pm(m.get("regret_mean"), m.get("regret_se"), 6),
+        ],
+        ["regret (max)", _num(m.get("regret_max"), 6)],
+        ["regret per bidder", _num(m.get("regret_per_bidder"), 6)],
+        ["IR violation rate", _num(m.get("ir_violation_rate"))],
+        ["IR violation (mean size)", _num(m.get("ir_violation_mean"), 6)],
+        ["infeasible rate", _num(m.get("infeasible_rate"))],
+        ["infeasibility (max)", _num(m.get("infeasibility_max"), 6)],
+        ["test profiles (seed)", f"{_num(m.get('samples'))} ({m.get('seed', '-')})"],
+        ["profiles searched for misreports", _num(m.get("regret_samples"))],
+    ]
     search = m.get("search")
     if search:
-        rows.append(["misreport search", ", ".join(f"{k}={v}" for k, v in search.items()
-                                                   if k != "chunk")])
+        rows.append(
+            ["misreport search", ", ".join(f"{k}={v}" for k, v in search.items() if k != "chunk")]
+        )
     rows.append(["evaluation time (s)", _num(m.get("seconds"), 1)])
     return Table(["metric", "value ± standard error"], rows)
 
 
-def _baseline_blocks(r: RunData, baselines: dict[str, Evaluation | str],
-                     samples: int) -> list[Any]:
+def _baseline_blocks(r: RunData, baselines: dict[str, Evaluation | str], samples: int) -> list[Any]:
     rev, se = r.metrics.get("revenue"), r.metrics.get("revenue_se")
-    rows = [[f"this run: {r.method}", _pm(rev, se), _num(r.metrics.get("regret_mean"), 6),
-             _num(r.metrics.get("ir_violation_rate"), 3), "-"]]
+    rows = [
+        [
+            f"this run: {r.method}",
+            _pm(rev, se),
+            _num(r.metrics.get("regret_mean"), 6),
+            _num(r.metrics.get("ir_violation_rate"), 3),
+            "-",
+        ]
+    ]
     skipped = []
     for name, ev in baselines.items():
         if isinstance(ev, str):
@@ -275,14 +309,31 @@ def _baseline_blocks(r: RunData, baselines: dict[str, Evaluation | str],
             gap = _gap(rev, ev.revenue, None)
             if both:
                 gap += f", {(rev - ev.revenue) / both:+.1f} SE"
-        rows.append([name, _pm(ev.revenue, ev.revenue_se), _num(ev.regret_mean, 6),
-                     _num(ev.ir_violation_rate, 3), gap])
-    blocks: list[Any] = [Table(
-        ["mechanism", "revenue ± se", "regret mean", "IR violation rate",
-         "this run minus baseline"], rows, highlight={0},
-        caption=f"classical mechanisms evaluated for this report on {samples:,} test "
-                f"profiles (seed {TEST_SEED}, regret on {BASELINE_SEARCH.profiles} profiles "
-                "with a light search); the run's own numbers are from its metrics.json")]
+        rows.append(
+            [
+                name,
+                _pm(ev.revenue, ev.revenue_se),
+                _num(ev.regret_mean, 6),
+                _num(ev.ir_violation_rate, 3),
+                gap,
+            ]
+        )
+    blocks: list[Any] = [
+        Table(
+            [
+                "mechanism",
+                "revenue ± se",
+                "regret mean",
+                "IR violation rate",
+                "this run minus baseline",
+            ],
+            rows,
+            highlight={0},
+            caption=f"classical mechanisms evaluated for this report on {samples:,} test "
+            f"profiles (seed {TEST_SEED}, regret on {BASELINE_SEARCH.profiles} profiles "
+            "with a light search); the run's own numbers are from its metrics.json",
+        )
+    ]
     if skipped:
         blocks.append(Text("not applicable: " + "; ".join(skipped), note=True))
     return blocks
@@ -290,18 +341,35 @@ def _baseline_blocks(r: RunData, baselines: dict[str, Evaluation | str],
 
 def _reference_blocks(r: RunData, refs: list[Reference]) -> list[Any]:
     if not refs:
-        return [Text(f"No reference numbers for {r.setting.name or 'this setting'} "
-                     "(the packaged table covers the uniform benchmark settings).", note=True)]
+        return [
+            Text(
+                f"No reference numbers for {r.setting.name or 'this setting'} "
+                "(the packaged table covers the uniform benchmark settings).",
+                note=True,
+            )
+        ]
     rev, se = r.metrics.get("revenue"), r.metrics.get("revenue_se")
     rows = []
     for ref in refs:
         regret = _num(ref.regret, 5) if ref.regret is not None else (ref.note or "-")
-        rows.append([ref.method, _num(ref.revenue), regret, ref.kind,
-                     "-" if rev is None else _gap(rev, ref.revenue, se), ref.source])
-    return [Table(["reference", "revenue", "regret", "kind", "this run minus reference",
-                   "source"], rows,
-                  caption=f"reference numbers for {refs[0].setting} (automech/data/"
-                  "reference.json); 'SE' is this run's revenue standard error")]
+        rows.append(
+            [
+                ref.method,
+                _num(ref.revenue),
+                regret,
+                ref.kind,
+                "-" if rev is None else _gap(rev, ref.revenue, se),
+                ref.source,
+            ]
+        )
+    return [
+        Table(
+            ["reference", "revenue", "regret", "kind", "this run minus reference", "source"],
+            rows,
+            caption=f"reference numbers for {refs[0].setting} (automech/data/"
+            "reference.json); 'SE' is this run's revenue standard error",
+        )
+    ]
 
 
 def _describe_blocks(info: dict[str, Any], samples: int) -> list[Any]:
@@ -314,40 +382,75 @@ def _describe_blocks(info: dict[str, Any], samples: int) -> list[Any]:
     if share_key:
         entries = sorted(entries, key=lambda e: -float(e.get(share_key) or 0.0))
     keys = list(dict.fromkeys(k for e in entries for k in e))
-    rows = [[_num(e.get(k), 4) if not isinstance(e.get(k), list) else
-             json.dumps(np.round(np.asarray(e[k], dtype=float), 3).tolist())
-             for k in keys] for e in entries[:MAX_LISTED_ENTRIES]]
+    rows = [
+        [
+            _num(e.get(k), 4)
+            if not isinstance(e.get(k), list)
+            else json.dumps(np.round(np.asarray(e[k], dtype=float), 3).tolist())
+            for k in keys
+        ]
+        for e in entries[:MAX_LISTED_ENTRIES]
+    ]
     extra = {k: v for k, v in info.items() if k != "entries"}
-    caption = (f"{len(entries)} entries used on {samples:,} test profiles"
-               + (f", {len(entries) - MAX_LISTED_ENTRIES} less used ones not listed"
-                  if len(entries) > MAX_LISTED_ENTRIES else "")
-               + ("; " + ", ".join(f"{k}: {v}" for k, v in extra.items()) if extra else ""))
+    caption = (
+        f"{len(entries)} entries used on {samples:,} test profiles"
+        + (
+            f", {len(entries) - MAX_LISTED_ENTRIES} less used ones not listed"
+            if len(entries) > MAX_LISTED_ENTRIES
+            else ""
+        )
+        + ("; " + ", ".join(f"{k}: {v}" for k, v in extra.items()) if extra else "")
+    )
     return [Table(keys, rows, caption=caption)]
 
 
-def _figure_blocks(r: RunData, info: dict[str, Any], bidder: int,
-                   describe_samples: int) -> list[Any]:
+def _figure_blocks(
+    r: RunData, info: dict[str, Any], bidder: int, describe_samples: int
+) -> list[Any]:
     from automech import plot
 
     label = plot.run_label(r.path, r.mechanism)
     who = min(bidder, r.setting.num_bidders - 1)
     blocks: list[Any] = []
     figs: list[tuple[str, Callable[[], Any], str]] = [
-        ("allocation", lambda: plot.allocation(r.mechanism, r.setting, bidder=who, label=label),
-         f"allocation probabilities and payment of bidder {who} over its values"
-         + (", the other bidders' values held at the prior mean"
-            if r.setting.num_bidders > 1 else ""))]
+        (
+            "allocation",
+            lambda: plot.allocation(r.mechanism, r.setting, bidder=who, label=label),
+            f"allocation probabilities and payment of bidder {who} over its values"
+            + (
+                ", the other bidders' values held at the prior mean"
+                if r.setting.num_bidders > 1
+                else ""
+            ),
+        )
+    ]
     if plot.has_menu(info):
-        figs.append(("menu", lambda: plot.menu(r.mechanism, r.setting, label=label,
-                                               samples=describe_samples, description=info),
-                     "entries used, in allocation space, with prices and shares"))
+        figs.append(
+            (
+                "menu",
+                lambda: plot.menu(
+                    r.mechanism, r.setting, label=label, samples=describe_samples, description=info
+                ),
+                "entries used, in allocation space, with prices and shares",
+            )
+        )
     if r.history:
-        figs.append(("training", lambda: plot.training_curves(
-            r.history, r.setting, title=f"training: {label}"),
-            "training curves: objective and revenue, regret, temperature, learning rate"))
-    figs.append(("regret", lambda: plot.regret_histogram(
-        plot.run_regrets(r.mechanism, r.path), title=f"{label}: per-profile regret"),
-        "per-profile regret found by the evaluation's misreport search"))
+        figs.append(
+            (
+                "training",
+                lambda: plot.training_curves(r.history, r.setting, title=f"training: {label}"),
+                "training curves: objective and revenue, regret, temperature, learning rate",
+            )
+        )
+    figs.append(
+        (
+            "regret",
+            lambda: plot.regret_histogram(
+                plot.run_regrets(r.mechanism, r.path), title=f"{label}: per-profile regret"
+            ),
+            "per-profile regret found by the evaluation's misreport search",
+        )
+    )
     for name, make, caption in figs:
         fig = make()
         blocks.append(Image(name, plot.to_png(fig), caption))
@@ -364,30 +467,57 @@ def _comparison_table(runs: list[RunData]) -> Table:
         published = [x for x in references(r.setting) if x.kind == "published"]
         best_pub = max(published, key=lambda x: x.revenue) if published else None
         steps = (r.config.get("options") or {}).get("steps")
-        return [str(r.path), r.setting.name or "-", r.method, _num(r.config.get("seed")),
-                _num(steps), _pm(m.get("revenue"), m.get("revenue_se")),
-                _pm(m.get("welfare"), m.get("welfare_se")),
-                _pm(m.get("regret_mean"), m.get("regret_se"), 6),
-                _num(m.get("regret_max"), 6), _num(m.get("ir_violation_rate"), 3),
-                _num(m.get("infeasible_rate"), 3),
-                "-" if ref is None else f"{ref.revenue:.4f} ({ref.method.split(':')[0]})",
-                "-" if ref is None or m.get("revenue") is None
-                else _gap(m["revenue"], ref.revenue, m.get("revenue_se")),
-                "-" if best_pub is None else f"{best_pub.revenue:.4f} ({best_pub.method})"]
+        return [
+            str(r.path),
+            r.setting.name or "-",
+            r.method,
+            _num(r.config.get("seed")),
+            _num(steps),
+            _pm(m.get("revenue"), m.get("revenue_se")),
+            _pm(m.get("welfare"), m.get("welfare_se")),
+            _pm(m.get("regret_mean"), m.get("regret_se"), 6),
+            _num(m.get("regret_max"), 6),
+            _num(m.get("ir_violation_rate"), 3),
+            _num(m.get("infeasible_rate"), 3),
+            "-" if ref is None else f"{ref.revenue:.4f} ({ref.method.split(':')[0]})",
+            "-"
+            if ref is None or m.get("revenue") is None
+            else _gap(m["revenue"], ref.revenue, m.get("revenue_se")),
+            "-" if best_pub is None else f"{best_pub.revenue:.4f} ({best_pub.method})",
+        ]
 
-    names = ["run directory", "setting", "method", "seed", "training steps", "revenue ± se",
-             "welfare ± se", "regret mean ± se", "regret max", "IR violation rate",
-             "infeasible rate", "best exact reference", "gap to exact reference",
-             "best published result"]
+    names = [
+        "run directory",
+        "setting",
+        "method",
+        "seed",
+        "training steps",
+        "revenue ± se",
+        "welfare ± se",
+        "regret mean ± se",
+        "regret max",
+        "IR violation rate",
+        "infeasible rate",
+        "best exact reference",
+        "gap to exact reference",
+        "best published result",
+    ]
     cols = [col(r) for r in runs]
     rows = [[name, *(c[i] for c in cols)] for i, name in enumerate(names)]
-    return Table(["", *(f"run {k + 1}" for k in range(len(runs)))], rows,
-                 caption="runs side by side (each run's own evaluation, metrics.json)")
+    return Table(
+        ["", *(f"run {k + 1}" for k in range(len(runs)))],
+        rows,
+        caption="runs side by side (each run's own evaluation, metrics.json)",
+    )
 
 
-def build(run_dirs: Sequence[str | Path], baseline_samples: int = BASELINE_SAMPLES,
-          bidder: int = 0, figures: bool = True, describe_samples: int = DESCRIBE_SAMPLES,
-          ) -> list[Section]:
+def build(
+    run_dirs: Sequence[str | Path],
+    baseline_samples: int = BASELINE_SAMPLES,
+    bidder: int = 0,
+    figures: bool = True,
+    describe_samples: int = DESCRIBE_SAMPLES,
+) -> list[Section]:
     """The report's sections for ``run_dirs`` (see :func:`render_html`)."""
     from automech.plot import describe_entries
 
@@ -400,20 +530,19 @@ def build(run_dirs: Sequence[str | Path], baseline_samples: int = BASELINE_SAMPL
     for k, r in enumerate(runs, 1):
         baselines = classical_baselines(r.setting, samples=baseline_samples)
         info = describe_entries(r.mechanism, r.setting, describe_samples)
-        evaluated = (" (this run had no metrics.json: evaluated for this report)"
-                     if r.evaluated_here else "")
+        evaluated = (
+            " (this run had no metrics.json: evaluated for this report)" if r.evaluated_here else ""
+        )
         blocks: list[Any] = [
             Section("Setting", [Text(r.setting.describe()), _setting_table(r.setting)], 3),
             Section("Method and hyperparameters", _method_blocks(r), 3),
             Section("Evaluation" + evaluated, [_evaluation_table(r.metrics)], 3),
-            Section("Classical baselines", _baseline_blocks(r, baselines,
-                                                            baseline_samples), 3),
+            Section("Classical baselines", _baseline_blocks(r, baselines, baseline_samples), 3),
             Section("Reference numbers", _reference_blocks(r, references(r.setting)), 3),
             Section("What the mechanism uses", _describe_blocks(info, describe_samples), 3),
         ]
         if figures:
-            blocks.append(Section("Figures", _figure_blocks(r, info, bidder,
-                                                            describe_samples), 3))
+            blocks.append(Section("Figures", _figure_blocks(r, info, bidder, describe_samples), 3))
         sections.append(Section(f"Run {k}: {r.label}", blocks, anchor=f"run-{k}"))
     return sections
 
@@ -449,40 +578,50 @@ def _html_block(block: Any) -> str:
         head = "".join(f"<th>{esc(h)}</th>" for h in block.headers)
         head = f"<thead><tr>{head}</tr></thead>" if any(block.headers) else ""
         body = "".join(
-            f'<tr{" class=hl" if i in block.highlight else ""}>'
-            + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
-            for i, row in enumerate(block.rows))
+            f"<tr{' class=hl' if i in block.highlight else ''}>"
+            + "".join(f"<td>{esc(c)}</td>" for c in row)
+            + "</tr>"
+            for i, row in enumerate(block.rows)
+        )
         return f"<table>{cap}{head}<tbody>{body}</tbody></table>"
     if isinstance(block, Text):
-        return f'<p{" class=note" if block.note else ""}>{esc(block.text)}</p>'
+        return f"<p{' class=note' if block.note else ''}>{esc(block.text)}</p>"
     if isinstance(block, Code):
         return f"<pre>{esc(block.text)}</pre>"
     if isinstance(block, Image):
         data = base64.b64encode(block.png).decode("ascii")
-        return (f'<figure><img src="data:image/png;base64,{data}" alt="{esc(block.name)}: '
-                f'{esc(block.caption)}"><figcaption>{esc(block.caption)}</figcaption>'
-                "</figure>")
+        return (
+            f'<figure><img src="data:image/png;base64,{data}" alt="{esc(block.name)}: '
+            f'{esc(block.caption)}"><figcaption>{esc(block.caption)}</figcaption>'
+            "</figure>"
+        )
     raise TypeError(f"unknown block {type(block).__name__}")
 
 
 def _header(run_dirs: Sequence[str | Path]) -> tuple[str, str]:
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    return "automech report", (f"{len(run_dirs)} run(s), generated {stamp} by automech "
-                               f"{__version__}")
+    return "automech report", (
+        f"{len(run_dirs)} run(s), generated {stamp} by automech {__version__}"
+    )
 
 
 def render_html(sections: list[Section], run_dirs: Sequence[str | Path]) -> str:
     """A self-contained HTML page: inline style, figures as data URIs, no scripts."""
     title, sub = _header(run_dirs)
-    nav = " ".join(f'<a href="#{html.escape(s.anchor)}">{html.escape(s.title)}</a>'
-                   for s in sections if s.anchor)
+    nav = " ".join(
+        f'<a href="#{html.escape(s.anchor)}">{html.escape(s.title)}</a>'
+        for s in sections
+        if s.anchor
+    )
     body = "\n".join(_html_block(s) for s in sections)
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            '<link rel="icon" href="data:,">'
-            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>"
-            f"<h1>{html.escape(title)}</h1><p class=note>{html.escape(sub)}</p>"
-            f"<nav>{nav}</nav>\n{body}\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>"
+        f"<h1>{html.escape(title)}</h1><p class=note>{html.escape(sub)}</p>"
+        f"<nav>{nav}</nav>\n{body}\n</body></html>\n"
+    )
 
 
 def _md_cell(text: str) -> str:
@@ -495,8 +634,10 @@ def _md_block(block: Any, files: Path, rel: str) -> str:
         return f"{'#' * min(block.level, 6)} {block.title}\n\n{inner}"
     if isinstance(block, Table):
         headers = block.headers if any(block.headers) else [" "] * len(block.headers)
-        lines = ["| " + " | ".join(_md_cell(h) for h in headers) + " |",
-                 "|" + "---|" * len(headers)]
+        lines = [
+            "| " + " | ".join(_md_cell(h) for h in headers) + " |",
+            "|" + "---|" * len(headers),
+        ]
         for i, row in enumerate(block.rows):
             cells = [_md_cell(c) for c in row]
             if i in block.highlight:
@@ -521,8 +662,7 @@ def _md_block(block: Any, files: Path, rel: str) -> str:
     raise TypeError(f"unknown block {type(block).__name__}")
 
 
-def render_markdown(sections: list[Section], run_dirs: Sequence[str | Path],
-                    out: Path) -> str:
+def render_markdown(sections: list[Section], run_dirs: Sequence[str | Path], out: Path) -> str:
     """Markdown with the figures written to ``<out stem>_files/`` beside ``out``."""
     title, sub = _header(run_dirs)
     files = out.parent / f"{out.stem}_files"
@@ -533,13 +673,16 @@ def render_markdown(sections: list[Section], run_dirs: Sequence[str | Path],
     return f"# {title}\n\n*{sub}*\n\n{body}\n"
 
 
-def write(run_dirs: Sequence[str | Path], out: str | Path = "report.html",
-          baseline_samples: int = BASELINE_SAMPLES, bidder: int = 0,
-          figures: bool = True) -> Path:
+def write(
+    run_dirs: Sequence[str | Path],
+    out: str | Path = "report.html",
+    baseline_samples: int = BASELINE_SAMPLES,
+    bidder: int = 0,
+    figures: bool = True,
+) -> Path:
     """Write the report of ``run_dirs`` to ``out`` (HTML, or Markdown for ``.md``)."""
     out = Path(out)
-    sections = build(run_dirs, baseline_samples=baseline_samples, bidder=bidder,
-                     figures=figures)
+    sections = build(run_dirs, baseline_samples=baseline_samples, bidder=bidder, figures=figures)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() in (".md", ".markdown"):
         text = render_markdown(sections, run_dirs, out)
@@ -551,5 +694,16 @@ def write(run_dirs: Sequence[str | Path], out: str | Path = "report.html",
     return out
 
 
-__all__ = ["build", "write", "render_html", "render_markdown", "classical_baselines",
-           "load_run", "Section", "Table", "Text", "Code", "Image"]
+__all__ = [
+    "build",
+    "write",
+    "render_html",
+    "render_markdown",
+    "classical_baselines",
+    "load_run",
+    "Section",
+    "Table",
+    "Text",
+    "Code",
+    "Image",
+]

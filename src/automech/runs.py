@@ -13,8 +13,9 @@ Layout of a run directory::
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -56,8 +57,12 @@ class Run:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-    def save(self, mechanism: Mechanism, training_state: dict[str, Any] | None = None,
-             method: str | None = None) -> None:
+    def save(
+        self,
+        mechanism: Mechanism,
+        training_state: dict[str, Any] | None = None,
+        method: str | None = None,
+    ) -> None:
         """Write ``checkpoint.pt`` atomically (a kill never leaves a half-written file);
         ``method``: the registered method that fitted it (recorded for loading)."""
         payload = {
@@ -75,8 +80,9 @@ class Run:
     def checkpoint(self) -> dict[str, Any]:
         path = self.path / CHECKPOINT
         if not path.is_file():
-            raise RunError(f"no checkpoint in run directory {str(self.path)!r} "
-                           f"(expected {CHECKPOINT})")
+            raise RunError(
+                f"no checkpoint in run directory {str(self.path)!r} (expected {CHECKPOINT})"
+            )
         try:
             return torch.load(path, map_location="cpu", weights_only=False)
         except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file
@@ -92,8 +98,9 @@ def open_run(path: str | Path, config: dict[str, Any]) -> Run:
         previous = json.loads((path / CONFIG).read_text())
         previous.pop("automech", None)
         if {k: v for k, v in config.items() if k != "automech"} != previous:
-            raise RunError(f"run directory {str(path)!r} holds a different run; "
-                           "choose another --out")
+            raise RunError(
+                f"run directory {str(path)!r} holds a different run; choose another --out"
+            )
     run = Run(path)
     run.write_json(CONFIG, config)
     return run
@@ -108,8 +115,10 @@ def rebuild(run_dir: str | Path, lookup: Callable[[str, str | None], type | None
         raise RunError(f"run directory {str(path)!r} does not exist")
     payload = Run(path).checkpoint()
     if not isinstance(payload, dict) or "setting" not in payload or "state_dict" not in payload:
-        raise RunError(f"checkpoint in {str(path)!r} is not an automech checkpoint "
-                       "(expected keys mechanism, config, setting, state_dict)")
+        raise RunError(
+            f"checkpoint in {str(path)!r} is not an automech checkpoint "
+            "(expected keys mechanism, config, setting, state_dict)"
+        )
     name = payload.get("mechanism")
     cls = lookup(name, payload.get("method")) if isinstance(name, str) else None
     if cls is None:
@@ -120,8 +129,9 @@ def rebuild(run_dir: str | Path, lookup: Callable[[str, str | None], type | None
         mechanism.load_state_dict(payload["state_dict"])
     except (TypeError, ValueError, KeyError, RuntimeError) as err:
         detail = " ".join(str(err).split())
-        raise RunError(f"checkpoint in {str(path)!r} does not rebuild mechanism {name!r}: "
-                       f"{detail}") from None
+        raise RunError(
+            f"checkpoint in {str(path)!r} does not rebuild mechanism {name!r}: {detail}"
+        ) from None
     return mechanism.eval()
 
 

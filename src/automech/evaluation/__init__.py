@@ -34,9 +34,15 @@ def protocol_for(setting: Any) -> Callable[..., Any]:
     raise AutomechError(f"no evaluation protocol for a {type(setting).__name__}")
 
 
-def evaluate(mechanism: Any, setting: Any = None, samples: int = 10_000,
-             seed: int = TEST_SEED, search: RegretSearch | None = DEFAULT_SEARCH,
-             thorough: bool = False, progress: bool = False) -> Evaluation | DynamicEvaluation:
+def evaluate(
+    mechanism: Any,
+    setting: Any = None,
+    samples: int = 10_000,
+    seed: int = TEST_SEED,
+    search: RegretSearch | None = DEFAULT_SEARCH,
+    thorough: bool = False,
+    progress: bool = False,
+) -> Evaluation | DynamicEvaluation:
     """Score ``mechanism`` on ``setting`` (its own by default) with the protocol of the
     setting's type.
 
@@ -56,12 +62,30 @@ def evaluate(mechanism: Any, setting: Any = None, samples: int = 10_000,
     setting = own if setting is None else setting
     score = protocol_for(setting)
     if protocol_for(own) is not score:
-        raise AutomechError(f"cannot evaluate {mechanism.name!r}, designed for "
-                            f"{own.name or 'a setting'!r}, on {setting.name or 'a setting'!r}: "
-                            "the settings are of different kinds (static / dynamic)")
-    return score(mechanism, setting, samples=samples, seed=seed, search=search,
-                 thorough=thorough, progress=progress)
+        raise AutomechError(
+            f"cannot evaluate {mechanism.name!r}, designed for "
+            f"{own.name or 'a setting'!r}, on {setting.name or 'a setting'!r}: "
+            "the settings are of different kinds (static / dynamic)"
+        )
+    return score(
+        mechanism,
+        setting,
+        samples=samples,
+        seed=seed,
+        search=search,
+        thorough=thorough,
+        progress=progress,
+    )
 
 
-__all__ = ["Evaluation", "DynamicEvaluation", "evaluate", "evaluate_dynamic", "PROTOCOLS",
-           "protocol_for", "RegretSearch", "THOROUGH", "best_misreport_utility"]
+__all__ = [
+    "Evaluation",
+    "DynamicEvaluation",
+    "evaluate",
+    "evaluate_dynamic",
+    "PROTOCOLS",
+    "protocol_for",
+    "RegretSearch",
+    "THOROUGH",
+    "best_misreport_utility",
+]

@@ -89,13 +89,24 @@ class DynamicEvaluation:
         """Rows of the mechanisms scored beside this one: the dynamic VCG mechanism."""
         if not self.vcg or self.mechanism == "dynamic-vcg":
             return {}
-        return {"dynamic-vcg": {"mechanism": "dynamic-vcg", "objective": self.objective,
-                                **self.vcg, "samples": self.samples,
-                                "maximise": self.maximise}}
+        return {
+            "dynamic-vcg": {
+                "mechanism": "dynamic-vcg",
+                "objective": self.objective,
+                **self.vcg,
+                "samples": self.samples,
+                "maximise": self.maximise,
+            }
+        }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self), "regret_samples": self.regret_samples,
-                "infeasible_rate": self.infeasible_rate, "baselines": self.baselines()}
+        return {
+            "kind": self.kind,
+            **asdict(self),
+            "regret_samples": self.regret_samples,
+            "infeasible_rate": self.infeasible_rate,
+            "baselines": self.baselines(),
+        }
 
 
 def _mean_se(x: torch.Tensor) -> tuple[float, float]:
@@ -104,9 +115,15 @@ def _mean_se(x: torch.Tensor) -> tuple[float, float]:
     return float(x.mean()), se
 
 
-def evaluate_dynamic(mechanism: DynamicAMA, samples: int = 10_000, seed: int = TEST_SEED,
-                     ic_profiles: int = 200, ic_misreports: int = IC_MISREPORTS,
-                     with_vcg: bool = True, progress: bool = False) -> DynamicEvaluation:
+def evaluate_dynamic(
+    mechanism: DynamicAMA,
+    samples: int = 10_000,
+    seed: int = TEST_SEED,
+    ic_profiles: int = 200,
+    ic_misreports: int = IC_MISREPORTS,
+    with_vcg: bool = True,
+    progress: bool = False,
+) -> DynamicEvaluation:
     """Score ``mechanism`` on its environment (exact inner solutions), with the dynamic
     VCG mechanism's objective on the same profiles beside it when ``with_vcg``."""
     env = mechanism.env
@@ -118,8 +135,9 @@ def evaluate_dynamic(mechanism: DynamicAMA, samples: int = 10_000, seed: int = T
         bar.advance(task)
         gains = None
         if ic_profiles > 0:
-            gains = misreport_gains(mechanism, types[:ic_profiles], ic_misreports,
-                                    np.random.default_rng([seed, 1]))
+            gains = misreport_gains(
+                mechanism, types[:ic_profiles], ic_misreports, np.random.default_rng([seed, 1])
+            )
         bar.advance(task)
         vcg = None
         if with_vcg:
@@ -132,27 +150,41 @@ def evaluate_dynamic(mechanism: DynamicAMA, samples: int = 10_000, seed: int = T
     revenue, revenue_se = _mean_se(out.revenue)
     welfare, welfare_se = _mean_se(out.welfare)
     scale = max(1.0, float(out.asw.abs().max()))
-    regret = (None if gains is None else gains.clamp_min(0.0).double())
+    regret = None if gains is None else gains.clamp_min(0.0).double()
     return DynamicEvaluation(
         mechanism="dynamic-vcg" if mechanism.is_vcg else mechanism.name,
-        setting=env.name, samples=samples, seed=seed, objective=env.objective,
-        objective_value=objective, objective_se=objective_se, revenue=revenue,
-        revenue_se=revenue_se, welfare=welfare, welfare_se=welfare_se,
+        setting=env.name,
+        samples=samples,
+        seed=seed,
+        objective=env.objective,
+        objective_value=objective,
+        objective_se=objective_se,
+        revenue=revenue,
+        revenue_se=revenue_se,
+        welfare=welfare,
+        welfare_se=welfare_se,
         ir_violation_rate=float((out.utilities < -TOL * scale).double().mean()),
-        ic_profiles=0 if gains is None else len(gains), ic_misreports=ic_misreports,
+        ic_profiles=0 if gains is None else len(gains),
+        ic_misreports=ic_misreports,
         ic_max_gain=None if gains is None else float(gains.max()),
-        ic_violation_rate=None if gains is None else float(
-            (gains > TOL * scale).double().mean()),
-        seconds=time.perf_counter() - start, vcg=vcg,
+        ic_violation_rate=None if gains is None else float((gains > TOL * scale).double().mean()),
+        seconds=time.perf_counter() - start,
+        vcg=vcg,
         regret_mean=None if regret is None else float(regret.mean()),
         regret_max=None if regret is None else float(regret.max()),
-        maximise=env.maximise)
+        maximise=env.maximise,
+    )
 
 
-def evaluate(mechanism: DynamicAMA, setting: DynamicEnv | None = None,
-             samples: int = 10_000, seed: int = TEST_SEED,
-             search: RegretSearch | None = DEFAULT_SEARCH, thorough: bool = False,
-             progress: bool = False) -> DynamicEvaluation:
+def evaluate(
+    mechanism: DynamicAMA,
+    setting: DynamicEnv | None = None,
+    samples: int = 10_000,
+    seed: int = TEST_SEED,
+    search: RegretSearch | None = DEFAULT_SEARCH,
+    thorough: bool = False,
+    progress: bool = False,
+) -> DynamicEvaluation:
     """:func:`evaluate_dynamic` with the shared protocol's arguments: the IC check runs on
     the first ``search.profiles`` profiles (``THOROUGH``'s with ``thorough``; none when
     ``search`` is None), with :data:`IC_MISREPORTS` misreports per profile and agent.
@@ -166,21 +198,27 @@ def evaluate(mechanism: DynamicAMA, setting: DynamicEnv | None = None,
         boosts are indexed by its MDP's states and actions.
     """
     if not isinstance(mechanism, DynamicAMA):
-        raise NotApplicableError(f"{getattr(mechanism, 'name', mechanism)!r} is not a "
-                                 "dynamic mechanism: a dynamic setting scores dynamic AMAs")
+        raise NotApplicableError(
+            f"{getattr(mechanism, 'name', mechanism)!r} is not a "
+            "dynamic mechanism: a dynamic setting scores dynamic AMAs"
+        )
     env = mechanism.env
     if setting is not None and setting is not env and setting.name != env.name:
-        raise AutomechError(f"a dynamic AMA is tied to its MDP: this one was designed for "
-                            f"{env.name!r}, not {setting.name!r}")
+        raise AutomechError(
+            f"a dynamic AMA is tied to its MDP: this one was designed for "
+            f"{env.name!r}, not {setting.name!r}"
+        )
     if thorough:
         search = THOROUGH
     ic_profiles = min(search.profiles, samples) if search else 0
-    return evaluate_dynamic(mechanism, samples=samples, seed=seed, ic_profiles=ic_profiles,
-                            progress=progress)
+    return evaluate_dynamic(
+        mechanism, samples=samples, seed=seed, ic_profiles=ic_profiles, progress=progress
+    )
 
 
-def misreports(env, types: torch.Tensor, i: int, count: int,
-               rng: np.random.Generator) -> torch.Tensor:
+def misreports(
+    env, types: torch.Tensor, i: int, count: int, rng: np.random.Generator
+) -> torch.Tensor:
     """``count`` misreported types of agent ``i`` per profile: (P, count, *type_shape)."""
     P = len(types)
     draws = [env.sample(P, rng)[:, i] for _ in range(max(count - 3, 0))]
@@ -189,15 +227,16 @@ def misreports(env, types: torch.Tensor, i: int, count: int,
     return torch.stack((draws + fixed)[:count], dim=1)
 
 
-def misreport_gains(mechanism: DynamicAMA, types: torch.Tensor, count: int,
-                    rng: np.random.Generator) -> torch.Tensor:
+def misreport_gains(
+    mechanism: DynamicAMA, types: torch.Tensor, count: int, rng: np.random.Generator
+) -> torch.Tensor:
     """Best utility gain (P, n) of each agent over ``count`` misreports, the others
     reporting truthfully (<= 0 up to rounding for an IC mechanism)."""
     P, n = len(types), mechanism.env.n
-    truthful = mechanism.outcome(types).utilities                      # (P, n)
+    truthful = mechanism.outcome(types).utilities  # (P, n)
     gains = []
     for i in range(n):
-        lies = misreports(mechanism.env, types, i, count, rng)         # (P, K, ...)
+        lies = misreports(mechanism.env, types, i, count, rng)  # (P, K, ...)
         K = lies.shape[1]
         true = types.unsqueeze(1).expand(P, K, *types.shape[1:])
         reports = true.clone()

@@ -22,9 +22,13 @@ from automech.mechanisms.base import Mechanism
 from automech.problems.setting import Setting
 
 
-def profile_regrets(mechanism: Mechanism, setting: Setting | None = None,
-                    search: RegretSearch | None = None, seed: int = TEST_SEED,
-                    samples: int = 10_000) -> np.ndarray:
+def profile_regrets(
+    mechanism: Mechanism,
+    setting: Setting | None = None,
+    search: RegretSearch | None = None,
+    seed: int = TEST_SEED,
+    samples: int = 10_000,
+) -> np.ndarray:
     """Regret of every bidder at each of the first ``search.profiles`` test profiles.
 
     Args:
@@ -43,8 +47,9 @@ def profile_regrets(mechanism: Mechanism, setting: Setting | None = None,
     device = default_device()
     mechanism = mechanism.to(device)
     # the protocol draws the whole test set and searches its head: draw the same set
-    values = torch.as_tensor(setting.sample(samples, seed), dtype=mechanism.dtype,
-                             device=device)[:profiles]
+    values = torch.as_tensor(setting.sample(samples, seed), dtype=mechanism.dtype, device=device)[
+        :profiles
+    ]
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         truthful = setting.utilities(values, *mechanism(values))

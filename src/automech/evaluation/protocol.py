@@ -73,9 +73,15 @@ def _tolerance(dtype: torch.dtype, setting: Setting) -> float:
     return (1e-9 if dtype == torch.float64 else 1e-5) * max(scale, 1.0)
 
 
-def evaluate(mechanism: Mechanism, setting: Setting | None = None, samples: int = 10_000,
-             seed: int = TEST_SEED, search: RegretSearch | None = RegretSearch(),
-             thorough: bool = False, progress: bool = False) -> Evaluation:
+def evaluate(
+    mechanism: Mechanism,
+    setting: Setting | None = None,
+    samples: int = 10_000,
+    seed: int = TEST_SEED,
+    search: RegretSearch | None = RegretSearch(),
+    thorough: bool = False,
+    progress: bool = False,
+) -> Evaluation:
     """Score ``mechanism`` on ``setting`` (its own by default) with the shared protocol.
 
     Parameters
@@ -120,7 +126,7 @@ def evaluate(mechanism: Mechanism, setting: Setting | None = None, samples: int 
         rev, wel, obj, ir_bad, ir_size, infeasible, worst = [], [], [], [], [], [], 0.0
         with torch.no_grad():
             for s in range(0, samples, CHUNK):
-                v = values[s:s + CHUNK]
+                v = values[s : s + CHUNK]
                 alloc, pay = mechanism(v)
                 util = setting.utilities(v, alloc, pay)
                 rev.append(pay.sum(dim=1))
@@ -151,22 +157,34 @@ def evaluate(mechanism: Mechanism, setting: Setting | None = None, samples: int 
     welfare, welfare_se = mean_se(wel)
     objective, objective_se = mean_se(obj)
     if regrets:
-        r = torch.stack(regrets, dim=1).double()             # (P, n)
+        r = torch.stack(regrets, dim=1).double()  # (P, n)
         per_profile = r.mean(dim=1)
-        regret = dict(regret_mean=float(per_profile.mean()), regret_max=float(r.max()),
-                      regret_se=float(per_profile.std() / math.sqrt(len(r))) if len(r) > 1
-                      else 0.0,
-                      regret_per_bidder=[float(x) for x in r.mean(dim=0)])
+        regret = dict(
+            regret_mean=float(per_profile.mean()),
+            regret_max=float(r.max()),
+            regret_se=float(per_profile.std() / math.sqrt(len(r))) if len(r) > 1 else 0.0,
+            regret_per_bidder=[float(x) for x in r.mean(dim=0)],
+        )
     else:
         regret = dict(regret_mean=None, regret_max=None, regret_se=None, regret_per_bidder=None)
     return Evaluation(
-        mechanism=mechanism.name, setting=setting.name or setting.describe(), samples=samples,
-        seed=seed, revenue=revenue, revenue_se=revenue_se, welfare=welfare,
-        welfare_se=welfare_se, objective=setting.objective.name, objective_value=objective,
-        objective_se=objective_se, ir_violation_rate=float(torch.cat(ir_bad).mean()),
+        mechanism=mechanism.name,
+        setting=setting.name or setting.describe(),
+        samples=samples,
+        seed=seed,
+        revenue=revenue,
+        revenue_se=revenue_se,
+        welfare=welfare,
+        welfare_se=welfare_se,
+        objective=setting.objective.name,
+        objective_value=objective,
+        objective_se=objective_se,
+        ir_violation_rate=float(torch.cat(ir_bad).mean()),
         ir_violation_mean=float(torch.cat(ir_size).double().mean()),
-        infeasible_rate=float(torch.cat(infeasible).mean()), infeasibility_max=worst,
-        **regret, regret_samples=regret_profiles,
+        infeasible_rate=float(torch.cat(infeasible).mean()),
+        infeasibility_max=worst,
+        **regret,
+        regret_samples=regret_profiles,
         search=search.to_dict() if search else None,
         seconds=time.perf_counter() - start,
     )

@@ -57,25 +57,33 @@ class RegretSearch:
 
 
 #: The papers' final-number budget: 1,000 restarts x 2,000 steps on 10,000 profiles.
-THOROUGH = RegretSearch(profiles=10_000, random=1_000, ascent_starts=1_000,
-                        ascent_steps=2_000, chunk=2**17)
+THOROUGH = RegretSearch(
+    profiles=10_000, random=1_000, ascent_starts=1_000, ascent_steps=2_000, chunk=2**17
+)
 
 
-def _candidates(values: torch.Tensor, bidder: int, setting: Setting, search: RegretSearch,
-                generator: torch.Generator) -> torch.Tensor:
+def _candidates(
+    values: torch.Tensor,
+    bidder: int,
+    setting: Setting,
+    search: RegretSearch,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """Misreports for ``bidder`` at profiles ``values`` (P, n, m): (P, C, m), truth first."""
     p, _, m = values.shape
-    low, high = (torch.as_tensor(a[bidder], dtype=values.dtype, device=values.device)
-                 for a in setting.prior.support())
+    low, high = (
+        torch.as_tensor(a[bidder], dtype=values.dtype, device=values.device)
+        for a in setting.prior.support()
+    )
     truth = values[:, bidder].unsqueeze(1)
     parts = [truth]
     if search.random:
-        u = torch.rand(p, search.random, m, generator=generator, dtype=values.dtype,
-                       device="cpu").to(values.device)
+        u = torch.rand(
+            p, search.random, m, generator=generator, dtype=values.dtype, device="cpu"
+        ).to(values.device)
         parts.append(low + (high - low) * u)
     if search.scales:
-        alpha = torch.linspace(0.0, 1.5, search.scales, dtype=values.dtype,
-                               device=values.device)
+        alpha = torch.linspace(0.0, 1.5, search.scales, dtype=values.dtype, device=values.device)
         parts.append(torch.minimum(alpha.view(1, -1, 1) * truth, high))
     if search.grid and search.grid**m <= search.max_grid:
         axes = [torch.linspace(0, 1, search.grid, dtype=values.dtype, device=values.device)] * m
@@ -88,8 +96,9 @@ def _candidates(values: torch.Tensor, bidder: int, setting: Setting, search: Reg
     return torch.cat(parts, dim=1)
 
 
-def _utilities(mechanism: Mechanism, values: torch.Tensor, bidder: int,
-               misreports: torch.Tensor) -> torch.Tensor:
+def _utilities(
+    mechanism: Mechanism, values: torch.Tensor, bidder: int, misreports: torch.Tensor
+) -> torch.Tensor:
     """u_bidder(v; (b, v_-bidder)) for misreports (P, C, m): (P, C)."""
     p, c, m = misreports.shape
     bids = values.unsqueeze(1).expand(p, c, -1, -1).clone()
@@ -99,9 +108,14 @@ def _utilities(mechanism: Mechanism, values: torch.Tensor, bidder: int,
     return (own - pay[:, bidder]).view(p, c)
 
 
-def best_misreport_utility(mechanism: Mechanism, values: torch.Tensor, bidder: int,
-                           setting: Setting, search: RegretSearch,
-                           generator: torch.Generator) -> torch.Tensor:
+def best_misreport_utility(
+    mechanism: Mechanism,
+    values: torch.Tensor,
+    bidder: int,
+    setting: Setting,
+    search: RegretSearch,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """Best utility bidder ``bidder`` finds by misreporting at each profile: (P,)."""
     cands = _candidates(values, bidder, setting, search, generator)
     p, c, _ = cands.shape
@@ -109,7 +123,7 @@ def best_misreport_utility(mechanism: Mechanism, values: torch.Tensor, bidder: i
     best_u, best_idx = [], []
     with torch.no_grad():
         for s in range(0, p, rows):
-            u = _utilities(mechanism, values[s:s + rows], bidder, cands[s:s + rows])
+            u = _utilities(mechanism, values[s : s + rows], bidder, cands[s : s + rows])
             k = min(search.ascent_starts, c) if mechanism.differentiable else 1
             top = u.topk(k, dim=1)
             best_u.append(top.values)
@@ -122,17 +136,25 @@ def best_misreport_utility(mechanism: Mechanism, values: torch.Tensor, bidder: i
     return best
 
 
-def _ascent(mechanism: Mechanism, values: torch.Tensor, bidder: int, setting: Setting,
-            starts: torch.Tensor, search: RegretSearch) -> torch.Tensor:
+def _ascent(
+    mechanism: Mechanism,
+    values: torch.Tensor,
+    bidder: int,
+    setting: Setting,
+    starts: torch.Tensor,
+    search: RegretSearch,
+) -> torch.Tensor:
     """Projected Adam ascent on misreports from ``starts`` (P, K, m); best utility (P,)."""
-    low, high = (torch.as_tensor(a[bidder], dtype=values.dtype, device=values.device)
-                 for a in setting.prior.support())
+    low, high = (
+        torch.as_tensor(a[bidder], dtype=values.dtype, device=values.device)
+        for a in setting.prior.support()
+    )
     p, k, _ = starts.shape
     rows = max(1, search.chunk // k)
     out = []
     for s in range(0, p, rows):
-        v = values[s:s + rows]
-        b = starts[s:s + rows].clone().requires_grad_(True)
+        v = values[s : s + rows]
+        b = starts[s : s + rows].clone().requires_grad_(True)
         opt = torch.optim.Adam([b], lr=search.ascent_lr * float((high - low).max()))
         best = torch.full((len(v),), -math.inf, dtype=values.dtype, device=values.device)
         for _ in range(search.ascent_steps):

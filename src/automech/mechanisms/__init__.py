@@ -16,13 +16,31 @@ from automech.mechanisms.classical.posted_price import PostedPrice
 from automech.mechanisms.classical.vcg import VCG
 
 CLASSICAL: tuple[type[Mechanism], ...] = (
-    VCG, Myerson, SeparateMyerson, GrandBundle, PostedPrice, BundlePostedPrice, FirstPrice,
-    SeparableOPT, BundleOPT, SharedBundleOPT,
+    VCG,
+    Myerson,
+    SeparateMyerson,
+    GrandBundle,
+    PostedPrice,
+    BundlePostedPrice,
+    FirstPrice,
+    SeparableOPT,
+    BundleOPT,
+    SharedBundleOPT,
 )
 
 #: The classical mechanisms by name.
 MECHANISMS: dict[str, type[Mechanism]] = {cls.name: cls for cls in CLASSICAL}
 
-__all__ = ["Mechanism", "check_bids", "MECHANISMS", "CLASSICAL", "VCG",
-           "Myerson", "SeparateMyerson", "GrandBundle", "PostedPrice", "BundlePostedPrice",
-           "FirstPrice"]
+__all__ = [
+    "Mechanism",
+    "check_bids",
+    "MECHANISMS",
+    "CLASSICAL",
+    "VCG",
+    "Myerson",
+    "SeparateMyerson",
+    "GrandBundle",
+    "PostedPrice",
+    "BundlePostedPrice",
+    "FirstPrice",
+]

@@ -105,16 +105,21 @@ def check_bids(bids: Any, setting: Setting) -> np.ndarray:
     n, m = setting.shape
     if arr.ndim != 3 or arr.shape[1:] != (n, m):
         hint = " (for one profile use bids[None])" if arr.shape == (n, m) else ""
-        raise BidError(f"bids must have shape (B, {n}, {m}) for this setting "
-                       f"({n} bidders x {m} items); got {arr.shape}{hint}")
+        raise BidError(
+            f"bids must have shape (B, {n}, {m}) for this setting "
+            f"({n} bidders x {m} items); got {arr.shape}{hint}"
+        )
     bad = ~np.isfinite(arr)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise BidError(f"bids contain {int(bad.sum())} NaN or infinite value(s), first at "
-                       f"index {first}")
+        raise BidError(
+            f"bids contain {int(bad.sum())} NaN or infinite value(s), first at index {first}"
+        )
     neg = arr < 0
     if neg.any():
         first = tuple(int(i) for i in np.argwhere(neg)[0])
-        raise BidError(f"bids must be >= 0; {int(neg.sum())} negative value(s), first "
-                       f"{arr[first]} at index {first}")
+        raise BidError(
+            f"bids must be >= 0; {int(neg.sum())} negative value(s), first "
+            f"{arr[first]} at index {first}"
+        )
     return arr

@@ -48,7 +48,8 @@ def deterministic_allocations(setting: Setting) -> np.ndarray:
     if total > MAX_ENUMERATED_ALLOCATIONS:
         raise NotApplicableError(
             f"{total} deterministic allocations for {n} bidders x {m} items: too many to "
-            f"enumerate (limit {MAX_ENUMERATED_ALLOCATIONS})")
+            f"enumerate (limit {MAX_ENUMERATED_ALLOCATIONS})"
+        )
     if setting.unit_supply:
         owners = np.array(list(itertools.product(range(n + 1), repeat=m)))  # n = nobody
         alloc = (owners[:, None, :] == np.arange(n)[None, :, None]).astype(float)
@@ -74,29 +75,32 @@ def max_welfare(values: torch.Tensor, setting: Setting) -> tuple[torch.Tensor, t
     if count_deterministic_allocations(setting) <= MAX_ENUMERATED_ALLOCATIONS:
         return _enumerated(values, setting, c_p, c_d)
     if c_p or c_d or not setting.unit_supply:
-        raise NotApplicableError("welfare maximisation for large unit-demand settings with "
-                                 "costs or unlimited supply is not implemented")
+        raise NotApplicableError(
+            "welfare maximisation for large unit-demand settings with "
+            "costs or unlimited supply is not implemented"
+        )
     return _assignment(values)
 
 
 def _additive(values, unit_supply, c_p, c_d):
     """Items are separable for additive bidders: solve each item on its own."""
     if unit_supply:
-        top, winner = values.max(dim=1)                      # (B, m)
+        top, winner = values.max(dim=1)  # (B, m)
         gain = top - c_d - c_p
         alloc = torch.zeros_like(values)
         alloc.scatter_(1, winner.unsqueeze(1), (gain > 0).to(values.dtype).unsqueeze(1))
         return alloc, gain.clamp_min(0).sum(dim=-1)
-    gains = (values - c_d).clamp_min(0)                     # (B, n, m)
-    total = gains.sum(dim=1) - c_p                          # (B, m)
+    gains = (values - c_d).clamp_min(0)  # (B, n, m)
+    total = gains.sum(dim=1) - c_p  # (B, m)
     produce = (total > 0).to(values.dtype)
     alloc = (values > c_d).to(values.dtype) * produce.unsqueeze(1)
     return alloc, total.clamp_min(0).sum(dim=-1)
 
 
 def _enumerated(values, setting, c_p, c_d):
-    allocs = torch.as_tensor(deterministic_allocations(setting), dtype=values.dtype,
-                             device=values.device)           # (K, n, m)
+    allocs = torch.as_tensor(
+        deterministic_allocations(setting), dtype=values.dtype, device=values.device
+    )  # (K, n, m)
     cost = c_p * allocs.amax(dim=1).sum(dim=-1) + c_d * allocs.sum(dim=(1, 2))
     welfare = torch.einsum("bnm,knm->bk", values, allocs) - cost
     best, idx = welfare.max(dim=1)

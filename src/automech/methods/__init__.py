@@ -37,7 +37,9 @@ class _Methods(MutableMapping[str, Method]):
 
     def __init__(self) -> None:
         self._specs: dict[str, str | Method] = {
-            **{cls.name: Classical(cls) for cls in CLASSICAL}, **REGISTRY}
+            **{cls.name: Classical(cls) for cls in CLASSICAL},
+            **REGISTRY,
+        }
 
     def __getitem__(self, name: str) -> Method:
         spec = self._specs[name]
@@ -80,8 +82,9 @@ def mechanism_class(name: str, method: str | None = None) -> type | None:
     """The mechanism class called ``name`` (what a checkpoint records): a classical
     one, or the ``mechanism`` a registered method declares (``method`` first, when the
     checkpoint names it).  None when no method produces it."""
-    order = ([method] if method is not None and method in METHODS else []) + \
-        [m for m in METHODS if m != method]
+    order = ([method] if method is not None and method in METHODS else []) + [
+        m for m in METHODS if m != method
+    ]
     for key in order:
         cls = METHODS[key].mechanism
         if cls is not None and getattr(cls, "name", None) == name:

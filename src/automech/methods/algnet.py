@@ -97,12 +97,13 @@ class ALGNetOptions(TrainerOptions):
     misreporter_layers: int = option(2, "misreporter hidden layers", low=1)
     misreporter_lr: float = option(1e-3, "misreporter Adam step size", low=0, low_open=True)
     misreporter_steps: int = option(5, "misreporter Adam steps per auctioneer step", low=0)
-    reset_every: int = option(1_000, "steps between misreporter re-initialisations "
-                              "(0: never)", low=0)
-    refine_steps: int = option(10, "Adam steps on the reports themselves (0: the paper)",
-                               low=0)
-    refine_lr: float = option(0.05, "their step size, times the support width", low=0,
-                              low_open=True)
+    reset_every: int = option(
+        1_000, "steps between misreporter re-initialisations (0: never)", low=0
+    )
+    refine_steps: int = option(10, "Adam steps on the reports themselves (0: the paper)", low=0)
+    refine_lr: float = option(
+        0.05, "their step size, times the support width", low=0, low_open=True
+    )
     steps: int = 4_000
     batch_size: int = 256
     lr: float = 2e-3
@@ -121,16 +122,20 @@ class ALGNetTrainingState:
     seed: int
     resets: int = 0
     step: int = 0
-    updates: int = 0          # misreporter updates made (0: untrained)
+    updates: int = 0  # misreporter updates made (0: untrained)
     #: the step's (refined) reports, (B, n, m): the pool ``ctx.indices`` index
     reports: torch.Tensor | None = None
     #: (P, R) of the whole batch when the step is chunked (None: one chunk)
     totals: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"misreporter": self.misreporter.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "resets": self.resets,
-                "step": self.step, "updates": self.updates}
+        return {
+            "misreporter": self.misreporter.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "resets": self.resets,
+            "step": self.step,
+            "updates": self.updates,
+        }
 
     def load(self, saved: dict[str, Any]) -> None:
         self.misreporter.load_state_dict(saved["misreporter"])
@@ -139,8 +144,15 @@ class ALGNetTrainingState:
         self.updates = int(saved.get("updates", 0))
 
 
-def fresh_misreporter(setting: Setting, hidden: int, layers: int, lr: float, seed: int,
-                      resets: int, device: Any = None) -> ALGNetTrainingState:
+def fresh_misreporter(
+    setting: Setting,
+    hidden: int,
+    layers: int,
+    lr: float,
+    seed: int,
+    resets: int,
+    device: Any = None,
+) -> ALGNetTrainingState:
     """The misreporter (seeded by the run seed and the reset count) and its optimiser."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed * 1_000_003 + 7919 * (resets + 1))
@@ -166,13 +178,19 @@ class ALGNet(GradientMethod):
 
     def build(self, ctx: FitContext) -> ALGNetMechanism:
         o = ctx.options
-        return ALGNetMechanism(ctx.setting, hidden=o.hidden, layers=o.layers,
-                               init_seed=ctx.seed)
+        return ALGNetMechanism(ctx.setting, hidden=o.hidden, layers=o.layers, init_seed=ctx.seed)
 
     def _fresh(self, mechanism: Mechanism, ctx: FitContext, resets: int) -> ALGNetTrainingState:
         o = ctx.options
-        return fresh_misreporter(ctx.setting, o.misreporter_hidden, o.misreporter_layers,
-                                 o.misreporter_lr, ctx.seed, resets, mechanism.device)
+        return fresh_misreporter(
+            ctx.setting,
+            o.misreporter_hidden,
+            o.misreporter_layers,
+            o.misreporter_lr,
+            ctx.seed,
+            resets,
+            mechanism.device,
+        )
 
     def start(self, mechanism: Mechanism, ctx: FitContext) -> ALGNetTrainingState:
         return self._fresh(mechanism, ctx, resets=0)
@@ -184,20 +202,31 @@ class ALGNet(GradientMethod):
         state: ALGNetTrainingState = ctx.state
         if state is not None and state.updates:
             o = ctx.options
-            torch.save({"hidden": o.misreporter_hidden, "layers": o.misreporter_layers,
-                        "lr": o.misreporter_lr, "seed": ctx.seed, **state.to_dict()},
-                       ctx.run.path / MISREPORTER)
+            torch.save(
+                {
+                    "hidden": o.misreporter_hidden,
+                    "layers": o.misreporter_layers,
+                    "lr": o.misreporter_lr,
+                    "seed": ctx.seed,
+                    **state.to_dict(),
+                },
+                ctx.run.path / MISREPORTER,
+            )
         return mechanism
 
-    def sample(self, mechanism: Mechanism,
-               ctx: FitContext) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, mechanism: Mechanism, ctx: FitContext) -> tuple[torch.Tensor, torch.Tensor]:
         """Fresh prior profiles; their rows index the step's pool of reports."""
         values, _ = super().sample(mechanism, ctx)
         return values, torch.arange(len(values), device=values.device)
 
-    def step(self, mechanism: Mechanism, optimizer: torch.optim.Optimizer,
-             values: torch.Tensor, indices: torch.Tensor | None,
-             ctx: FitContext) -> dict[str, float]:
+    def step(
+        self,
+        mechanism: Mechanism,
+        optimizer: torch.optim.Optimizer,
+        values: torch.Tensor,
+        indices: torch.Tensor | None,
+        ctx: FitContext,
+    ) -> dict[str, float]:
         """Re-initialise the misreporter when due, train it and compute the batch's
         reports (:meth:`misreports`), then the trainer's auctioneer step."""
         o = ctx.options
@@ -209,8 +238,9 @@ class ALGNet(GradientMethod):
             indices = torch.arange(len(values), device=values.device)
         return super().step(mechanism, optimizer, values, indices, ctx)
 
-    def misreports(self, mechanism: Mechanism, values: torch.Tensor,
-                   ctx: FitContext) -> torch.Tensor:
+    def misreports(
+        self, mechanism: Mechanism, values: torch.Tensor, ctx: FitContext
+    ) -> torch.Tensor:
         """Train the misreporter on ``values`` (gradients accumulated over chunks) and
         set ``ctx.state.reports`` to its refined reports (and ``totals`` when chunked)."""
         state: ALGNetTrainingState = ctx.state
@@ -247,15 +277,16 @@ class ALGNet(GradientMethod):
             state.totals = (revenue, regret)
         return pool
 
-    def loss(self, mechanism: Mechanism, values: torch.Tensor,
-             ctx: FitContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, mechanism: Mechanism, values: torch.Tensor, ctx: FitContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """``L`` on the chunk (rows ``ctx.indices`` of the step's reports); with a
         chunked batch, ``L`` linearised at the batch's P and R."""
         state: ALGNetTrainingState = ctx.state
         if state.reports is None:
             raise AutomechError(f"{self.name}: loss called before step computed the reports")
         reports = state.reports if ctx.indices is None else state.reports[ctx.indices]
-        rgt, pay = regrets(mechanism, values, reports)                 # (B, n)
+        rgt, pay = regrets(mechanism, values, reports)  # (B, n)
         revenue = pay.sum(dim=-1).mean()
         regret = rgt.sum(dim=-1).mean()
         if state.totals is None:
@@ -263,12 +294,14 @@ class ALGNet(GradientMethod):
         else:
             P, R = state.totals
             value = -(max(P, FLOOR) ** 0.5 - max(R, FLOOR) ** 0.5) + R
-            d_p = -0.5 / P ** 0.5 if P > FLOOR else 0.0
-            d_r = (0.5 / R ** 0.5 if R > FLOOR else 0.0) + 1.0
+            d_p = -0.5 / P**0.5 if P > FLOOR else 0.0
+            d_r = (0.5 / R**0.5 if R > FLOOR else 0.0) + 1.0
             loss = d_p * revenue + d_r * regret + (value - d_p * P - d_r * R)
-        return loss, {"train_revenue": float(revenue.detach()),
-                      "train_regret": float(regret.detach()) / mechanism.setting.num_bidders,
-                      "misreporter_resets": state.resets}
+        return loss, {
+            "train_revenue": float(revenue.detach()),
+            "train_regret": float(regret.detach()) / mechanism.setting.num_bidders,
+            "misreporter_resets": state.resets,
+        }
 
     def training_state(self, ctx: FitContext) -> dict[str, Any]:
         return ctx.state.to_dict()
@@ -284,15 +317,20 @@ def load_misreporter(run_dir: str | Path, setting: Setting) -> ALGNetTrainingSta
     if not path.is_file():
         return None
     saved = torch.load(path, map_location="cpu", weights_only=False)
-    state = fresh_misreporter(setting, saved["hidden"], saved["layers"], saved["lr"],
-                              saved["seed"], int(saved["resets"]))
+    state = fresh_misreporter(
+        setting, saved["hidden"], saved["layers"], saved["lr"], saved["seed"], int(saved["resets"])
+    )
     state.load(saved)
     return state
 
 
-def misreporter_regret(mechanism: Mechanism, values: torch.Tensor,
-                       misreporter: ALGNetTrainingState | str | Path | None,
-                       refine_steps: int = 0, refine_lr: float = 0.05) -> torch.Tensor | None:
+def misreporter_regret(
+    mechanism: Mechanism,
+    values: torch.Tensor,
+    misreporter: ALGNetTrainingState | str | Path | None,
+    refine_steps: int = 0,
+    refine_lr: float = 0.05,
+) -> torch.Tensor | None:
     """Regret (P, n) of ``mechanism`` on ``values`` against a training misreporter, its
     reports refined by ``refine_steps`` Adam steps as in training.
 

@@ -85,29 +85,39 @@ class AMAOptions(TrainerOptions, SoftmaxOptions):
 
     method = "ama"
     learn_weights: bool | Literal["auto"] = option(
-        "auto", "learn the bidder weights (auto: unless every bidder has the same prior "
-        "support and atoms)")
+        "auto",
+        "learn the bidder weights (auto: unless every bidder has the same prior support and atoms)",
+    )
     prune_after: int = option(0, "first pruning step (0: never prune)", low=0)
     prune_every: int = option(100, "steps between prunings after that", low=1)
-    prune_threshold: float = option(1e-3, "softmax mass below which an allocation is "
-                                    "dropped", low=0, high=1)
-    prune_samples: int = option(16384, "fresh profiles on which the mass is measured",
-                                low=1)
+    prune_threshold: float = option(
+        1e-3, "softmax mass below which an allocation is dropped", low=0, high=1
+    )
+    prune_samples: int = option(16384, "fresh profiles on which the mass is measured", low=1)
     init_reserve: float | Literal["auto"] = option(
-        "auto", "boosts start at -r * (quantity allocated): a number r, or auto (the "
-        "smallest r within 5% of the best exact revenue on a grid)", low=0)
-    softmax_gap: float = option(0.0, "> 0: per batch, drop allocations with softmax "
-                                "weight below exp(-softmax_gap) everywhere (speed)", low=0)
+        "auto",
+        "boosts start at -r * (quantity allocated): a number r, or auto (the "
+        "smallest r within 5% of the best exact revenue on a grid)",
+        low=0,
+    )
+    softmax_gap: float = option(
+        0.0,
+        "> 0: per batch, drop allocations with softmax "
+        "weight below exp(-softmax_gap) everywhere (speed)",
+        low=0,
+    )
     fused: bool = option(True, "hand-written backward of the surrogate (speed)")
     exact_expectation: bool | Literal["auto"] = option(
-        "auto", "discrete priors: train on every profile weighted by its probability "
+        "auto",
+        "discrete priors: train on every profile weighted by its probability "
         f"instead of batch_size samples (auto: when there are at most "
-        f"{MAX_ENUMERATED_PROFILES} profiles)")
-    steps: int = 1000                   # paper: 9,000
-    batch_size: int = 8192              # paper: 32,768
-    lr: float = 0.01                    # paper: 0.01 (Adam)
+        f"{MAX_ENUMERATED_PROFILES} profiles)",
+    )
+    steps: int = 1000  # paper: 9,000
+    batch_size: int = 8192  # paper: 32,768
+    lr: float = 0.01  # paper: 0.01 (Adam)
     lr_final: float = 0.001
-    temperature: float = 100.0          # paper: 100
+    temperature: float = 100.0  # paper: 100
     temperature_final: float = 100.0
     validate_every: int = 100
 
@@ -118,17 +128,21 @@ class LotteryAMAOptions(AMAOptions):
 
     method = "lottery-ama"
     recipe: Literal["auto", "fast", "paper"] = option(
-        "auto", "paper: the paper's start (FINITE_TYPE_RECIPE, put over the other "
+        "auto",
+        "paper: the paper's start (FINITE_TYPE_RECIPE, put over the other "
         "options); fast: the start of init and init_reserve; auto: paper on priors small "
-        "enough to train on exactly, else fast")
-    allocations: int = option(512, "learned allocations at the start (paper: 2048-4096)",
-                              low=1)
+        "enough to train on exactly, else fast",
+    )
+    allocations: int = option(512, "learned allocations at the start (paper: 2048-4096)", low=1)
     init: Literal["deterministic", "random"] = option(
-        "deterministic", "starting allocations: every feasible deterministic one (when they "
-        "fit) next to random ones, or all random (the paper's)")
+        "deterministic",
+        "starting allocations: every feasible deterministic one (when they "
+        "fit) next to random ones, or all random (the paper's)",
+    )
     init_scale: float = option(1.0, "std of the random logits", low=0)
-    init_sharpness: float = option(5.0, "logit margin of the deterministic starts", low=0,
-                                   low_open=True)
+    init_sharpness: float = option(
+        5.0, "logit margin of the deterministic starts", low=0, low_open=True
+    )
     chunk_size: int = 2048
     prune_after: int = 50
     prune_every: int = 50
@@ -174,11 +188,15 @@ class _AMAMethod(GradientMethod):
     the exact expectation over small discrete priors."""
 
     def resolve(self, setting: Setting, options: _options.Options) -> _options.Options:
-        if cast(AMAOptions, options).exact_expectation is True \
-                and enumerated_profiles(setting) is None:
-            raise OptionError(f"{self.name}: option 'exact_expectation' = true needs a "
-                              f"discrete prior with at most {MAX_ENUMERATED_PROFILES} "
-                              "profiles")
+        if (
+            cast(AMAOptions, options).exact_expectation is True
+            and enumerated_profiles(setting) is None
+        ):
+            raise OptionError(
+                f"{self.name}: option 'exact_expectation' = true needs a "
+                f"discrete prior with at most {MAX_ENUMERATED_PROFILES} "
+                "profiles"
+            )
         return options
 
     # ---------------------------------------------------------------- hooks
@@ -190,8 +208,9 @@ class _AMAMethod(GradientMethod):
         found = enumerated_profiles(ctx.setting)
         if found is None:
             return AMAState()
-        profiles, probs = (torch.as_tensor(a, dtype=mechanism.dtype, device=mechanism.device)
-                           for a in found)
+        profiles, probs = (
+            torch.as_tensor(a, dtype=mechanism.dtype, device=mechanism.device) for a in found
+        )
         return AMAState((profiles, probs))
 
     def initialise(self, mechanism: Mechanism, ctx: FitContext) -> None:
@@ -199,35 +218,48 @@ class _AMAMethod(GradientMethod):
         assert isinstance(mechanism, AffineMaximizer)
         reserve = ctx.options.init_reserve
         if reserve == "auto":
-            bids = torch.as_tensor(ctx.setting.sample(8192, np.random.default_rng([ctx.seed, 3])),
-                                   dtype=mechanism.dtype, device=mechanism.device)
+            bids = torch.as_tensor(
+                ctx.setting.sample(8192, np.random.default_rng([ctx.seed, 3])),
+                dtype=mechanism.dtype,
+                device=mechanism.device,
+            )
             mechanism.tune_reserve(bids)
         else:
             mechanism.reset_boosts(float(reserve))
 
-    def sample(self, mechanism: Mechanism,
-               ctx: FitContext) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def sample(
+        self, mechanism: Mechanism, ctx: FitContext
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Fresh prior draws, or every profile of a prior trained on exactly."""
         if ctx.state.exact is not None:
             return ctx.state.exact[0], None
         return super().sample(mechanism, ctx)
 
-    def loss(self, mechanism: Mechanism, values: torch.Tensor,
-             ctx: FitContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, mechanism: Mechanism, values: torch.Tensor, ctx: FitContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         assert isinstance(mechanism, AffineMaximizer)
         alloc, pay = self._relaxed(mechanism, values, ctx)
         objective = ctx.setting.objective.value(values, alloc, pay).mean()
         return -objective, {"train_objective": float(objective.detach())}
 
-    def step(self, mechanism: Mechanism, optimizer: torch.optim.Optimizer,
-             values: torch.Tensor, indices: torch.Tensor | None,
-             ctx: FitContext) -> dict[str, float]:
+    def step(
+        self,
+        mechanism: Mechanism,
+        optimizer: torch.optim.Optimizer,
+        values: torch.Tensor,
+        indices: torch.Tensor | None,
+        ctx: FitContext,
+    ) -> dict[str, float]:
         """Prune when scheduled, then one step on the sampled batch (the trainer's) or on
         the exact expectation; logs the active allocations."""
         assert isinstance(mechanism, AffineMaximizer)
         o = ctx.options
-        if o.prune_after > 0 and ctx.step >= o.prune_after \
-                and (ctx.step - o.prune_after) % o.prune_every == 0:
+        if (
+            o.prune_after > 0
+            and ctx.step >= o.prune_after
+            and (ctx.step - o.prune_after) % o.prune_every == 0
+        ):
             self.prune(mechanism, ctx)
         if ctx.state.exact is None:
             metrics = super().step(mechanism, optimizer, values, indices, ctx)
@@ -240,11 +272,13 @@ class _AMAMethod(GradientMethod):
 
     @staticmethod
     def _relaxed(mechanism: AffineMaximizer, values: torch.Tensor, ctx: FitContext):
-        return mechanism.relaxed(values, ctx.temperature, softmax_gap=ctx.options.softmax_gap,
-                                 fused=ctx.options.fused)
+        return mechanism.relaxed(
+            values, ctx.temperature, softmax_gap=ctx.options.softmax_gap, fused=ctx.options.fused
+        )
 
-    def _exact_step(self, mechanism: AffineMaximizer, optimizer: torch.optim.Optimizer,
-                    ctx: FitContext) -> dict[str, float]:
+    def _exact_step(
+        self, mechanism: AffineMaximizer, optimizer: torch.optim.Optimizer, ctx: FitContext
+    ) -> dict[str, float]:
         """One step on the exact expectation over a discrete prior's profiles, gradients
         accumulated over chunks of ``chunk_size`` profiles."""
         profiles, probs = ctx.state.exact
@@ -252,10 +286,9 @@ class _AMAMethod(GradientMethod):
         chunk = ctx.options.chunk_size or len(profiles)
         value = 0.0
         for s in range(0, len(profiles), chunk):
-            part = profiles[s:s + chunk]
+            part = profiles[s : s + chunk]
             alloc, pay = self._relaxed(mechanism, part, ctx)
-            objective = (ctx.setting.objective.value(part, alloc, pay)
-                         * probs[s:s + chunk]).sum()
+            objective = (ctx.setting.objective.value(part, alloc, pay) * probs[s : s + chunk]).sum()
             (-objective).backward()
             value += float(objective.detach())
         optimizer.step()
@@ -272,8 +305,11 @@ class _AMAMethod(GradientMethod):
             bids = ctx.state.exact[0]
         else:
             rng = np.random.default_rng([ctx.seed, 2, ctx.step])
-            bids = torch.as_tensor(ctx.setting.sample(o.prune_samples, rng),
-                                   dtype=mechanism.dtype, device=mechanism.device)
+            bids = torch.as_tensor(
+                ctx.setting.sample(o.prune_samples, rng),
+                dtype=mechanism.dtype,
+                device=mechanism.device,
+            )
         return mechanism.prune(bids, ctx.temperature, o.prune_threshold)
 
 
@@ -299,10 +335,15 @@ class LotteryAMAMethod(_AMAMethod):
 
     def build(self, ctx: FitContext) -> LotteryAMA:
         o = ctx.options
-        return LotteryAMA(ctx.setting, allocations=o.allocations,
-                          learn_weights=_learn_weights(ctx.setting, o.learn_weights),
-                          init_seed=ctx.seed, init=o.init, init_scale=o.init_scale,
-                          init_sharpness=o.init_sharpness)
+        return LotteryAMA(
+            ctx.setting,
+            allocations=o.allocations,
+            learn_weights=_learn_weights(ctx.setting, o.learn_weights),
+            init_seed=ctx.seed,
+            init=o.init,
+            init_scale=o.init_scale,
+            init_sharpness=o.init_sharpness,
+        )
 
 
 class DeterministicAMAMethod(_AMAMethod):
@@ -316,6 +357,6 @@ class DeterministicAMAMethod(_AMAMethod):
         return DeterministicAMA.applicable(setting)
 
     def build(self, ctx: FitContext) -> DeterministicAMA:
-        return DeterministicAMA(ctx.setting,
-                                learn_weights=_learn_weights(ctx.setting,
-                                                             ctx.options.learn_weights))
+        return DeterministicAMA(
+            ctx.setting, learn_weights=_learn_weights(ctx.setting, ctx.options.learn_weights)
+        )

@@ -64,8 +64,9 @@ class DynamicOptions(Options):
     """Options every dynamic method has."""
 
     optimize_weights: bool | Literal["auto"] = option(
-        "auto", "tune the weights w too (auto: as the paper, for asymmetric priors), or "
-        "only the boosts b")
+        "auto",
+        "tune the weights w too (auto: as the paper, for asymmetric priors), or only the boosts b",
+    )
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,13 @@ class GridSearchOptions(DynamicOptions):
 
     method = "grid-search"
     candidates: int = option(2000, "Sobol points scored (the paper: 10,000)", low=1)
-    profiles: int = option(1000, "profiles every candidate is scored on (the paper: 2,000)",
-                           low=1)
+    profiles: int = option(1000, "profiles every candidate is scored on (the paper: 2,000)", low=1)
     bound: float | Literal["auto"] = option(
-        "auto", "boosts drawn from [-bound, bound] (auto: the environment's default)",
-        low=0, low_open=True)
+        "auto",
+        "boosts drawn from [-bound, bound] (auto: the environment's default)",
+        low=0,
+        low_open=True,
+    )
     include_vcg: bool = option(True, "score the VCG point (w = 1, b = 0) too")
     batch: int = option(16, "candidates scored per batched solve", low=1)
 
@@ -89,14 +92,16 @@ class GradientOptions(DynamicOptions):
 
     steps: int = option(300, "gradient steps per starting point", low=0)
     batch_size: int = option(128, "sampled profiles per gradient estimate", low=1)
-    optimizer: Literal["adam", "sgd"] = option("adam", "adam, or sgd (the paper's plain "
-                                               "steps)")
+    optimizer: Literal["adam", "sgd"] = option("adam", "adam, or sgd (the paper's plain steps)")
     lr: float = option(0.05, "step size at the first step", low=0, low_open=True)
-    lr_final: float = option(0.005, "step size at the last step (cosine schedule in "
-                             "between)", low=0)
+    lr_final: float = option(
+        0.005, "step size at the last step (cosine schedule in between)", low=0
+    )
     init: Literal["vcg", "grid", "random"] = option(
-        "vcg", "starting points: vcg, grid (the best grid-search points) or random "
-        "(b ~ U[0, 1], the published code's start)")
+        "vcg",
+        "starting points: vcg, grid (the best grid-search points) or random "
+        "(b ~ U[0, 1], the published code's start)",
+    )
     restarts: int = option(1, "starting points (Algorithm 1: m)", low=1)
     init_candidates: int = option(256, "grid-search candidates when init = grid", low=1)
     init_profiles: int = option(512, "profiles of those candidates", low=1)
@@ -109,13 +114,14 @@ class ZerothOrderOptions(GradientOptions):
     """Zeroth-order's options (the paper: 20 perturbations, sigma 0.05)."""
 
     method = "zeroth-order"
-    perturbations: int = option(20, "Gaussian perturbations per profile (the paper: 20)",
-                                low=1)
-    sigma: float = option(0.05, "their standard deviation (the paper: 0.05)", low=0,
-                          low_open=True)
-    envelope: bool = option(True, "revenue: estimate the best-response term of the "
-                            "social-welfare part only (the affine-welfare terms are exact "
-                            "by the envelope theorem)")
+    perturbations: int = option(20, "Gaussian perturbations per profile (the paper: 20)", low=1)
+    sigma: float = option(0.05, "their standard deviation (the paper: 0.05)", low=0, low_open=True)
+    envelope: bool = option(
+        True,
+        "revenue: estimate the best-response term of the "
+        "social-welfare part only (the affine-welfare terms are exact "
+        "by the envelope theorem)",
+    )
 
 
 @dataclass(frozen=True)
@@ -123,8 +129,7 @@ class RegularizedLPOptions(GradientOptions):
     """The regularised LP's options (the paper's smoothing: alpha = 0.01)."""
 
     method = "regularized-lp"
-    alpha: float = option(0.01, "entropy regularisation of the inner problem", low=0,
-                          low_open=True)
+    alpha: float = option(0.01, "entropy regularisation of the inner problem", low=0, low_open=True)
     envelope: bool = option(True, "revenue: analytic partials for the affine-welfare terms")
 
 
@@ -148,9 +153,15 @@ def _cosine(start: float, end: float, step: int, total: int) -> float:
 
 
 def _progress(disable: bool) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                    TextColumn("{task.fields[status]}"), disable=disable, transient=False)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        disable=disable,
+        transient=False,
+    )
 
 
 def _fresh_history(run: Run | None) -> None:
@@ -180,7 +191,7 @@ def leader_loss(env: DynamicEnv, w, b, types, r, rp, nus) -> torch.Tensor:
     sw = (nus[:, 0] * r.sum(1)).sum((-1, -2))
     if env.objective == "welfare":
         return sw.mean()
-    asw = (nus * affine(rp, w, b)).sum((-1, -2))                      # (K, 1 + n)
+    asw = (nus * affine(rp, w, b)).sum((-1, -2))  # (K, 1 + n)
     return (sw + ((asw[:, 1:] - asw[:, :1]) / w).sum(-1)).mean()
 
 
@@ -194,31 +205,41 @@ def nu_gradients(env: DynamicEnv, w, b, types, r, rp) -> torch.Tensor:
     g[:, 0] = r.sum(1)
     if env.objective == "welfare":
         return g
-    c = affine(rp, w, b)                                               # (K, 1 + n, S, A)
+    c = affine(rp, w, b)  # (K, 1 + n, S, A)
     g[:, 0] -= c[:, 0] * (1.0 / w).sum()
     g[:, 1:] = c[:, 1:] / w[:, None, None]
     return g
 
 
-def grid_search(env: DynamicEnv, *, candidates: int, profiles: int,
-                bound: float | str = "auto", include_vcg: bool = True,
-                tune: bool = False, batch: int = 16, seed: int = 0,
-                run: Run | None = None, progress: bool = False, keep: int = 1,
-                ) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+def grid_search(
+    env: DynamicEnv,
+    *,
+    candidates: int,
+    profiles: int,
+    bound: float | str = "auto",
+    include_vcg: bool = True,
+    tune: bool = False,
+    batch: int = 16,
+    seed: int = 0,
+    run: Run | None = None,
+    progress: bool = False,
+    keep: int = 1,
+) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
     """The ``keep`` best Sobol candidates as (w, b, signed score), best first."""
     from scipy.stats import qmc
 
     S, A, n = env.mdp.num_states, env.mdp.num_actions, env.n
     bound = env.boost_bound if bound == "auto" else float(bound)
     dim = S * A + (n if tune else 0)
-    with warnings.catch_warnings():   # any count is fine; powers of 2 are not needed
+    with warnings.catch_warnings():  # any count is fine; powers of 2 are not needed
         warnings.filterwarnings("ignore", message=".*balance properties of Sobol")
-        points = qmc.Sobol(dim, scramble=True,
-                           seed=np.random.default_rng([seed, 2])).random(candidates)
+        points = qmc.Sobol(dim, scramble=True, seed=np.random.default_rng([seed, 2])).random(
+            candidates
+        )
     points = torch.as_tensor(points, dtype=DTYPE)
-    boosts = (-bound + 2 * bound * points[:, :S * A]).reshape(candidates, S, A)
+    boosts = (-bound + 2 * bound * points[:, : S * A]).reshape(candidates, S, A)
     if tune:
-        raw = points[:, S * A:].clamp_min(1e-3)
+        raw = points[:, S * A :].clamp_min(1e-3)
         weights = raw / raw.sum(-1, keepdim=True)
     else:
         weights = torch.ones(candidates, n, dtype=DTYPE)
@@ -231,16 +252,23 @@ def grid_search(env: DynamicEnv, *, candidates: int, profiles: int,
     with _progress(not progress) as bar:
         task = bar.add_task(f"grid-search on {env.name}", total=len(boosts), status="")
         for s in range(0, len(boosts), batch):
-            w, b = weights[s:s + batch, None], boosts[s:s + batch, None]
-            scores[s:s + batch] = signed_objective(env, w, b, types,
-                                                   chunk=max(1, 4096 // len(w))).mean(-1)
-            best = max(best, float(scores[s:s + batch].max()))
+            w, b = weights[s : s + batch, None], boosts[s : s + batch, None]
+            scores[s : s + batch] = signed_objective(
+                env, w, b, types, chunk=max(1, 4096 // len(w))
+            ).mean(-1)
+            best = max(best, float(scores[s : s + batch].max()))
             bar.update(task, advance=len(w), status=f"best {_show(env, best)}")
     order = torch.argsort(scores, descending=True)[:keep]
     if run is not None:
-        run.log({"method": "grid-search", "candidates": len(boosts), "profiles": profiles,
-                 "best_objective": _show(env, float(scores[order[0]])),
-                 "seconds": round(time.perf_counter() - start, 3)})
+        run.log(
+            {
+                "method": "grid-search",
+                "candidates": len(boosts),
+                "profiles": profiles,
+                "best_objective": _show(env, float(scores[order[0]])),
+                "seconds": round(time.perf_counter() - start, 3),
+            }
+        )
     return [(weights[k], boosts[k], float(scores[k])) for k in order]
 
 
@@ -256,9 +284,11 @@ class DynamicMethod(Method):
     def applicable(self, setting: Any) -> str | None:
         if getattr(setting, "kind", "static") != "dynamic":
             name = getattr(setting, "name", None) or "this setting"
-            return (f"{self.name} designs dynamic AMAs on MDPs (settings such as "
-                    f"seq-sales-3x2, scheduling-2x4, gridworld-2x3); {name} is a static "
-                    "setting")
+            return (
+                f"{self.name} designs dynamic AMAs on MDPs (settings such as "
+                f"seq-sales-3x2, scheduling-2x4, gridworld-2x3); {name} is a static "
+                "setting"
+            )
         return None
 
     def resolve(self, setting: DynamicEnv, options: DynamicOptions) -> DynamicOptions:
@@ -275,16 +305,26 @@ class GridSearch(DynamicMethod):
     def resolve(self, setting: DynamicEnv, options: GridSearchOptions) -> GridSearchOptions:
         """``auto`` choices made: whether weights are tuned, and the boost bound."""
         options = super().resolve(setting, options)
-        return options.replace(bound=setting.boost_bound if options.bound == "auto"
-                               else options.bound)
+        return options.replace(
+            bound=setting.boost_bound if options.bound == "auto" else options.bound
+        )
 
     def fit(self, ctx: FitContext) -> DynamicAMA:
         env, o = ctx.setting, ctx.options
         _fresh_history(ctx.run)
-        ranked = grid_search(env, candidates=o.candidates, profiles=o.profiles,
-                             bound=o.bound, include_vcg=o.include_vcg,
-                             tune=tune_weights(env, o), batch=o.batch, seed=ctx.seed,
-                             run=ctx.run, progress=ctx.progress, keep=1)
+        ranked = grid_search(
+            env,
+            candidates=o.candidates,
+            profiles=o.profiles,
+            bound=o.bound,
+            include_vcg=o.include_vcg,
+            tune=tune_weights(env, o),
+            batch=o.batch,
+            seed=ctx.seed,
+            run=ctx.run,
+            progress=ctx.progress,
+            keep=1,
+        )
         w, b, _ = ranked[0]
         return DynamicAMA(env, w, b)
 
@@ -295,9 +335,15 @@ class GradientDynamicMethod(DynamicMethod):
 
     Options = GradientOptions
 
-    def gradient(self, env: DynamicEnv, w: torch.Tensor, b: torch.Tensor,
-                 types: torch.Tensor, options: GradientOptions, gen: torch.Generator,
-                 ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def gradient(
+        self,
+        env: DynamicEnv,
+        w: torch.Tensor,
+        b: torch.Tensor,
+        types: torch.Tensor,
+        options: GradientOptions,
+        gen: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Estimated gradient of the signed objective in (w, b), and a training score."""
         raise NotImplementedError
 
@@ -312,25 +358,31 @@ class GradientDynamicMethod(DynamicMethod):
         best = (-math.inf, None, None)
         steps, every = o.steps, o.validate_every
         with _progress(not ctx.progress) as bar:
-            task = bar.add_task(f"{self.name} on {env.name}", total=steps * len(starts),
-                                status="")
+            task = bar.add_task(f"{self.name} on {env.name}", total=steps * len(starts), status="")
             for k, (w0, b0) in enumerate(starts):
                 w = w0.clone().requires_grad_(tune)
                 b = b0.clone().requires_grad_(True)
                 params = [w, b] if tune else [b]
-                opt = (torch.optim.Adam(params, lr=o.lr) if o.optimizer == "adam"
-                       else torch.optim.SGD(params, lr=o.lr))
+                opt = (
+                    torch.optim.Adam(params, lr=o.lr)
+                    if o.optimizer == "adam"
+                    else torch.optim.SGD(params, lr=o.lr)
+                )
                 for step in range(steps + 1):
                     if step % every == 0 or step == steps:
-                        score = float(signed_objective(env, w.detach(), b.detach(),
-                                                       validation).mean())
+                        score = float(
+                            signed_objective(env, w.detach(), b.detach(), validation).mean()
+                        )
                         if score > best[0]:
                             best = (score, w.detach().clone(), b.detach().clone())
                         shown = _show(env, score)
                         if run is not None:
                             run.log({"restart": k, "step": step, "val_objective": shown})
-                        bar.update(task, status=f"start {k + 1}/{len(starts)} "
-                                   f"val {shown:.4f} best {_show(env, best[0]):.4f}")
+                        bar.update(
+                            task,
+                            status=f"start {k + 1}/{len(starts)} "
+                            f"val {shown:.4f} best {_show(env, best[0]):.4f}",
+                        )
                     if step == steps:
                         break
                     for group in opt.param_groups:
@@ -357,15 +409,25 @@ class GradientDynamicMethod(DynamicMethod):
         ones = torch.ones(n, dtype=DTYPE)
         if o.init == "vcg":
             return [(ones, torch.zeros(S, A, dtype=DTYPE))] * o.restarts
-        if o.init == "random":          # the published code's start: boosts ~ U[0, 1]
+        if o.init == "random":  # the published code's start: boosts ~ U[0, 1]
             rng = np.random.default_rng([ctx.seed, 4])
-            return [(ones, torch.as_tensor(rng.random((S, A)), dtype=DTYPE))
-                    for _ in range(o.restarts)]
+            return [
+                (ones, torch.as_tensor(rng.random((S, A)), dtype=DTYPE)) for _ in range(o.restarts)
+            ]
         defaults = GridSearchOptions()
-        ranked = grid_search(env, candidates=o.init_candidates, profiles=o.init_profiles,
-                             bound=defaults.bound, include_vcg=defaults.include_vcg,
-                             tune=tune_weights(env, o), batch=defaults.batch, seed=ctx.seed,
-                             run=ctx.run, progress=ctx.progress, keep=o.restarts)
+        ranked = grid_search(
+            env,
+            candidates=o.init_candidates,
+            profiles=o.init_profiles,
+            bound=defaults.bound,
+            include_vcg=defaults.include_vcg,
+            tune=tune_weights(env, o),
+            batch=defaults.batch,
+            seed=ctx.seed,
+            run=ctx.run,
+            progress=ctx.progress,
+            keep=o.restarts,
+        )
         return [(w, b) for w, b, _ in ranked]
 
 
@@ -379,17 +441,18 @@ class ZerothOrder(GradientDynamicMethod):
         J, sigma = options.perturbations, options.sigma
         tune = tune_weights(env, options)
         mdp = env.mdp
-        r = env.rewards(types)                                          # (K, n, S, A)
-        rp = problem_reports(env, r)                                    # (K, 1+n, n, S, A)
+        r = env.rewards(types)  # (K, n, S, A)
+        rp = problem_reports(env, r)  # (K, 1+n, n, S, A)
         nus = soft_occupancy(solve_split(affine(rp, w, b), mdp)[1], mdp)  # (K, 1+n, S, A)
         # leader's partial derivative at fixed inner solutions (analytic, Appendix C)
         wg = w.clone().requires_grad_(tune)
         bg = b.clone().requires_grad_(True)
         loss = leader_loss(env, wg, bg, types, r, rp, nus)
         if loss.requires_grad:
-            grads = torch.autograd.grad(loss, [wg, bg] if tune else [bg],
-                                        allow_unused=True, materialize_grads=True)
-        else:                       # makespan: depends on (w, b) only through nu
+            grads = torch.autograd.grad(
+                loss, [wg, bg] if tune else [bg], allow_unused=True, materialize_grads=True
+            )
+        else:  # makespan: depends on (w, b) only through nu
             grads = [torch.zeros_like(w), torch.zeros_like(b)]
         gw = grads[0] if tune else torch.zeros_like(w)
         gb = grads[-1]
@@ -403,9 +466,12 @@ class ZerothOrder(GradientDynamicMethod):
             P = 1
         K, S, A = len(types), mdp.num_states, mdp.num_actions
         u_b = torch.randn(K, P, J, S, A, generator=gen, dtype=DTYPE)
-        u_w = (torch.randn(K, P, J, env.n, generator=gen, dtype=DTYPE) if tune
-               else torch.zeros(K, P, J, env.n, dtype=DTYPE))
-        c = affine(rp[:, :P, None], w + sigma * u_w, b + sigma * u_b)   # (K, P, J, S, A)
+        u_w = (
+            torch.randn(K, P, J, env.n, generator=gen, dtype=DTYPE)
+            if tune
+            else torch.zeros(K, P, J, env.n, dtype=DTYPE)
+        )
+        c = affine(rp[:, :P, None], w + sigma * u_w, b + sigma * u_b)  # (K, P, J, S, A)
         moved = occupancy(solve(c, mdp)[1], mdp)
         delta = ((moved - nus[:, :P, None]) * g_nu[:, :P, None]).sum((-1, -2)) / sigma
         gb = gb + (delta[..., None, None] * u_b).sum(1).mean((0, 1))
@@ -450,6 +516,17 @@ class RegularizedLP(GradientDynamicMethod):
         return gw, grads[-1], _show(env, float(loss.detach()))
 
 
-__all__ = ["GridSearch", "ZerothOrder", "RegularizedLP", "GridSearchOptions",
-           "ZerothOrderOptions", "RegularizedLPOptions", "grid_search", "tune_weights",
-           "signed_objective", "problem_reports", "leader_loss", "nu_gradients"]
+__all__ = [
+    "GridSearch",
+    "ZerothOrder",
+    "RegularizedLP",
+    "GridSearchOptions",
+    "ZerothOrderOptions",
+    "RegularizedLPOptions",
+    "grid_search",
+    "tune_weights",
+    "signed_objective",
+    "problem_reports",
+    "leader_loss",
+    "nu_gradients",
+]

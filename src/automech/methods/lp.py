@@ -80,8 +80,10 @@ class _Rows:
         self.vals.append(vals.ravel())
 
     def matrix(self, num_vars: int) -> tuple[sp.csr_matrix, np.ndarray]:
-        a = sp.coo_matrix((np.concatenate(self.vals), (np.concatenate(self.rows),
-                          np.concatenate(self.cols))), shape=(self.count, num_vars))
+        a = sp.coo_matrix(
+            (np.concatenate(self.vals), (np.concatenate(self.rows), np.concatenate(self.cols))),
+            shape=(self.count, num_vars),
+        )
         return a.tocsr(), np.concatenate(self.rhs)
 
 
@@ -102,8 +104,15 @@ class _Layout:
         return self.p0 + t * self.n + i
 
 
-def _add_utility(acc: _Rows, lay: _Layout, rows: np.ndarray, t: np.ndarray, bidder: int,
-                 values: np.ndarray, weight: np.ndarray) -> None:
+def _add_utility(
+    acc: _Rows,
+    lay: _Layout,
+    rows: np.ndarray,
+    t: np.ndarray,
+    bidder: int,
+    values: np.ndarray,
+    weight: np.ndarray,
+) -> None:
     """Add ``weight * u_bidder(values; outcome at t)`` to ``rows`` (all arrays length R)."""
     acc.add(rows[:, None], lay.x(t, bidder), weight[:, None] * values)
     acc.add(rows, lay.p(t, bidder), -weight)
@@ -118,7 +127,7 @@ class LinearProgram:
     b: np.ndarray
     bounds: np.ndarray
     layout: _Layout
-    ic_rows: dict[str, np.ndarray]   # bidder, true type, reported type, profile (-1 for BIC)
+    ic_rows: dict[str, np.ndarray]  # bidder, true type, reported type, profile (-1 for BIC)
 
 
 def build(setting: Setting, ft: FiniteTypes, ic: str, ir: str) -> LinearProgram:
@@ -134,7 +143,7 @@ def build(setting: Setting, ft: FiniteTypes, ic: str, ir: str) -> LinearProgram:
     _feasibility_rows(acc, lay, setting)
     bounds = np.zeros((lay.size, 2))
     bounds[:, 1] = 1.0
-    bounds[lay.p0:lay.z0] = (-np.inf, np.inf)
+    bounds[lay.p0 : lay.z0] = (-np.inf, np.inf)
     a_ub, b_ub = acc.matrix(lay.size)
     return LinearProgram(_objective(setting, ft, lay, costs), a_ub, b_ub, bounds, lay, ic_rows)
 
@@ -144,21 +153,20 @@ def _conditional(ft: FiniteTypes, bidder: int) -> np.ndarray:
     return ft.joint.ravel() / ft.marginal(bidder)[ft.profile_indices()[:, bidder]]
 
 
-def _ic_rows(acc: _Rows, lay: _Layout, ft: FiniteTypes, i: int, ic: str
-             ) -> dict[str, np.ndarray]:
+def _ic_rows(acc: _Rows, lay: _Layout, ft: FiniteTypes, i: int, ic: str) -> dict[str, np.ndarray]:
     """Bidder i's DSIC or BIC rows; returns (bidder, true, report, profile) per row."""
     k = ft.sizes[i]
     own = ft.profile_indices()[:, i]
-    values = ft.types[i][own]                                      # (T, m)
-    t, a = np.nonzero(np.arange(k)[None, :] != own[:, None])       # truthful report excluded
-    deviated = t + (a - own[t]) * ft.strides()[i]                   # profile (a, t_-i)
+    values = ft.types[i][own]  # (T, m)
+    t, a = np.nonzero(np.arange(k)[None, :] != own[:, None])  # truthful report excluded
+    deviated = t + (a - own[t]) * ft.strides()[i]  # profile (a, t_-i)
     if ic == "dsic":
         rows = acc.block(len(t)) + np.arange(len(t))
         weight = np.ones(len(t))
         true, report, at = own[t], a, t
     else:
         cond = _conditional(ft, i)
-        pairs = np.flatnonzero(np.arange(k)[None, :] != np.arange(k)[:, None])   # c k + a
+        pairs = np.flatnonzero(np.arange(k)[None, :] != np.arange(k)[:, None])  # c k + a
         row_of = np.full(k * k, -1)
         row_of[pairs] = acc.block(len(pairs)) + np.arange(len(pairs))
         live = cond[t] > 0
@@ -189,14 +197,14 @@ def _feasibility_rows(acc: _Rows, lay: _Layout, setting: Setting) -> None:
     """Unit supply, unit demand and the cost epigraph rows x_ij(t) - z_j(t) <= 0."""
     num, n, m = lay.T, lay.n, lay.m
     profiles = np.arange(num)
-    if setting.unit_supply and n > 1:                      # sum_i x_ij(t) <= 1
+    if setting.unit_supply and n > 1:  # sum_i x_ij(t) <= 1
         rows = acc.block(num * m, 1.0) + np.arange(num * m).reshape(num, m)
         for i in range(n):
             acc.add(rows, lay.x(profiles, i), 1.0)
-    if setting.unit_demand and m > 1:                      # sum_j x_ij(t) <= 1
+    if setting.unit_demand and m > 1:  # sum_j x_ij(t) <= 1
         rows = acc.block(num * n, 1.0) + np.arange(num * n).reshape(num, n)
         for i in range(n):
-            acc.add(rows[:, i:i + 1], lay.x(profiles, i), 1.0)
+            acc.add(rows[:, i : i + 1], lay.x(profiles, i), 1.0)
     if lay.size > lay.z0:
         zcols = lay.z0 + profiles[:, None] * m + np.arange(m)
         for i in range(n):
@@ -205,19 +213,20 @@ def _feasibility_rows(acc: _Rows, lay: _Layout, setting: Setting) -> None:
             acc.add(rows, zcols, -1.0)
 
 
-def _objective(setting: Setting, ft: FiniteTypes, lay: _Layout, costs: dict[str, float]
-               ) -> np.ndarray:
+def _objective(
+    setting: Setting, ft: FiniteTypes, lay: _Layout, costs: dict[str, float]
+) -> np.ndarray:
     """Cost vector c = -(expected gain coefficients); linprog minimises."""
     n, m = lay.n, lay.m
     probs = ft.joint.ravel()
     c = np.zeros(lay.size)
     if setting.objective.name == "welfare":
-        c[:lay.p0] = -(probs[:, None, None] * ft.profile_values()).ravel()
+        c[: lay.p0] = -(probs[:, None, None] * ft.profile_values()).ravel()
         return c
-    c[lay.p0:lay.z0] = -np.repeat(probs, n)
-    c[:lay.p0] = np.repeat(probs, n * m) * costs.get("duplication_cost", 0.0)
+    c[lay.p0 : lay.z0] = -np.repeat(probs, n)
+    c[: lay.p0] = np.repeat(probs, n * m) * costs.get("duplication_cost", 0.0)
     if lay.size > lay.z0:
-        c[lay.z0:] = np.repeat(probs, m) * costs["production_cost"]
+        c[lay.z0 :] = np.repeat(probs, m) * costs["production_cost"]
     return c
 
 
@@ -226,15 +235,18 @@ class LPOptions(Options):
     """The LP's options."""
 
     method = "lp"
-    ic: Literal["dsic", "bic"] = option("dsic", "incentive constraint: dominant strategy "
-                                        "or Bayesian")
+    ic: Literal["dsic", "bic"] = option(
+        "dsic", "incentive constraint: dominant strategy or Bayesian"
+    )
     ir: Literal["ex-post", "interim"] = option("ex-post", "individual rationality")
-    grid: int = option(0, "points per dimension for continuous laws (0: a discrete prior "
-                       "as it is)", low=0)
+    grid: int = option(
+        0, "points per dimension for continuous laws (0: a discrete prior as it is)", low=0
+    )
     points: Literal["mid", "low"] = option("mid", "grid cell midpoint or lower end")
     time_limit: float = option(600.0, "HiGHS time limit, seconds", low=0, low_open=True)
     solver: Literal["highs", "highs-ds", "highs-ipm"] = option(
-        "highs", "HiGHS algorithm (highs-ipm: faster on large grids)")
+        "highs", "HiGHS algorithm (highs-ipm: faster on large grids)"
+    )
     max_nonzeros: int = option(60_000_000, "refuse larger LPs before building them", low=1)
 
 
@@ -256,13 +268,19 @@ class LinearProgramMethod(Method):
         return mechanism
 
 
-def _check_options(ic: str, ir: str, grid: int, points: str, time_limit: float,
-                   solver: str) -> None:
-    for key, value, allowed in (("ic", ic, IC_CHOICES), ("ir", ir, IR_CHOICES),
-                                ("points", points, POINTS), ("solver", solver, SOLVERS)):
+def _check_options(
+    ic: str, ir: str, grid: int, points: str, time_limit: float, solver: str
+) -> None:
+    for key, value, allowed in (
+        ("ic", ic, IC_CHOICES),
+        ("ir", ir, IR_CHOICES),
+        ("points", points, POINTS),
+        ("solver", solver, SOLVERS),
+    ):
         if value not in allowed:
-            raise AutomechError(f"option {key!r} of method 'lp' must be one of "
-                                f"{', '.join(allowed)}; got {value!r}")
+            raise AutomechError(
+                f"option {key!r} of method 'lp' must be one of {', '.join(allowed)}; got {value!r}"
+            )
     if grid < 0:
         raise AutomechError(f"option 'grid' must be >= 0, got {grid}")
     if not time_limit > 0:
@@ -276,9 +294,16 @@ def _estimated_nonzeros(setting: Setting, ft: FiniteTypes, ic: str) -> int:
     return 2 * (setting.num_items + 1) * sum(profiles * (k - 1) for k in ft.sizes)
 
 
-def solve(setting: Setting, ic: str = "dsic", ir: str = "ex-post", grid: int = 0,
-          points: str = "mid", time_limit: float = 600.0, solver: str = "highs",
-          max_nonzeros: int = 60_000_000) -> tuple[LPTable, dict[str, Any]]:
+def solve(
+    setting: Setting,
+    ic: str = "dsic",
+    ir: str = "ex-post",
+    grid: int = 0,
+    points: str = "mid",
+    time_limit: float = 600.0,
+    solver: str = "highs",
+    max_nonzeros: int = 60_000_000,
+) -> tuple[LPTable, dict[str, Any]]:
     """Build and solve the LP of ``setting``; the table mechanism and the ``lp.json`` report."""
     _check_options(ic, ir, grid, points, time_limit, solver)
     problem = LinearProgramMethod().applicable(setting)
@@ -288,25 +313,45 @@ def solve(setting: Setting, ic: str = "dsic", ir: str = "ex-post", grid: int = 0
     ft = finite_types(setting.prior, grid, points)
     estimate = _estimated_nonzeros(setting, ft, ic)
     if estimate > max_nonzeros:
-        raise AutomechError(f"the LP would have about {estimate:,} nonzeros "
-                            f"({ft.num_profiles:,} profiles); the limit is option "
-                            f"max_nonzeros={max_nonzeros:,} (use a coarser grid)")
+        raise AutomechError(
+            f"the LP would have about {estimate:,} nonzeros "
+            f"({ft.num_profiles:,} profiles); the limit is option "
+            f"max_nonzeros={max_nonzeros:,} (use a coarser grid)"
+        )
     lp = build(setting, ft, ic, ir)
     built = time.perf_counter()
-    res = linprog(lp.c, A_ub=lp.a, b_ub=lp.b, bounds=lp.bounds, method=solver,
-                  options={"time_limit": float(time_limit), "presolve": True})
+    res = linprog(
+        lp.c,
+        A_ub=lp.a,
+        b_ub=lp.b,
+        bounds=lp.bounds,
+        method=solver,
+        options={"time_limit": float(time_limit), "presolve": True},
+    )
     solved = time.perf_counter()
     if res.status != 0 or res.x is None:
-        raise AutomechError(f"HiGHS did not solve the LP ({lp.a.shape[1]:,} variables, "
-                            f"{lp.a.shape[0]:,} constraints): {res.message}")
+        raise AutomechError(
+            f"HiGHS did not solve the LP ({lp.a.shape[1]:,} variables, "
+            f"{lp.a.shape[0]:,} constraints): {res.message}"
+        )
     mechanism = _mechanism(setting, ft, lp.layout, res.x, ir)
     report = {
-        "ic": ic, "ir": ir, "grid": grid, "points": points, "solver": solver,
-        "types_per_bidder": list(ft.sizes), "profiles": ft.num_profiles,
-        "variables": int(lp.a.shape[1]), "constraints": int(lp.a.shape[0]),
-        "ic_constraints": int(len(lp.ic_rows["bidder"])), "nonzeros": int(lp.a.nnz),
-        "build_seconds": built - start, "solve_seconds": solved - built,
-        "status": int(res.status), "message": res.message, "objective": -float(res.fun),
+        "ic": ic,
+        "ir": ir,
+        "grid": grid,
+        "points": points,
+        "solver": solver,
+        "types_per_bidder": list(ft.sizes),
+        "profiles": ft.num_profiles,
+        "variables": int(lp.a.shape[1]),
+        "constraints": int(lp.a.shape[0]),
+        "ic_constraints": int(len(lp.ic_rows["bidder"])),
+        "nonzeros": int(lp.a.nnz),
+        "build_seconds": built - start,
+        "solve_seconds": solved - built,
+        "status": int(res.status),
+        "message": res.message,
+        "objective": -float(res.fun),
         **_ic_duals(ft, lp, res),
     }
     return mechanism, report
@@ -315,27 +360,33 @@ def solve(setting: Setting, ic: str = "dsic", ir: str = "ex-post", grid: int = 0
 def _ic_duals(ft: FiniteTypes, lp: LinearProgram, res) -> dict[str, Any]:
     """Shadow prices of the IC rows (>= 0: objective gain per unit of relaxation)."""
     meta = lp.ic_rows
-    shadow = -res.ineqlin.marginals[:len(meta["bidder"])]
+    shadow = -res.ineqlin.marginals[: len(meta["bidder"])]
     binding = np.flatnonzero(shadow > BINDING)
     top = binding[np.argsort(-shadow[binding])[:TOP_DUALS]]
     index = ft.profile_indices()
     entries = []
     for r in top:
         i = int(meta["bidder"][r])
-        entry = {"dual": float(shadow[r]), "bidder": i,
-                 "true_type": ft.types[i][meta["true"][r]].tolist(),
-                 "reported_type": ft.types[i][meta["report"][r]].tolist()}
+        entry = {
+            "dual": float(shadow[r]),
+            "bidder": i,
+            "true_type": ft.types[i][meta["true"][r]].tolist(),
+            "reported_type": ft.types[i][meta["report"][r]].tolist(),
+        }
         if meta["profile"][r] >= 0 and len(ft.types) > 1:
             others = index[meta["profile"][r]]
-            entry["others_types"] = [ft.types[j][others[j]].tolist()
-                                     for j in range(len(ft.types)) if j != i]
+            entry["others_types"] = [
+                ft.types[j][others[j]].tolist() for j in range(len(ft.types)) if j != i
+            ]
         entries.append(entry)
-    return {"binding_ic": int(len(binding)), "ic_dual_sum": float(shadow[binding].sum()),
-            "ic_duals_top": entries}
+    return {
+        "binding_ic": int(len(binding)),
+        "ic_dual_sum": float(shadow[binding].sum()),
+        "ic_duals_top": entries,
+    }
 
 
-def _mechanism(setting: Setting, ft: FiniteTypes, lay: _Layout, x: np.ndarray,
-               ir: str) -> LPTable:
+def _mechanism(setting: Setting, ft: FiniteTypes, lay: _Layout, x: np.ndarray, ir: str) -> LPTable:
     """The table mechanism of an LP solution, cleaned of solver round-off.
 
     Allocations are clipped to [0, 1] and scaled down where a supply or demand sum exceeds
@@ -343,8 +394,8 @@ def _mechanism(setting: Setting, ft: FiniteTypes, lay: _Layout, x: np.ndarray,
     that grid types never pay more than their value.
     """
     n, m, num = setting.num_bidders, setting.num_items, ft.num_profiles
-    alloc = np.clip(x[:lay.p0].reshape(num, n, m), 0.0, 1.0)
-    pay = x[lay.p0:lay.z0].reshape(num, n).copy()
+    alloc = np.clip(x[: lay.p0].reshape(num, n, m), 0.0, 1.0)
+    pay = x[lay.p0 : lay.z0].reshape(num, n).copy()
     if setting.unit_supply:
         alloc /= np.maximum(alloc.sum(axis=1, keepdims=True), 1.0)
     if setting.unit_demand:
@@ -353,6 +404,13 @@ def _mechanism(setting: Setting, ft: FiniteTypes, lay: _Layout, x: np.ndarray,
         pay = np.minimum(pay, (ft.profile_values() * alloc).sum(axis=-1))
     types = np.zeros((n, max(ft.sizes), m))
     for i, t in enumerate(ft.types):
-        types[i, :len(t)] = t
-    return LPTable(setting, list(ft.sizes), null_if_negative=ir == "ex-post", types=types,
-                   alloc=alloc, pay=pay, probabilities=ft.joint.ravel())
+        types[i, : len(t)] = t
+    return LPTable(
+        setting,
+        list(ft.sizes),
+        null_if_negative=ir == "ex-post",
+        types=types,
+        alloc=alloc,
+        pay=pay,
+        probabilities=ft.joint.ravel(),
+    )

@@ -51,5 +51,4 @@ class MyersonNet(GradientMethod):
 
     def build(self, ctx: FitContext) -> MyersonNetMechanism:
         o = ctx.options
-        return MyersonNetMechanism(ctx.setting, groups=o.groups, lines=o.lines,
-                                   init_seed=ctx.seed)
+        return MyersonNetMechanism(ctx.setting, groups=o.groups, lines=o.lines, init_seed=ctx.seed)

@@ -79,12 +79,15 @@ def frozen(module: torch.nn.Module) -> Iterator[None]:
 def box(setting: Setting, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The prior's support box (n, m), low and high, as tensors like ``like``."""
     low, high = setting.prior.support()
-    return (torch.as_tensor(low, dtype=like.dtype, device=like.device),
-            torch.as_tensor(high, dtype=like.dtype, device=like.device))
+    return (
+        torch.as_tensor(low, dtype=like.dtype, device=like.device),
+        torch.as_tensor(high, dtype=like.dtype, device=like.device),
+    )
 
 
-def ascend(mechanism: Mechanism, values: torch.Tensor, start: torch.Tensor, steps: int,
-           lr: float) -> torch.Tensor:
+def ascend(
+    mechanism: Mechanism, values: torch.Tensor, start: torch.Tensor, steps: int, lr: float
+) -> torch.Tensor:
     """Projected Adam ascent of every bidder's misreport utility, all bidders at once.
 
     ``values`` and ``start`` are (B, n, m); returns the misreports after ``steps`` steps
@@ -107,53 +110,65 @@ def ascend(mechanism: Mechanism, values: torch.Tensor, start: torch.Tensor, step
     return b.detach()
 
 
-def regrets(mechanism: Mechanism, values: torch.Tensor,
-            misreports: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def regrets(
+    mechanism: Mechanism, values: torch.Tensor, misreports: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-profile regrets max(0, u(misreport) - u(truth)) (B, n) and payments (B, n)."""
     alloc, pay = mechanism(values)
     truthful = (alloc * values).sum(dim=-1) - pay
     return (misreport_utilities(mechanism, values, misreports) - truthful).clamp_min(0), pay
 
 
-def box_draws(setting: Setting, num: int, count: int, generator: torch.Generator,
-              like: torch.Tensor) -> torch.Tensor:
+def box_draws(
+    setting: Setting, num: int, count: int, generator: torch.Generator, like: torch.Tensor
+) -> torch.Tensor:
     """``count`` uniform points of the support box per profile and bidder,
     (num, count, n, m), like ``like``."""
     n, m = setting.shape
     low, high = box(setting, like)
-    return low + (high - low) * torch.rand(num, count, n, m, generator=generator,
-                                           dtype=like.dtype).to(like.device)
+    return low + (high - low) * torch.rand(
+        num, count, n, m, generator=generator, dtype=like.dtype
+    ).to(like.device)
 
 
-def best_start(mechanism: Mechanism, values: torch.Tensor, cached: torch.Tensor,
-               draws: torch.Tensor) -> torch.Tensor:
+def best_start(
+    mechanism: Mechanism, values: torch.Tensor, cached: torch.Tensor, draws: torch.Tensor
+) -> torch.Tensor:
     """Per profile and bidder, the best of the cached misreport and the candidate
     ``draws`` (B, K, n, m) of :func:`box_draws` (forward passes only): lets the
     warm-started ascent jump out of a local optimum it has settled in."""
     b, count, n, m = draws.shape
-    cands = torch.cat([cached.unsqueeze(1), draws], dim=1)           # (B, 1 + K, n, m)
+    cands = torch.cat([cached.unsqueeze(1), draws], dim=1)  # (B, 1 + K, n, m)
     with torch.no_grad():
-        u = misreport_utilities(mechanism, values.repeat_interleave(count + 1, dim=0),
-                                cands.reshape(-1, n, m)).view(b, count + 1, n)
-    best = u.argmax(dim=1)                                            # (B, n)
+        u = misreport_utilities(
+            mechanism, values.repeat_interleave(count + 1, dim=0), cands.reshape(-1, n, m)
+        ).view(b, count + 1, n)
+    best = u.argmax(dim=1)  # (B, n)
     return cands.gather(1, best.view(b, 1, n, 1).expand(b, 1, n, m)).squeeze(1)
 
 
 def prior_draws(setting: Setting, num: int, seed: Any, like: torch.Tensor) -> torch.Tensor:
     """``num`` profiles from the prior, clipped to the support box, as tensors like ``like``."""
-    x = torch.as_tensor(setting.sample(num, np.random.default_rng(seed)), dtype=like.dtype,
-                        device=like.device)
+    x = torch.as_tensor(
+        setting.sample(num, np.random.default_rng(seed)), dtype=like.dtype, device=like.device
+    )
     low, high = box(setting, x)
     return torch.minimum(torch.maximum(x, low), high)
 
 
-def attacker_regret(mechanism: Mechanism, values: torch.Tensor, steps: int = 25,
-                    lr: float = 0.1, seed: int = 0, chunk: int = 4096) -> torch.Tensor:
+def attacker_regret(
+    mechanism: Mechanism,
+    values: torch.Tensor,
+    steps: int = 25,
+    lr: float = 0.1,
+    seed: int = 0,
+    chunk: int = 4096,
+) -> torch.Tensor:
     """Regret (P, n) found by the *training* attacker -- ``steps`` Adam steps from one
     prior draw, no warm start -- on ``values``: to compare with the shared protocol."""
     out = []
     for s in range(0, len(values), chunk):
-        v = values[s:s + chunk]
+        v = values[s : s + chunk]
         start = prior_draws(mechanism.setting, len(v), [seed, s], v)
         b = ascend(mechanism, v, start, steps, lr)
         with torch.no_grad():
@@ -174,21 +189,24 @@ class RegretNetOptions(TrainerOptions):
     method = "regretnet"
     hidden: int = option(100, "units per hidden layer (both networks)", low=1)
     layers: int = option(2, "hidden layers (both networks)", low=1)
-    train_profiles: int = option(128_000, "fixed training sample, cycled in shuffled "
-                                 "batches (paper: 640,000)", low=1)
-    misreport_steps: int = option(25, "attacker Adam steps per training step (paper: 25)",
-                                  low=0)
-    misreport_lr: float = option(0.1, "attacker step size, times the support width",
-                                 low=0, low_open=True)
-    misreport_candidates: int = option(16, "random box points tried against the cached "
-                                       "misreport each step (0: the paper's attacker)",
-                                       low=0)
+    train_profiles: int = option(
+        128_000, "fixed training sample, cycled in shuffled batches (paper: 640,000)", low=1
+    )
+    misreport_steps: int = option(25, "attacker Adam steps per training step (paper: 25)", low=0)
+    misreport_lr: float = option(
+        0.1, "attacker step size, times the support width", low=0, low_open=True
+    )
+    misreport_candidates: int = option(
+        16,
+        "random box points tried against the cached misreport each step (0: the paper's attacker)",
+        low=0,
+    )
     lagrange_init: float = option(5.0, "multipliers lambda_i at step 0", low=0)
     rho: float = option(1.0, "quadratic penalty weight at step 0", low=0)
     rho_add: float = option(40.0, "added to rho every rho_every steps", low=0)
     rho_every: int = option(100, "steps between increases of rho", low=1)
     lagrange_every: int = option(25, "steps between multiplier updates", low=1)
-    steps: int = 4_000               # paper: 400,000 steps of batch 128
+    steps: int = 4_000  # paper: 400,000 steps of batch 128
     batch_size: int = 256
     lr: float = 2e-3
     lr_final: float = 1e-4
@@ -203,23 +221,28 @@ class RegretTrainingState:
     network weights."""
 
     seed: int
-    values: torch.Tensor                 # (N, n, m) the fixed training sample
-    misreports: torch.Tensor             # (N, n, m) cached misreports, warm starts
-    lagrange: torch.Tensor               # (n,) multipliers lambda_i
+    values: torch.Tensor  # (N, n, m) the fixed training sample
+    misreports: torch.Tensor  # (N, n, m) cached misreports, warm starts
+    lagrange: torch.Tensor  # (n,) multipliers lambda_i
     rho: float
-    regret_sum: torch.Tensor             # (n,) batch regret summed since the last update
-    regret_count: int = 0                # steps summed in regret_sum
-    step: int = 0                        # the step last sampled
+    regret_sum: torch.Tensor  # (n,) batch regret summed since the last update
+    regret_count: int = 0  # steps summed in regret_sum
+    step: int = 0  # the step last sampled
     #: (n,) regret of the whole batch when the step is chunked (None: one chunk)
     batch_regret: torch.Tensor | None = None
-    batch_rows: int = 0                  # profiles in the current batch
-    epoch: int | None = None             # the epoch of ``perm``
-    perm: torch.Tensor | None = None     # this epoch's shuffle of the fixed sample
+    batch_rows: int = 0  # profiles in the current batch
+    epoch: int | None = None  # the epoch of ``perm``
+    perm: torch.Tensor | None = None  # this epoch's shuffle of the fixed sample
 
     def to_dict(self) -> dict[str, Any]:
-        return {"misreports": self.misreports.cpu(), "lagrange": self.lagrange.cpu(),
-                "rho": self.rho, "regret_sum": self.regret_sum.cpu(),
-                "regret_count": self.regret_count, "step": self.step}
+        return {
+            "misreports": self.misreports.cpu(),
+            "lagrange": self.lagrange.cpu(),
+            "rho": self.rho,
+            "regret_sum": self.regret_sum.cpu(),
+            "regret_count": self.regret_count,
+            "step": self.step,
+        }
 
     def load(self, saved: dict[str, Any]) -> None:
         dev = self.values.device
@@ -238,10 +261,11 @@ def fixed_batch(state: RegretTrainingState, batch_size: int, step: int) -> torch
     per_epoch = max(1, total // batch_size)
     epoch, k = divmod(step, per_epoch)
     if state.epoch != epoch or state.perm is None:
-        gen = torch.Generator().manual_seed(int(np.random.default_rng(
-            [state.seed, 3, epoch]).integers(2**62)))
+        gen = torch.Generator().manual_seed(
+            int(np.random.default_rng([state.seed, 3, epoch]).integers(2**62))
+        )
         state.epoch, state.perm = epoch, torch.randperm(total, generator=gen)
-    return state.perm[k * batch_size:(k + 1) * batch_size].to(state.values.device)
+    return state.perm[k * batch_size : (k + 1) * batch_size].to(state.values.device)
 
 
 class RegretNet(GradientMethod):
@@ -256,8 +280,7 @@ class RegretNet(GradientMethod):
 
     def build(self, ctx: FitContext) -> RegretNetMechanism:
         o = ctx.options
-        return RegretNetMechanism(ctx.setting, hidden=o.hidden, layers=o.layers,
-                                  init_seed=ctx.seed)
+        return RegretNetMechanism(ctx.setting, hidden=o.hidden, layers=o.layers, init_seed=ctx.seed)
 
     def start(self, mechanism: Mechanism, ctx: FitContext) -> RegretTrainingState:
         """The fixed sample, its misreport cache (prior draws), lambda and rho at step 0."""
@@ -268,39 +291,40 @@ class RegretNet(GradientMethod):
             seed=ctx.seed,
             values=prior_draws(setting, o.train_profiles, [ctx.seed, 2], like),
             misreports=prior_draws(setting, o.train_profiles, [ctx.seed, 4], like),
-            lagrange=torch.full((n,), float(o.lagrange_init), dtype=mechanism.dtype,
-                                device=mechanism.device),
+            lagrange=torch.full(
+                (n,), float(o.lagrange_init), dtype=mechanism.dtype, device=mechanism.device
+            ),
             rho=float(o.rho),
-            regret_sum=torch.zeros(n, dtype=mechanism.dtype, device=mechanism.device))
+            regret_sum=torch.zeros(n, dtype=mechanism.dtype, device=mechanism.device),
+        )
 
-    def sample(self, mechanism: Mechanism,
-               ctx: FitContext) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, mechanism: Mechanism, ctx: FitContext) -> tuple[torch.Tensor, torch.Tensor]:
         """The step's mini-batch of the fixed sample and its rows."""
         state: RegretTrainingState = ctx.state
         indices = fixed_batch(state, ctx.options.batch_size, ctx.step)
         state.step = ctx.step
         return state.values[indices], indices
 
-    def attack(self, mechanism: Mechanism, values: torch.Tensor, indices: torch.Tensor,
-               ctx: FitContext) -> None:
+    def attack(
+        self, mechanism: Mechanism, values: torch.Tensor, indices: torch.Tensor, ctx: FitContext
+    ) -> None:
         """Refresh the cached misreports of the batch (rows ``indices``), chunk by chunk
         when ``chunk_size`` cuts it; with a chunked batch, also the batch's regret."""
         state: RegretTrainingState = ctx.state
         o = ctx.options
         draws = None
         if o.misreport_candidates:
-            gen = torch.Generator().manual_seed(int(np.random.default_rng(
-                [state.seed, 5, ctx.step]).integers(2**62)))
-            draws = box_draws(mechanism.setting, len(values), o.misreport_candidates, gen,
-                              values)
+            gen = torch.Generator().manual_seed(
+                int(np.random.default_rng([state.seed, 5, ctx.step]).integers(2**62))
+            )
+            draws = box_draws(mechanism.setting, len(values), o.misreport_candidates, gen, values)
         parts = chunks(len(values), o.chunk_size)
         for part in parts:
             v, rows = values[part], indices[part]
             start = state.misreports[rows]
             if draws is not None:
                 start = best_start(mechanism, v, start, draws[part])
-            state.misreports[rows] = ascend(mechanism, v, start, o.misreport_steps,
-                                            o.misreport_lr)
+            state.misreports[rows] = ascend(mechanism, v, start, o.misreport_steps, o.misreport_lr)
         state.batch_rows, state.batch_regret = len(values), None
         if len(parts) > 1:
             with torch.no_grad():
@@ -310,39 +334,55 @@ class RegretNet(GradientMethod):
                     total += rgt.sum(dim=0)
                 state.batch_regret = total / len(values)
 
-    def step(self, mechanism: Mechanism, optimizer: torch.optim.Optimizer,
-             values: torch.Tensor, indices: torch.Tensor | None,
-             ctx: FitContext) -> dict[str, float]:
+    def step(
+        self,
+        mechanism: Mechanism,
+        optimizer: torch.optim.Optimizer,
+        values: torch.Tensor,
+        indices: torch.Tensor | None,
+        ctx: FitContext,
+    ) -> dict[str, float]:
         """The attack on the whole batch (:meth:`attack`), then the trainer's step."""
         if indices is None:
-            raise AutomechError(f"{self.name}: trains on rows of its fixed sample "
-                                "(sample must return their indices)")
+            raise AutomechError(
+                f"{self.name}: trains on rows of its fixed sample "
+                "(sample must return their indices)"
+            )
         self.attack(mechanism, values, indices, ctx)
         return super().step(mechanism, optimizer, values, indices, ctx)
 
-    def loss(self, mechanism: Mechanism, values: torch.Tensor,
-             ctx: FitContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, mechanism: Mechanism, values: torch.Tensor, ctx: FitContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """``C_rho`` on the chunk (rows ``ctx.indices``) against its cached misreports,
         which :meth:`step` has just refreshed; with a chunked batch, the quadratic term
         linearised at the batch's regret (see the module docstring)."""
         state: RegretTrainingState = ctx.state
         if ctx.indices is None or len(ctx.indices) != len(values):
-            raise AutomechError(f"{self.name}: loss called on profiles that are not rows "
-                                "of the training sample (ctx.indices)")
+            raise AutomechError(
+                f"{self.name}: loss called on profiles that are not rows "
+                "of the training sample (ctx.indices)"
+            )
         rgt_profile, pay = regrets(mechanism, values, state.misreports[ctx.indices])
-        rgt = rgt_profile.mean(dim=0)                                 # (n,)
+        rgt = rgt_profile.mean(dim=0)  # (n,)
         revenue = pay.sum(dim=-1).mean()
         lagrange = state.lagrange.to(rgt.dtype)
         if state.batch_regret is None:
             loss = -revenue + (lagrange * rgt).sum() + 0.5 * state.rho * (rgt**2).sum()
         else:
             whole = state.batch_regret.to(rgt.dtype)
-            loss = (-revenue + ((lagrange + state.rho * whole) * rgt).sum()
-                    - 0.5 * state.rho * (whole**2).sum())
+            loss = (
+                -revenue
+                + ((lagrange + state.rho * whole) * rgt).sum()
+                - 0.5 * state.rho * (whole**2).sum()
+            )
         state.regret_sum += (len(values) / (state.batch_rows or len(values))) * rgt.detach()
-        return loss, {"train_revenue": float(revenue.detach()),
-                      "train_regret": float(rgt.detach().mean()),
-                      "lagrange_mean": float(lagrange.mean()), "rho": state.rho}
+        return loss, {
+            "train_revenue": float(revenue.detach()),
+            "train_regret": float(rgt.detach().mean()),
+            "lagrange_mean": float(lagrange.mean()),
+            "rho": state.rho,
+        }
 
     def after_step(self, mechanism: Mechanism, ctx: FitContext) -> None:
         """The multiplier and rho updates of the augmented Lagrangian."""

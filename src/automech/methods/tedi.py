@@ -68,23 +68,26 @@ def pricing_maps(mech: TEDIMechanism, values: torch.Tensor):
     return mech.net.affine(mech.others(values).reshape(b * n, -1))
 
 
-def principal_and_welfare(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
-                          params, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+def principal_and_welfare(
+    mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor, params, beta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """u0 and ASW^beta (each (K, B)) of outcomes ``chains`` (K, B, n, m) at profiles
     ``values`` (B, n, m): one network pass prices all K outcomes and the null bundle."""
     k, b, n, m = chains.shape
     x = to_rows(chains)
     f = mech.net.evaluate(torch.cat([x, x.new_zeros(b * n, 1, m)], dim=1), params)
-    pay = (f[:, :k] - f[:, k:]).view(b, n, k).permute(2, 0, 1)            # (K, B, n)
+    pay = (f[:, :k] - f[:, k:]).view(b, n, k).permute(2, 0, 1)  # (K, B, n)
     vals = values.expand(k, -1, -1, -1)
-    u0 = mech.setting.objective.value(vals.reshape(k * b, n, m), chains.reshape(k * b, n, m),
-                                      pay.reshape(k * b, n)).view(k, b)
+    u0 = mech.setting.objective.value(
+        vals.reshape(k * b, n, m), chains.reshape(k * b, n, m), pay.reshape(k * b, n)
+    ).view(k, b)
     asw = beta * ((vals * chains).sum(-1) - pay).sum(-1)
     return u0, asw
 
 
-def covariance_loss(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
-                    beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+def covariance_loss(
+    mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The covariance-trick surrogate (to be maximised) averaged over the batch, and the
     plain mean of u0, for samples of q^beta from K >= 2 independent chains per profile
     (``chains`` (K, B, n, m), one sample per chain).
@@ -104,9 +107,16 @@ def covariance_loss(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Ten
     return (u0.mean(0) + covariance).mean(), u0.mean()
 
 
-def langevin(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
-             beta: float, eta: float, steps: int, generator: torch.Generator,
-             params=None) -> torch.Tensor:
+def langevin(
+    mech: TEDIMechanism,
+    values: torch.Tensor,
+    chains: torch.Tensor,
+    beta: float,
+    eta: float,
+    steps: int,
+    generator: torch.Generator,
+    params=None,
+) -> torch.Tensor:
     """``steps`` projected Euler-Maruyama steps of Eq. (13) on every chain (K, B, n, m):
     ``x <- clip(x + eta grad_x u_i(x) + sqrt(2 eta / beta) N(0, I), 0, 1)``; the moved
     chains (all K priced in one network pass per step).  ``params``: the profiles'
@@ -129,9 +139,16 @@ def reflect(x: torch.Tensor) -> torch.Tensor:
     return torch.where(r > 1.0, 2.0 - r, r)
 
 
-def metropolis(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
-               scales: torch.Tensor, beta: float, steps: int,
-               generator: torch.Generator, params=None) -> tuple[torch.Tensor, torch.Tensor]:
+def metropolis(
+    mech: TEDIMechanism,
+    values: torch.Tensor,
+    chains: torch.Tensor,
+    scales: torch.Tensor,
+    beta: float,
+    steps: int,
+    generator: torch.Generator,
+    params=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``steps`` rounds of two Metropolis-Hastings moves on every chain (K, B, n, m), each
     leaving q^beta(x) ~ exp(beta u_i(x)) on [0, 1]^m exactly invariant for given proposal
     sizes (the sizes adapt between moves, as in adaptive MCMC):
@@ -181,8 +198,7 @@ def metropolis(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
         last = torch.full((rows, k, 1), m, dtype=torch.long)
         for _ in range(steps):
             j = torch.randint(m, (rows, k, 1), generator=generator)
-            step = sc.gather(-1, j) * torch.randn((rows, k, 1), generator=generator,
-                                                  dtype=x.dtype)
+            step = sc.gather(-1, j) * torch.randn((rows, k, 1), generator=generator, dtype=x.dtype)
             u = move(x.scatter(-1, j, reflect(x.gather(-1, j) + step)), 0.0, u, j)
             log_lam = sc[..., m] * torch.randn((rows, k), generator=generator, dtype=x.dtype)
             proposal = x * torch.exp(log_lam).unsqueeze(-1)
@@ -197,8 +213,12 @@ def metropolis(mech: TEDIMechanism, values: torch.Tensor, chains: torch.Tensor,
 #: sharp for long -- revenue lost to it is of order 1 / sqrt(beta) per good, against
 #: log(beta) / beta for a prior with a density -- and the entry fee, which the smoothed
 #: objective favours there, is left out.
-ATOMS_RECIPE: dict[str, Any] = {"temperature_final": 1000.0, "temperature_schedule": "linear",
-                                "lr_final": 1e-4, "fee": False}
+ATOMS_RECIPE: dict[str, Any] = {
+    "temperature_final": 1000.0,
+    "temperature_schedule": "linear",
+    "lr_final": 1e-4,
+    "fee": False,
+}
 Recipe = Literal["auto", "continuous", "atoms"]
 #: Starting menus of the network (:meth:`TEDI.resolve`).
 Init = Literal["auto", "linear", "bundle", "separable"]
@@ -211,8 +231,9 @@ INIT_SEED = 20_240_601
 FEE_OFF = -14.0
 
 
-def distil_start(mech: TEDIMechanism, steps: int, batch_size: int, lr: float,
-                 rng: np.random.Generator) -> float:
+def distil_start(
+    mech: TEDIMechanism, steps: int, batch_size: int, lr: float, rng: np.random.Generator
+) -> float:
     """Fit ``mech``'s skip term ``D(t_-i)`` to Separable-OPT's per-good thresholds
     ``theta(t_-i)`` (:meth:`SeparableOPT.thresholds`, capped at the largest value: a good
     nobody can be served is priced out of reach) by Adam on the squared error, step size
@@ -237,7 +258,7 @@ def distil_start(mech: TEDIMechanism, steps: int, batch_size: int, lr: float,
         others = mech.others(values)
         slope, _ = net.residual_heads(others.reshape(-1, others.shape[-1]))
         assert slope is not None, "the separable start needs the skip term"
-        slope = slope[:, 0, :]                                     # (B n, m); n = 1: shared
+        slope = slope[:, 0, :]  # (B n, m); n = 1: shared
         fit = ((slope - target.reshape(-1, target.shape[-1])) ** 2).mean()
         optimizer.zero_grad(set_to_none=True)
         fit.backward()
@@ -252,24 +273,30 @@ class TEDIOptions(TrainerOptions, SoftmaxOptions):
     ``docs/results.md`` ("TEDI: choices and what was measured")."""
 
     method = "tedi"
-    temperature: float = option(20.0, "beta_0: inverse temperature of q^beta at step 0",
-                                low=0, low_open=True)
+    temperature: float = option(
+        20.0, "beta_0: inverse temperature of q^beta at step 0", low=0, low_open=True
+    )
     temperature_final: float = 200.0
     steps: int = 1000
     batch_size: int = 2048
-    train_profiles: int = option(0, "M: the pool of training profiles (0: batch_size, "
-                                 "the full batch of Algorithm 1)", low=0)
+    train_profiles: int = option(
+        0, "M: the pool of training profiles (0: batch_size, the full batch of Algorithm 1)", low=0
+    )
     lr: float = 3e-4
     lr_final: float = 1e-5
-    langevin_step: float = option(0.02, "eta_0: step size of Eq. (13) at step 0", low=0,
-                                  low_open=True)
-    langevin_step_final: float = option(0.002, "eta at the last step (exponential schedule)",
-                                        low=0, low_open=True)
-    langevin_steps: int = option(10, "Euler-Maruyama steps of Eq. (13) per training step",
-                                 low=0)
+    langevin_step: float = option(
+        0.02, "eta_0: step size of Eq. (13) at step 0", low=0, low_open=True
+    )
+    langevin_step_final: float = option(
+        0.002, "eta at the last step (exponential schedule)", low=0, low_open=True
+    )
+    langevin_steps: int = option(10, "Euler-Maruyama steps of Eq. (13) per training step", low=0)
     chains: int = option(2, "K: samples of q^beta per profile and bidder (2: Eq. 12)", low=2)
-    metropolis_steps: int = option(10, "rounds of exact Metropolis moves after the "
-                                   "Langevin steps (0: Algorithm 1's Eq. 13 alone)", low=0)
+    metropolis_steps: int = option(
+        10,
+        "rounds of exact Metropolis moves after the Langevin steps (0: Algorithm 1's Eq. 13 alone)",
+        low=0,
+    )
     groups: tuple[int, ...] = option((16, 16), "groups of each GroupMax layer")
     group_size: int = option(4, "affine pieces per group", low=1)
     pan_hidden: int = option(64, "width of the parameterised affine network's trunk", low=1)
@@ -278,8 +305,7 @@ class TEDIOptions(TrainerOptions, SoftmaxOptions):
     fee: bool = option(True, "entry-fee residual c(t_-i) max_j x_j of the pricing network")
     init: Init = option("auto", "starting menu (auto: the better classical one, see resolve)")
     init_steps: int = option(0, "Adam steps of a distilled start (0: its default)", low=0)
-    init_lr: float = option(1e-2, "step size of those steps (cosine to 0)", low=0,
-                            low_open=True)
+    init_lr: float = option(1e-2, "step size of those steps (cosine to 0)", low=0, low_open=True)
     recipe: Recipe = option("auto", "continuous, atoms (ATOMS_RECIPE) or auto (by the prior)")
     solver_steps: int = option(300, "steps of the inner utility-maximisation solver", low=1)
     validate_every: int = 200
@@ -289,8 +315,10 @@ class TEDIOptions(TrainerOptions, SoftmaxOptions):
 
     def validate(self) -> None:
         if not self.groups or min(self.groups) < 1:
-            raise OptionError(f"tedi: option 'groups' must be a non-empty list of integers "
-                              f">= 1, got {list(self.groups)}")
+            raise OptionError(
+                f"tedi: option 'groups' must be a non-empty list of integers "
+                f">= 1, got {list(self.groups)}"
+            )
         if self.init == "bundle" and not self.fee:
             raise OptionError("tedi: init='bundle' needs the fee term (fee=true)")
         if self.init == "separable" and not self.skip:
@@ -303,9 +331,9 @@ class TEDIState:
     the chains' Metropolis proposal sizes and the generator of their moves, and the pool
     rows of the current batch."""
 
-    pool: torch.Tensor                 # (M, n, m)
-    chains: torch.Tensor               # (K, M, n, m)
-    scales: torch.Tensor               # (K, M, n, m + 1), see :func:`metropolis`
+    pool: torch.Tensor  # (M, n, m)
+    chains: torch.Tensor  # (K, M, n, m)
+    scales: torch.Tensor  # (K, M, n, m + 1), see :func:`metropolis`
     generator: torch.Generator
     indices: torch.Tensor | None = None
 
@@ -316,26 +344,47 @@ class TEDIState:
         return cls.at(pool, points, generator)
 
     @classmethod
-    def at(cls, pool: torch.Tensor, chains: torch.Tensor,
-           generator: torch.Generator) -> TEDIState:
+    def at(cls, pool: torch.Tensor, chains: torch.Tensor, generator: torch.Generator) -> TEDIState:
         """Chains at the points ``chains`` (K, M, n, m), proposal sizes 0.1."""
         scales = torch.full((*chains.shape[:-1], chains.shape[-1] + 1), 0.1, dtype=pool.dtype)
         return cls(pool, chains, scales, generator)
 
 
-def move_chains(mechanism: TEDIMechanism, state: TEDIState, options: TEDIOptions,
-                idx: torch.Tensor, beta: float, eta: float) -> None:
+def move_chains(
+    mechanism: TEDIMechanism,
+    state: TEDIState,
+    options: TEDIOptions,
+    idx: torch.Tensor,
+    beta: float,
+    eta: float,
+) -> None:
     """One round of chain moves for the pool rows ``idx``, in place in ``state``:
     ``langevin_steps`` steps of Eq. (13), then ``metropolis_steps`` Metropolis rounds."""
     values = state.pool[idx]
     with torch.no_grad():
         params = pricing_maps(mechanism, values)
-    chains = langevin(mechanism, values, state.chains[:, idx], beta, eta,
-                      options.langevin_steps, state.generator, params)
+    chains = langevin(
+        mechanism,
+        values,
+        state.chains[:, idx],
+        beta,
+        eta,
+        options.langevin_steps,
+        state.generator,
+        params,
+    )
     scales = state.scales[:, idx]
     if options.metropolis_steps:
-        chains, scales = metropolis(mechanism, values, chains, scales, beta,
-                                    options.metropolis_steps, state.generator, params)
+        chains, scales = metropolis(
+            mechanism,
+            values,
+            chains,
+            scales,
+            beta,
+            options.metropolis_steps,
+            state.generator,
+            params,
+        )
     state.chains[:, idx], state.scales[:, idx] = chains, scales
 
 
@@ -399,23 +448,38 @@ class TEDI(GradientMethod):
         start: dict[str, Any] = {}
         if o.init == "bundle":
             start = {"init_slope": 0.0, "init_fee": best_bundle_price(setting)[0]}
-        return TEDIMechanism(setting, groups=o.groups, group_size=o.group_size,
-                             pan_hidden=o.pan_hidden, pan_layers=o.pan_layers, skip=o.skip,
-                             fee=o.fee, solver_steps=o.solver_steps, init_seed=ctx.seed,
-                             **start)
+        return TEDIMechanism(
+            setting,
+            groups=o.groups,
+            group_size=o.group_size,
+            pan_hidden=o.pan_hidden,
+            pan_layers=o.pan_layers,
+            skip=o.skip,
+            fee=o.fee,
+            solver_steps=o.solver_steps,
+            init_seed=ctx.seed,
+            **start,
+        )
 
-    def start(self, mechanism: TEDIMechanism,  # type: ignore[override]
-              ctx: FitContext) -> TEDIState:
+    def start(
+        self,
+        mechanism: TEDIMechanism,  # type: ignore[override]
+        ctx: FitContext,
+    ) -> TEDIState:
         """The pool of ``train_profiles`` profiles (``ctx.rng``) and their chains, uniform
         on [0, 1]^m (a resumed run then loads its saved state over them)."""
         o = ctx.options
-        pool = torch.as_tensor(ctx.setting.sample(o.train_profiles or o.batch_size, ctx.rng),
-                               dtype=mechanism.dtype)
+        pool = torch.as_tensor(
+            ctx.setting.sample(o.train_profiles or o.batch_size, ctx.rng), dtype=mechanism.dtype
+        )
         gen = torch.Generator().manual_seed(int(ctx.rng.integers(2**31)))
         return TEDIState.uniform(pool, o.chains, gen)
 
-    def initialise(self, mechanism: TEDIMechanism,  # type: ignore[override]
-                   ctx: FitContext) -> None:
+    def initialise(
+        self,
+        mechanism: TEDIMechanism,  # type: ignore[override]
+        ctx: FitContext,
+    ) -> None:
         """The distilled start (``init="separable"``): fit the pricing network to
         Separable-OPT's threshold prices (:func:`distil_start`) on fresh prior profiles;
         the fit's root-mean-square error goes to ``init.json``."""
@@ -423,13 +487,16 @@ class TEDI(GradientMethod):
         if o.init not in DISTILLED:
             return
         steps = o.init_steps or DISTILLED[o.init]
-        rmse = distil_start(mechanism, steps, o.batch_size, o.init_lr,
-                            np.random.default_rng([ctx.seed, 3]))
-        ctx.run.write_json("init.json", {"init": o.init, "threshold_rmse": rmse,
-                                         "steps": steps})
+        rmse = distil_start(
+            mechanism, steps, o.batch_size, o.init_lr, np.random.default_rng([ctx.seed, 3])
+        )
+        ctx.run.write_json("init.json", {"init": o.init, "threshold_rmse": rmse, "steps": steps})
 
-    def sample(self, mechanism: TEDIMechanism,  # type: ignore[override]
-               ctx: FitContext) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self,
+        mechanism: TEDIMechanism,  # type: ignore[override]
+        ctx: FitContext,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The step's batch: ``batch_size`` consecutive rows of the pool (cyclically)."""
         st = ctx.state
         size = len(st.pool)
@@ -437,26 +504,36 @@ class TEDI(GradientMethod):
         st.indices = (torch.arange(batch) + (ctx.step * batch) % size) % size
         return st.pool[st.indices], st.indices
 
-    def loss(self, mechanism: TEDIMechanism,  # type: ignore[override]
-             values: torch.Tensor, ctx: FitContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self,
+        mechanism: TEDIMechanism,  # type: ignore[override]
+        values: torch.Tensor,
+        ctx: FitContext,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Minus the surrogate of Eq. (12) on the chunk's profiles and their chains
         (pool rows ``ctx.indices``) at beta = ``ctx.temperature``."""
         chains = ctx.state.chains[:, ctx.indices]
         surrogate, u0 = covariance_loss(mechanism, values, chains, ctx.temperature)
         return -surrogate, {"train_objective": float(u0.detach())}
 
-    def after_step(self, mechanism: TEDIMechanism,  # type: ignore[override]
-                   ctx: FitContext) -> None:
+    def after_step(
+        self,
+        mechanism: TEDIMechanism,  # type: ignore[override]
+        ctx: FitContext,
+    ) -> None:
         """Move the chains of the whole batch at the step's beta and eta."""
         o = ctx.options
-        eta = schedule("exponential", o.langevin_step, o.langevin_step_final, ctx.step,
-                       o.steps)
+        eta = schedule("exponential", o.langevin_step, o.langevin_step_final, ctx.step, o.steps)
         move_chains(mechanism, ctx.state, o, ctx.state.indices, ctx.temperature, eta)
 
     def training_state(self, ctx: FitContext) -> dict[str, Any]:
         st = ctx.state
-        return {"pool": st.pool, "chains": st.chains, "scales": st.scales,
-                "gen": st.generator.get_state()}
+        return {
+            "pool": st.pool,
+            "chains": st.chains,
+            "scales": st.scales,
+            "gen": st.generator.get_state(),
+        }
 
     def load_training_state(self, ctx: FitContext, saved: dict[str, Any]) -> None:
         st = ctx.state

@@ -24,8 +24,24 @@ from automech.problems.registry import (
 from automech.problems.setting import Setting
 
 __all__ = [
-    "LAWS", "Law1D", "OBJECTIVES", "Objective", "Prior", "IndependentPrior", "DiscretePrior",
-    "IndependentDiscretePrior", "SphericalPrior", "CorrelatedPrior", "Setting", "get_setting",
-    "register", "register_family", "setting_from_dict", "setting_names", "setting_tables",
-    "KINDS", "DynamicEnv", "is_dynamic",
+    "LAWS",
+    "Law1D",
+    "OBJECTIVES",
+    "Objective",
+    "Prior",
+    "IndependentPrior",
+    "DiscretePrior",
+    "IndependentDiscretePrior",
+    "SphericalPrior",
+    "CorrelatedPrior",
+    "Setting",
+    "get_setting",
+    "register",
+    "register_family",
+    "setting_from_dict",
+    "setting_names",
+    "setting_tables",
+    "KINDS",
+    "DynamicEnv",
+    "is_dynamic",
 ]

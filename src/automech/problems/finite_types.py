@@ -72,7 +72,7 @@ class FiniteTypes:
 
     def strides(self) -> np.ndarray:
         """Profile-index step of one type step of each bidder, (n,)."""
-        return np.array([int(np.prod(self.sizes[i + 1:])) for i in range(len(self.types))])
+        return np.array([int(np.prod(self.sizes[i + 1 :])) for i in range(len(self.types))])
 
 
 def finite_types(prior: Prior, grid: int, points: str = "mid") -> FiniteTypes:
@@ -83,8 +83,10 @@ def finite_types(prior: Prior, grid: int, points: str = "mid") -> FiniteTypes:
         return _listed(prior)
     if isinstance(prior, IndependentDiscretePrior):
         _no_grid(grid, prior)
-        probs = [_checked(p, len(t), f"prior.type_probabilities[{i}]")
-                 for i, (t, p) in enumerate(zip(prior.types, prior.probabilities))]
+        probs = [
+            _checked(p, len(t), f"prior.type_probabilities[{i}]")
+            for i, (t, p) in enumerate(zip(prior.types, prior.probabilities))
+        ]
         types = [_checked_values(t, f"prior.types[{i}]") for i, t in enumerate(prior.types)]
         return _product(types, probs)
     if prior.independent:
@@ -96,13 +98,17 @@ def finite_types(prior: Prior, grid: int, points: str = "mid") -> FiniteTypes:
 
 def _no_grid(grid: int, prior: Prior) -> None:
     if grid > 0:
-        raise AutomechError(f"option 'grid' discretises continuous priors; the prior "
-                            f"{prior.describe()} is already finite (leave grid=0)")
+        raise AutomechError(
+            f"option 'grid' discretises continuous priors; the prior "
+            f"{prior.describe()} is already finite (leave grid=0)"
+        )
 
 
 def _grid_needed(prior: Prior) -> AutomechError:
-    return AutomechError(f"the prior {prior.describe()} is continuous: method 'lp' needs "
-                         "option 'grid' > 0 points per dimension (e.g. --set grid=10)")
+    return AutomechError(
+        f"the prior {prior.describe()} is continuous: method 'lp' needs "
+        "option 'grid' > 0 points per dimension (e.g. --set grid=10)"
+    )
 
 
 def _checked(p: np.ndarray, count: int, field: str) -> np.ndarray:
@@ -163,8 +169,9 @@ def _law_points(law, grid: int, points: str, prior: Prior) -> tuple[np.ndarray, 
 
 
 def _independent_laws(prior: Prior, grid: int, points: str) -> FiniteTypes:
-    laws = [[prior.marginal(i, j) for j in range(prior.num_items)]
-            for i in range(prior.num_bidders)]
+    laws = [
+        [prior.marginal(i, j) for j in range(prior.num_items)] for i in range(prior.num_bidders)
+    ]
     if grid > 0 and all(law.discrete for row in laws for law in row):
         _no_grid(grid, prior)
     types, probs = [], []
@@ -180,8 +187,10 @@ def _histogram(prior: Prior, grid: int, points: str) -> FiniteTypes:
     n, m = prior.num_bidders, prior.num_items
     cells = grid ** (n * m)
     if cells > MAX_HISTOGRAM_CELLS:
-        raise AutomechError(f"grid={grid} gives {cells:,} profile cells for the prior "
-                            f"{prior.describe()}; at most {MAX_HISTOGRAM_CELLS:,} are estimated")
+        raise AutomechError(
+            f"grid={grid} gives {cells:,} profile cells for the prior "
+            f"{prior.describe()}; at most {MAX_HISTOGRAM_CELLS:,} are estimated"
+        )
     low, high = prior.support()
     draws = prior.sample(HISTOGRAM_SAMPLES, np.random.default_rng(HISTOGRAM_SEED))
     cell = np.clip(np.floor((draws - low) / (high - low) * grid), 0, grid - 1).astype(np.int64)
@@ -199,6 +208,8 @@ def _drop_null_types(types: list[np.ndarray], joint: np.ndarray) -> FiniteTypes:
     out = FiniteTypes(types, joint)
     for i in range(len(types)):
         keep = np.flatnonzero(out.marginal(i) > 0)
-        out = FiniteTypes([*out.types[:i], out.types[i][keep], *out.types[i + 1:]],
-                          np.take(out.joint, keep, axis=i))
+        out = FiniteTypes(
+            [*out.types[:i], out.types[i][keep], *out.types[i + 1 :]],
+            np.take(out.joint, keep, axis=i),
+        )
     return out

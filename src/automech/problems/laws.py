@@ -11,8 +11,8 @@ adding a law is one entry there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from scipy import stats
@@ -62,34 +62,46 @@ def _check_truncnormal(mean: float, std: float, low: float, high: float) -> Prob
 
 LAWS: dict[str, LawSpec] = {
     "uniform": LawSpec(
-        ("low", "high"), {"low": 0.0, "high": 1.0},
-        lambda low, high: stats.uniform(loc=low, scale=high - low), _check_uniform,
+        ("low", "high"),
+        {"low": 0.0, "high": 1.0},
+        lambda low, high: stats.uniform(loc=low, scale=high - low),
+        _check_uniform,
     ),
     "exponential": LawSpec(
-        ("mean",), {"mean": 1.0}, lambda mean: stats.expon(scale=mean), _positive,
+        ("mean",),
+        {"mean": 1.0},
+        lambda mean: stats.expon(scale=mean),
+        _positive,
     ),
     "beta": LawSpec(
-        ("a", "b", "scale"), {"scale": 1.0},
-        lambda a, b, scale: stats.beta(a, b, scale=scale), _positive,
+        ("a", "b", "scale"),
+        {"scale": 1.0},
+        lambda a, b, scale: stats.beta(a, b, scale=scale),
+        _positive,
     ),
     "gamma": LawSpec(
-        ("shape", "scale"), {"scale": 1.0},
-        lambda shape, scale: stats.gamma(shape, scale=scale), _positive,
+        ("shape", "scale"),
+        {"scale": 1.0},
+        lambda shape, scale: stats.gamma(shape, scale=scale),
+        _positive,
     ),
     "lognormal": LawSpec(
-        ("mu", "sigma"), {"mu": 0.0},
+        ("mu", "sigma"),
+        {"mu": 0.0},
         lambda mu, sigma: stats.lognorm(s=sigma, scale=np.exp(mu)),
         lambda mu, sigma: _positive(sigma=sigma),
     ),
     "truncnormal": LawSpec(
-        ("mean", "std", "low", "high"), {"low": 0.0},
+        ("mean", "std", "low", "high"),
+        {"low": 0.0},
         lambda mean, std, low, high: stats.truncnorm(
             (low - mean) / std, (high - mean) / std, loc=mean, scale=std
         ),
         _check_truncnormal,
     ),
     "bernoulli": LawSpec(
-        ("p", "value"), {"value": 1.0},
+        ("p", "value"),
+        {"value": 1.0},
         lambda p, value: stats.bernoulli(p),  # scaled by `value` in Law1D
         _check_bernoulli,
         atoms=lambda p, value: np.array([0.0, value]),

@@ -53,7 +53,8 @@ class RevenueMinusCost(Objective):
 
     name: ClassVar[str] = "revenue-minus-cost"
     params: dict[str, float] = field(
-        default_factory=lambda: {"production_cost": 0.0, "duplication_cost": 0.0})
+        default_factory=lambda: {"production_cost": 0.0, "duplication_cost": 0.0}
+    )
 
     def cost(self, alloc: torch.Tensor) -> torch.Tensor:
         c_p = self.params["production_cost"]
@@ -69,7 +70,8 @@ OBJECTIVES: dict[str, type[Objective]] = {
 }
 
 _PARAMS: dict[str, set[str]] = {
-    "revenue": set(), "welfare": set(),
+    "revenue": set(),
+    "welfare": set(),
     "revenue-minus-cost": {"production_cost", "duplication_cost"},
 }
 
@@ -81,8 +83,9 @@ def objective_from_spec(spec: str | dict[str, Any], source: str | None = None) -
     table = {"kind": spec} if isinstance(spec, str) else dict(spec)
     kind = table.pop("kind", None)
     if not isinstance(kind, str) or kind not in OBJECTIVES:
-        raise SettingError("objective", f"unknown objective {kind!r}; known: "
-                           f"{', '.join(OBJECTIVES)}", source)
+        raise SettingError(
+            "objective", f"unknown objective {kind!r}; known: {', '.join(OBJECTIVES)}", source
+        )
     for key, val in table.items():
         if key not in _PARAMS[kind]:
             raise SettingError(f"objective.{key}", f"unknown key for objective '{kind}'", source)

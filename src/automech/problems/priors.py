@@ -93,14 +93,22 @@ class IndependentPrior(Prior):
         return cls.from_law("uniform", num_bidders, num_items, {"low": low, "high": high})
 
     @classmethod
-    def from_law(cls, name: str, num_bidders: int, num_items: int, params: dict[str, Any],
-                 source: str | None = None) -> "IndependentPrior":
+    def from_law(
+        cls,
+        name: str,
+        num_bidders: int,
+        num_items: int,
+        params: dict[str, Any],
+        source: str | None = None,
+    ) -> IndependentPrior:
         spec = LAWS[name]
         missing = [p for p in spec.params if p not in params and p not in spec.defaults]
         if missing:
             raise SettingError(f"prior.{missing[0]}", f"required by kind '{name}'", source)
-        grids = {k: _broadcast(v, num_bidders, num_items, f"prior.{k}", source)
-                 for k, v in params.items()}
+        grids = {
+            k: _broadcast(v, num_bidders, num_items, f"prior.{k}", source)
+            for k, v in params.items()
+        }
         laws = []
         for i in range(num_bidders):
             row = []
@@ -110,8 +118,9 @@ class IndependentPrior(Prior):
                 problem = spec.check(**{k: full[k] for k in spec.params})
                 if problem:
                     param, message = problem
-                    raise SettingError(f"prior.{param}", f"{message} (bidder {i}, item {j})",
-                                       source)
+                    raise SettingError(
+                        f"prior.{param}", f"{message} (bidder {i}, item {j})", source
+                    )
                 row.append(Law1D(name, cell))
             laws.append(row)
         return cls(laws)
@@ -168,8 +177,9 @@ def _broadcast(value: Any, n: int, m: int, field: str, source: str | None) -> np
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
-        raise SettingError(field, f"must be a number or nested list of numbers, got {value!r}",
-                           source) from None
+        raise SettingError(
+            field, f"must be a number or nested list of numbers, got {value!r}", source
+        ) from None
     if not np.all(np.isfinite(arr)):
         raise SettingError(field, "must be finite", source)
     if arr.ndim == 0:
@@ -179,8 +189,11 @@ def _broadcast(value: Any, n: int, m: int, field: str, source: str | None) -> np
     if arr.shape == (n, m):
         return arr
     raise SettingError(
-        field, f"must be a scalar, a list of {m} (one per item) or {n} lists of {m} "
-        f"(per bidder and item); got shape {arr.shape}", source)
+        field,
+        f"must be a scalar, a list of {m} (one per item) or {n} lists of {m} "
+        f"(per bidder and item); got shape {arr.shape}",
+        source,
+    )
 
 
 def _compact(grid: np.ndarray) -> Any:
@@ -213,12 +226,16 @@ class DiscretePrior(Prior):
         return np.unique(self.profiles[:, bidder, :], axis=0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "discrete", "profiles": self.profiles.tolist(),
-                "probabilities": self.probabilities.tolist()}
+        return {
+            "kind": "discrete",
+            "profiles": self.profiles.tolist(),
+            "probabilities": self.probabilities.tolist(),
+        }
 
 
 class IndependentDiscretePrior(Prior):
-    """Bidders independent; bidder i's type is row k of ``types[i]`` w.p. ``probabilities[i][k]``."""
+    """Bidders independent; bidder i's type is row k of ``types[i]`` with probability
+    ``probabilities[i][k]``."""
 
     kind = "discrete"
 
@@ -235,15 +252,20 @@ class IndependentDiscretePrior(Prior):
         return out
 
     def support(self) -> tuple[np.ndarray, np.ndarray]:
-        return (np.stack([t.min(axis=0) for t in self.types]),
-                np.stack([t.max(axis=0) for t in self.types]))
+        return (
+            np.stack([t.min(axis=0) for t in self.types]),
+            np.stack([t.max(axis=0) for t in self.types]),
+        )
 
     def atoms(self, bidder: int) -> np.ndarray:
         return self.types[bidder]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "discrete", "types": [t.tolist() for t in self.types],
-                "type_probabilities": [p.tolist() for p in self.probabilities]}
+        return {
+            "kind": "discrete",
+            "types": [t.tolist() for t in self.types],
+            "type_probabilities": [p.tolist() for p in self.probabilities],
+        }
 
 
 class SphericalPrior(IndependentDiscretePrior):
@@ -286,8 +308,15 @@ class SphericalPrior(IndependentDiscretePrior):
 
     kind = "spherical"
 
-    def __init__(self, num_bidders: int, num_items: int, points: int = 5, ratio: float = 3.0,
-                 scale: float = 8.0, construction_seed: int = 264) -> None:
+    def __init__(
+        self,
+        num_bidders: int,
+        num_items: int,
+        points: int = 5,
+        ratio: float = 3.0,
+        scale: float = 8.0,
+        construction_seed: int = 264,
+    ) -> None:
         rng = np.random.default_rng(construction_seed)
         g = rng.standard_normal((points, num_items))
         normals = g - g.mean(axis=1, keepdims=True)
@@ -299,8 +328,12 @@ class SphericalPrior(IndependentDiscretePrior):
         types = scale * types / types.max()
         probs = (1 / radii) / (1 / radii).sum()
         super().__init__([types] * num_bidders, [probs] * num_bidders)
-        self.params = {"points": points, "ratio": ratio, "scale": scale,
-                       "construction_seed": construction_seed}
+        self.params = {
+            "points": points,
+            "ratio": ratio,
+            "scale": scale,
+            "construction_seed": construction_seed,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "spherical", **self.params}
@@ -316,8 +349,14 @@ class CorrelatedPrior(Prior):
 
     kind = "correlated"
 
-    def __init__(self, num_bidders: int, num_items: int, center_low: float = 0.25,
-                 center_high: float = 0.75, spread: float = 0.25) -> None:
+    def __init__(
+        self,
+        num_bidders: int,
+        num_items: int,
+        center_low: float = 0.25,
+        center_high: float = 0.75,
+        spread: float = 0.25,
+    ) -> None:
         super().__init__(num_bidders, num_items)
         self.center_low, self.center_high, self.spread = center_low, center_high, spread
 
@@ -328,19 +367,26 @@ class CorrelatedPrior(Prior):
 
     def support(self) -> tuple[np.ndarray, np.ndarray]:
         shape = (self.num_bidders, self.num_items)
-        return (np.full(shape, self.center_low - self.spread),
-                np.full(shape, self.center_high + self.spread))
+        return (
+            np.full(shape, self.center_low - self.spread),
+            np.full(shape, self.center_high + self.spread),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "correlated", "center_low": self.center_low,
-                "center_high": self.center_high, "spread": self.spread}
+        return {
+            "kind": "correlated",
+            "center_low": self.center_low,
+            "center_high": self.center_high,
+            "spread": self.spread,
+        }
 
 
 # ---------------------------------------------------------------- parsing from a table
 
 
-def prior_from_dict(table: dict[str, Any], num_bidders: int, num_items: int,
-                    source: str | None = None) -> Prior:
+def prior_from_dict(
+    table: dict[str, Any], num_bidders: int, num_items: int, source: str | None = None
+) -> Prior:
     """Build a prior from a setting file's ``[prior]`` table, naming any bad field."""
     if not isinstance(table, dict):
         raise SettingError("prior", "must be a table with a 'kind' key", source)
@@ -356,16 +402,18 @@ def prior_from_dict(table: dict[str, Any], num_bidders: int, num_items: int,
     parser = _PARSERS.get(kind)
     if parser is None:
         known = sorted([*LAWS, *_PARSERS])
-        raise SettingError("prior.kind", f"unknown kind {kind!r}; known: {', '.join(known)}",
-                           source)
+        raise SettingError(
+            "prior.kind", f"unknown kind {kind!r}; known: {', '.join(known)}", source
+        )
     return parser(table, num_bidders, num_items, source)
 
 
 def _reject_unknown(table: dict, allowed: set[str], source: str | None) -> None:
     for key in table:
         if key not in allowed:
-            raise SettingError(f"prior.{key}", f"unknown key; allowed: {', '.join(sorted(allowed))}",
-                               source)
+            raise SettingError(
+                f"prior.{key}", f"unknown key; allowed: {', '.join(sorted(allowed))}", source
+            )
 
 
 def _probabilities(p: Any, count: int, field: str, source: str | None) -> np.ndarray:
@@ -378,22 +426,26 @@ def _probabilities(p: Any, count: int, field: str, source: str | None) -> np.nda
     if np.any(arr < 0) or not np.all(np.isfinite(arr)):
         raise SettingError(field, "probabilities must be finite and >= 0", source)
     if abs(arr.sum() - 1.0) > 1e-6:
-        raise SettingError(field, f"probabilities must sum to 1, they sum to {arr.sum():.6g}",
-                           source)
+        raise SettingError(
+            field, f"probabilities must sum to 1, they sum to {arr.sum():.6g}", source
+        )
     return arr / arr.sum()
 
 
-def _values(v: Any, shape_tail: tuple[int, ...], field: str, what: str,
-            source: str | None) -> np.ndarray:
+def _values(
+    v: Any, shape_tail: tuple[int, ...], field: str, what: str, source: str | None
+) -> np.ndarray:
     try:
         arr = np.asarray(v, dtype=float)
     except (TypeError, ValueError):
-        raise SettingError(field, f"must be a list of {what}, each a nested list of numbers",
-                           source) from None
+        raise SettingError(
+            field, f"must be a list of {what}, each a nested list of numbers", source
+        ) from None
     if arr.ndim != 1 + len(shape_tail) or arr.shape[1:] != shape_tail or len(arr) == 0:
         dims = " x ".join(map(str, shape_tail))
-        raise SettingError(field, f"each of the {what} must be {dims}; got array of shape "
-                           f"{arr.shape}", source)
+        raise SettingError(
+            field, f"each of the {what} must be {dims}; got array of shape {arr.shape}", source
+        )
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         raise SettingError(field, "values must be finite and >= 0", source)
     return arr
@@ -405,39 +457,51 @@ def _parse_discrete(table: dict, n: int, m: int, source: str | None) -> Prior:
         profiles = _values(table["profiles"], (n, m), "prior.profiles", "profiles", source)
         if "probabilities" not in table:
             raise SettingError("prior.probabilities", "missing", source)
-        probs = _probabilities(table["probabilities"], len(profiles), "prior.probabilities",
-                               source)
+        probs = _probabilities(table["probabilities"], len(profiles), "prior.probabilities", source)
         return DiscretePrior(profiles, probs)
     if "types" in table:
         _reject_unknown(table, {"types", "type_probabilities"}, source)
         types = table["types"]
         if not isinstance(types, list) or len(types) != n:
-            raise SettingError("prior.types", f"must hold one list of types per bidder ({n})",
-                               source)
+            raise SettingError(
+                "prior.types", f"must hold one list of types per bidder ({n})", source
+            )
         probs = table.get("type_probabilities")
         if not isinstance(probs, list) or len(probs) != n:
-            raise SettingError("prior.type_probabilities",
-                               f"must hold one list of probabilities per bidder ({n})", source)
+            raise SettingError(
+                "prior.type_probabilities",
+                f"must hold one list of probabilities per bidder ({n})",
+                source,
+            )
         t = [_values(ti, (m,), f"prior.types[{i}]", "types", source) for i, ti in enumerate(types)]
-        p = [_probabilities(pi, len(ti), f"prior.type_probabilities[{i}]", source)
-             for i, (pi, ti) in enumerate(zip(probs, t))]
+        p = [
+            _probabilities(pi, len(ti), f"prior.type_probabilities[{i}]", source)
+            for i, (pi, ti) in enumerate(zip(probs, t))
+        ]
         return IndependentDiscretePrior(t, p)
-    raise SettingError("prior.profiles", "a discrete prior needs 'profiles' (with "
-                       "'probabilities') or 'types' (with 'type_probabilities')", source)
+    raise SettingError(
+        "prior.profiles",
+        "a discrete prior needs 'profiles' (with "
+        "'probabilities') or 'types' (with 'type_probabilities')",
+        source,
+    )
 
 
-def _check_correlated(center_low: float = 0.25, center_high: float = 0.75,
-                      spread: float = 0.25) -> tuple[str, str] | None:
+def _check_correlated(
+    center_low: float = 0.25, center_high: float = 0.75, spread: float = 0.25
+) -> tuple[str, str] | None:
     if not center_high > center_low:
         return "center_high", f"must exceed center_low, got {center_low} and {center_high}"
     if spread > center_low:
-        return "spread", (f"must be <= center_low ({center_low}) so that values stay >= 0, "
-                          f"got {spread}")
+        return "spread", (
+            f"must be <= center_low ({center_low}) so that values stay >= 0, got {spread}"
+        )
     return None
 
 
-def _check_spherical(points: int = 5, ratio: float = 3.0, scale: float = 8.0,
-                     construction_seed: int = 264) -> tuple[str, str] | None:
+def _check_spherical(
+    points: int = 5, ratio: float = 3.0, scale: float = 8.0, construction_seed: int = 264
+) -> tuple[str, str] | None:
     for key, val in (("points", points), ("ratio", ratio), ("scale", scale)):
         if not val > 0:
             return key, f"must be > 0, got {val}"
@@ -449,8 +513,11 @@ def _keyword_parser(cls, keys: dict[str, type], check=None):
         _reject_unknown(table, set(keys), source)
         kwargs = {}
         for k, v in table.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or (
-                    keys[k] is int and not float(v).is_integer()):
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or (keys[k] is int and not float(v).is_integer())
+            ):
                 raise SettingError(f"prior.{k}", f"must be {keys[k].__name__}, got {v!r}", source)
             kwargs[k] = keys[k](v)
             if kwargs[k] < 0:
@@ -459,14 +526,20 @@ def _keyword_parser(cls, keys: dict[str, type], check=None):
         if problem:
             raise SettingError(f"prior.{problem[0]}", problem[1], source)
         return cls(n, m, **kwargs)
+
     return parse
 
 
 _PARSERS = {
     "discrete": _parse_discrete,
-    "correlated": _keyword_parser(CorrelatedPrior, {"center_low": float, "center_high": float,
-                                                    "spread": float}, _check_correlated),
-    "spherical": _keyword_parser(SphericalPrior, {"points": int, "ratio": float, "scale": float,
-                                                  "construction_seed": int},
-                                 _check_spherical),
+    "correlated": _keyword_parser(
+        CorrelatedPrior,
+        {"center_low": float, "center_high": float, "spread": float},
+        _check_correlated,
+    ),
+    "spherical": _keyword_parser(
+        SphericalPrior,
+        {"points": int, "ratio": float, "scale": float, "construction_seed": int},
+        _check_spherical,
+    ),
 }

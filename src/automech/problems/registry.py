@@ -49,8 +49,9 @@ def register(name: str, spec: dict[str, Any]) -> None:
     _NAMED[name] = spec
 
 
-def register_family(pattern: str, build: Callable[[re.Match[str]], dict[str, Any]],
-                    listed: list[str]) -> None:
+def register_family(
+    pattern: str, build: Callable[[re.Match[str]], dict[str, Any]], listed: list[str]
+) -> None:
     """Register every name matching ``pattern`` (a full-match regex)."""
     _FAMILIES.append(Family(re.compile(pattern), build, tuple(listed)))
 
@@ -60,8 +61,14 @@ def _static_names() -> list[str]:
 
 
 def _static_summary(s: Setting) -> dict[str, str]:
-    return {"name": s.name or "", "n": str(s.num_bidders), "m": str(s.num_items),
-            "valuation": s.valuation, "supply": s.supply, "prior": s.prior.describe()}
+    return {
+        "name": s.name or "",
+        "n": str(s.num_bidders),
+        "m": str(s.num_items),
+        "valuation": s.valuation,
+        "supply": s.supply,
+        "prior": s.prior.describe(),
+    }
 
 
 @dataclass(frozen=True)
@@ -77,10 +84,15 @@ class Kind:
 
 #: Setting kinds, keyed by the ``kind`` of their dict form (static dicts have none).
 KINDS: dict[str, Kind] = {
-    "static": Kind("named settings (or pass a .toml file)", _static_names, Setting.from_dict,
-                   _static_summary),
-    "dynamic": Kind("dynamic settings (MDPs; any n, m of a family)", dynamic_setting_names,
-                    dynamic_from_dict, DynamicEnv.summary),
+    "static": Kind(
+        "named settings (or pass a .toml file)", _static_names, Setting.from_dict, _static_summary
+    ),
+    "dynamic": Kind(
+        "dynamic settings (MDPs; any n, m of a family)",
+        dynamic_setting_names,
+        dynamic_from_dict,
+        DynamicEnv.summary,
+    ),
 }
 
 
@@ -109,8 +121,11 @@ def get_setting(name_or_path: str | Path) -> AnySetting:
         return get_dynamic_setting(key)
     if key.endswith(".toml") or Path(key).is_file():
         return Setting.from_toml(key)
-    raise SettingError("setting", f"unknown setting {key!r}: neither a registered name "
-                       "(see `automech settings`) nor an existing .toml file")
+    raise SettingError(
+        "setting",
+        f"unknown setting {key!r}: neither a registered name "
+        "(see `automech settings`) nor an existing .toml file",
+    )
 
 
 def setting_from_dict(spec: dict[str, Any], source: str | None = None) -> AnySetting:
@@ -118,18 +133,24 @@ def setting_from_dict(spec: dict[str, Any], source: str | None = None) -> AnySet
     static setting, or a dynamic one (``{"kind": "dynamic", "name": ...}``)."""
     kind = spec.get("kind", "static") if isinstance(spec, dict) else "static"
     if kind not in KINDS:
-        raise SettingError("kind", f"unknown setting kind {kind!r}; known: "
-                           f"{', '.join(KINDS)}", source)
+        raise SettingError(
+            "kind", f"unknown setting kind {kind!r}; known: {', '.join(KINDS)}", source
+        )
     return KINDS[kind].from_dict(spec, source=source)
 
 
 # ------------------------------------------------------------------ the built-in settings
 
 
-def _uniform(n: int, m: int, valuation: str = "additive", low: Any = 0.0,
-             high: Any = 1.0) -> dict[str, Any]:
-    return {"bidders": n, "items": m, "valuation": valuation,
-            "prior": {"kind": "uniform", "low": low, "high": high}}
+def _uniform(
+    n: int, m: int, valuation: str = "additive", low: Any = 0.0, high: Any = 1.0
+) -> dict[str, Any]:
+    return {
+        "bidders": n,
+        "items": m,
+        "valuation": valuation,
+        "prior": {"kind": "uniform", "low": low, "high": high},
+    }
 
 
 for _n, _m in [(1, 2), (2, 2), (2, 3), (2, 5), (3, 10), (5, 10), (1, 10)]:
@@ -140,11 +161,22 @@ for _n, _m in [(1, 2), (2, 2), (2, 3)]:
 # Asymmetric priors used in the differentiable-economics literature.
 register("1x2-asym-uniform", _uniform(1, 2, low=[4.0, 4.0], high=[16.0, 7.0]))
 register("3x10-asym-uniform", _uniform(3, 10, high=[[1.0] * 10, [2.0] * 10, [3.0] * 10]))
-register("2x4-unit-spherical", {"bidders": 2, "items": 4, "valuation": "unit-demand",
-                                "prior": {"kind": "spherical", "points": 5, "ratio": 3.0,
-                                          "scale": 8.0, "construction_seed": 264}})
-register("3x10-correlated", {"bidders": 3, "items": 10,
-                             "prior": {"kind": "correlated"}})
+register(
+    "2x4-unit-spherical",
+    {
+        "bidders": 2,
+        "items": 4,
+        "valuation": "unit-demand",
+        "prior": {
+            "kind": "spherical",
+            "points": 5,
+            "ratio": 3.0,
+            "scale": 8.0,
+            "construction_seed": 264,
+        },
+    },
+)
+register("3x10-correlated", {"bidders": 3, "items": 10, "prior": {"kind": "correlated"}})
 
 register_family(
     r"(?P<n>[1-9]|10)x1-uniform",
@@ -158,8 +190,7 @@ register_family(
 )
 register_family(
     r"(?P<n>[1-9]|10)x1-exponential",
-    lambda mt: {"bidders": int(mt["n"]), "items": 1,
-                "prior": {"kind": "exponential", "mean": 1.0}},
+    lambda mt: {"bidders": int(mt["n"]), "items": 1, "prior": {"kind": "exponential", "mean": 1.0}},
     ["1x1-exponential", "3x1-exponential"],
 )
 register_family(tedi_settings.PATTERN, tedi_settings.tedi_setting, tedi_settings.TABLE1)

@@ -94,8 +94,9 @@ class Setting:
         """Each bidder's value for its allocation, ``v_i . x_i``: (B, n)."""
         return (valuations * alloc).sum(dim=-1)
 
-    def utilities(self, valuations: torch.Tensor, alloc: torch.Tensor,
-                  pay: torch.Tensor) -> torch.Tensor:
+    def utilities(
+        self, valuations: torch.Tensor, alloc: torch.Tensor, pay: torch.Tensor
+    ) -> torch.Tensor:
         """Quasi-linear utilities ``v_i . x_i - p_i``: (B, n)."""
         return self.values(valuations, alloc) - pay
 
@@ -118,26 +119,33 @@ class Setting:
         out: dict[str, Any] = {}
         if self.name:
             out["name"] = self.name
-        out.update(bidders=self.num_bidders, items=self.num_items, valuation=self.valuation,
-                   supply=self.supply, objective=self.objective.to_dict(),
-                   prior=self.prior.to_dict())
+        out.update(
+            bidders=self.num_bidders,
+            items=self.num_items,
+            valuation=self.valuation,
+            supply=self.supply,
+            objective=self.objective.to_dict(),
+            prior=self.prior.to_dict(),
+        )
         return out
 
     @classmethod
-    def from_dict(cls, spec: dict[str, Any], source: str | None = None) -> "Setting":
+    def from_dict(cls, spec: dict[str, Any], source: str | None = None) -> Setting:
         """Build and validate a setting from its dict (TOML) form, naming any bad field."""
         if not isinstance(spec, dict):
             raise SettingError("<top>", "a setting must be a table of keys", source)
         for key in spec:
             if key not in _TOP_KEYS:
-                raise SettingError(key, f"unknown key; allowed: {', '.join(sorted(_TOP_KEYS))}",
-                                   source)
+                raise SettingError(
+                    key, f"unknown key; allowed: {', '.join(sorted(_TOP_KEYS))}", source
+                )
         n = _count(spec, "bidders", source)
         m = _count(spec, "items", source)
         valuation = spec.get("valuation", "additive")
         if valuation not in VALUATIONS:
-            raise SettingError("valuation", f"must be one of {VALUATIONS}, got {valuation!r}",
-                               source)
+            raise SettingError(
+                "valuation", f"must be one of {VALUATIONS}, got {valuation!r}", source
+            )
         supply = spec.get("supply", "unit")
         if supply not in SUPPLIES:
             raise SettingError("supply", f"must be one of {SUPPLIES}, got {supply!r}", source)
@@ -151,7 +159,7 @@ class Setting:
         return cls(n, m, prior, valuation, supply, objective, name)
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "Setting":
+    def from_toml(cls, path: str | Path) -> Setting:
         path = Path(path)
         if not path.is_file():
             raise SettingError("<file>", f"setting file {str(path)!r} does not exist")
@@ -167,8 +175,10 @@ class Setting:
         if self.supply != "unit":
             extra.append(f"{self.supply} supply")
         tail = f", {', '.join(extra)}" if extra else ""
-        return (f"{self.num_bidders} bidder(s) x {self.num_items} item(s), {self.valuation}, "
-                f"{self.prior.describe()}{tail}")
+        return (
+            f"{self.num_bidders} bidder(s) x {self.num_items} item(s), {self.valuation}, "
+            f"{self.prior.describe()}{tail}"
+        )
 
 
 def _count(spec: dict, key: str, source: str | None) -> int:
@@ -181,8 +191,10 @@ def _count(spec: dict, key: str, source: str | None) -> int:
         raise SettingError(key, f"must be a positive integer, got {val}", source)
     return val
 
+
 def cost_problem(setting: Setting) -> str | None:
-    """Why the unlimited-supply/cost baselines and TEDI do not apply to ``setting`` (None if they do)."""
+    """Why the unlimited-supply/cost baselines and TEDI do not apply to ``setting`` (None
+    if they do)."""
     if setting.unit_supply:
         return "needs unlimited supply (the TEDI problem class)"
     if setting.unit_demand:

@@ -12,5 +12,15 @@ from automech.sweeps.runner import run_sweep
 from automech.sweeps.spec import Job, Sweep, SweepError, load_sweep, parse_sweep
 from automech.sweeps.store import DEFAULT_DB, Store
 
-__all__ = ["Job", "Sweep", "SweepError", "load_sweep", "parse_sweep", "Store", "DEFAULT_DB",
-           "run_sweep", "aggregate", "render"]
+__all__ = [
+    "Job",
+    "Sweep",
+    "SweepError",
+    "load_sweep",
+    "parse_sweep",
+    "Store",
+    "DEFAULT_DB",
+    "run_sweep",
+    "aggregate",
+    "render",
+]

@@ -41,8 +41,14 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
     method supports checkpoints.
     """
     start = time.perf_counter()
-    out: dict[str, Any] = {"status": "failed", "metrics": None, "error": None, "note": None,
-                           "host": socket.gethostname(), "pid": os.getpid()}
+    out: dict[str, Any] = {
+        "status": "failed",
+        "metrics": None,
+        "error": None,
+        "note": None,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
     try:
         import torch
 
@@ -57,11 +63,16 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
         setting = setting_from_dict(payload["setting"])
         profiles = int(payload.get("regret_profiles", 0))
         try:
-            _, run = train(setting, payload["method"], payload.get("options") or {},
-                           seed=int(payload["seed"]), out=payload["run_dir"],
-                           eval_samples=int(payload["eval_samples"]),
-                           search=RegretSearch(profiles=profiles) if profiles else None,
-                           progress=False)
+            _, run = train(
+                setting,
+                payload["method"],
+                payload.get("options") or {},
+                seed=int(payload["seed"]),
+                out=payload["run_dir"],
+                eval_samples=int(payload["eval_samples"]),
+                search=RegretSearch(profiles=profiles) if profiles else None,
+                progress=False,
+            )
         except NotApplicableError as err:
             out.update(status="skipped", note=str(err))
         else:
@@ -74,8 +85,14 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def failure(error: str) -> dict[str, Any]:
-    return {"status": "failed", "metrics": None, "error": error, "note": None,
-            "seconds": None, "host": socket.gethostname()}
+    return {
+        "status": "failed",
+        "metrics": None,
+        "error": error,
+        "note": None,
+        "seconds": None,
+        "host": socket.gethostname(),
+    }
 
 
 # ----------------------------------------------------------------------- in this process
@@ -123,8 +140,9 @@ class InlineBackend:
 def _init_worker(threads: int, driver: int) -> None:
     """Pool worker start: exit when the driver process ``driver`` dies (a killed sweep
     leaves no worker behind), use ``threads`` torch threads."""
-    threading.Thread(target=_watch, args=(driver,), daemon=True,
-                     name="automech-driver-watch").start()
+    threading.Thread(
+        target=_watch, args=(driver,), daemon=True, name="automech-driver-watch"
+    ).start()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     import torch
@@ -176,8 +194,11 @@ class LocalBackend:
     def _executor(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(
-                max_workers=self.slots, mp_context=_context(),
-                initializer=_init_worker, initargs=(self.threads, os.getpid()))
+                max_workers=self.slots,
+                mp_context=_context(),
+                initializer=_init_worker,
+                initargs=(self.threads, os.getpid()),
+            )
         return self._pool
 
     def submit(self, payload: dict[str, Any]) -> cf.Future:
@@ -219,36 +240,44 @@ class RayBackend:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, workers: int | None = None,
-                 jobs: int = 1) -> None:
+    def __init__(
+        self, address: str | None = None, workers: int | None = None, jobs: int = 1
+    ) -> None:
         try:
             import ray
         except ImportError:
             from automech.errors import AutomechError
 
-            raise AutomechError("the ray backend needs Ray: pip install 'automech[ray]'"
-                                ) from None
+            raise AutomechError("the ray backend needs Ray: pip install 'automech[ray]'") from None
         self.ray = ray
         self._started = not ray.is_initialized()
         if self._started:
             if address:
                 ray.init(address=address, logging_level="WARNING", log_to_driver=False)
             else:
-                ray.init(num_cpus=workers or cpu_count(), include_dashboard=False,
-                         logging_level="WARNING", log_to_driver=False)
+                ray.init(
+                    num_cpus=workers or cpu_count(),
+                    include_dashboard=False,
+                    logging_level="WARNING",
+                    log_to_driver=False,
+                )
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        node_cpus = max([int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes()
-                         if n.get("Alive")] or [1])
+        node_cpus = max(
+            [int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+            or [1]
+        )
         self.slots = max(1, min(workers or cpus, cpus, jobs))
         self.threads = max(1, min(node_cpus, cpus // self.slots))
         self._task = ray.remote(run_job)
         where = address or "local instance"
-        self.describe = (f"ray ({where}, {cpus} CPUs): {self.slots} task(s) x "
-                         f"{self.threads} thread(s)")
+        self.describe = (
+            f"ray ({where}, {cpus} CPUs): {self.slots} task(s) x {self.threads} thread(s)"
+        )
 
     def submit(self, payload: dict[str, Any]):
         return self._task.options(num_cpus=self.threads, max_retries=0).remote(
-            {**payload, "threads": self.threads})
+            {**payload, "threads": self.threads}
+        )
 
     def wait(self, handles: list) -> list:
         done, _ = self.ray.wait(list(handles), num_returns=1)
@@ -265,8 +294,7 @@ class RayBackend:
             self.ray.shutdown()
 
 
-def check_backend(name: str, address: str | None = None, workers: int | None = None
-                  ) -> None:
+def check_backend(name: str, address: str | None = None, workers: int | None = None) -> None:
     """Refuse an unknown backend, an address without Ray, or a worker count below one,
     before anything runs."""
     from automech.errors import AutomechError
@@ -281,8 +309,7 @@ def check_backend(name: str, address: str | None = None, workers: int | None = N
         raise AutomechError("the ray backend needs Ray: pip install 'automech[ray]'")
 
 
-def make_backend(name: str, jobs: int, workers: int | None = None,
-                 address: str | None = None):
+def make_backend(name: str, jobs: int, workers: int | None = None, address: str | None = None):
     """The backend ``name`` sized for ``jobs`` jobs.
 
     local: ``workers`` (default: the cores) processes, at most one per job, each with

@@ -24,8 +24,15 @@ FORMATS = ("table", "csv", "json", "markdown")
 _TEXT = ("sweep", "setting", "method", "options")
 
 #: Aggregated metrics and whether larger is better.
-METRICS = {"objective_value": True, "revenue": True, "welfare": True, "regret_mean": False,
-           "regret_max": False, "ir_violation_rate": False, "infeasible_rate": False}
+METRICS = {
+    "objective_value": True,
+    "revenue": True,
+    "welfare": True,
+    "regret_mean": False,
+    "regret_max": False,
+    "ir_violation_rate": False,
+    "infeasible_rate": False,
+}
 
 
 def _stats(values: list[float], higher: bool) -> dict[str, float | None]:
@@ -33,8 +40,11 @@ def _stats(values: list[float], higher: bool) -> dict[str, float | None]:
     if not values:
         return {"mean": None, "std": None, "best": None}
     mean = sum(values) / len(values)
-    std = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-           if len(values) > 1 else 0.0)
+    std = (
+        math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+        if len(values) > 1
+        else 0.0
+    )
     return {"mean": mean, "std": std, "best": max(values) if higher else min(values)}
 
 
@@ -42,14 +52,32 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Group job rows (from :meth:`Store.rows`) by sweep, setting, method and options."""
     groups: dict[tuple, dict[str, Any]] = {}
     for row in rows:
-        key = (row["sweep"], row["setting"], row["method"],
-               json.dumps(row["options"], sort_keys=True),
-               json.dumps(row["evaluation"], sort_keys=True))
-        g = groups.setdefault(key, {
-            "sweep": row["sweep"], "setting": row["setting"], "method": row["method"],
-            "variant": row.get("variant") or "", "options": row["options"],
-            "evaluation": row["evaluation"], "jobs": 0, "done": 0, "failed": 0,
-            "pending": 0, "skipped": 0, "skip_reason": None, "seeds": [], "_rows": []})
+        key = (
+            row["sweep"],
+            row["setting"],
+            row["method"],
+            json.dumps(row["options"], sort_keys=True),
+            json.dumps(row["evaluation"], sort_keys=True),
+        )
+        g = groups.setdefault(
+            key,
+            {
+                "sweep": row["sweep"],
+                "setting": row["setting"],
+                "method": row["method"],
+                "variant": row.get("variant") or "",
+                "options": row["options"],
+                "evaluation": row["evaluation"],
+                "jobs": 0,
+                "done": 0,
+                "failed": 0,
+                "pending": 0,
+                "skipped": 0,
+                "skip_reason": None,
+                "seeds": [],
+                "_rows": [],
+            },
+        )
         g["jobs"] += 1
         status = row["status"]
         if status == "done" and row.get("metrics"):
@@ -78,9 +106,12 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         g["seeds"] = sorted(g["seeds"])
         g["objective"] = done[0]["metrics"].get("objective", "revenue") if done else None
         maximise = bool(done[0]["metrics"].get("maximise", True)) if done else True
-        g["metrics"] = {m: _stats([r["metrics"].get(m) for r in done],
-                                  maximise if m == "objective_value" else higher)
-                        for m, higher in METRICS.items()}
+        g["metrics"] = {
+            m: _stats(
+                [r["metrics"].get(m) for r in done], maximise if m == "objective_value" else higher
+            )
+            for m, higher in METRICS.items()
+        }
         g["best_seed"] = _best_seed(done, maximise)
         out.append(g)
     return out
@@ -90,8 +121,7 @@ def _best_seed(done: list[dict[str, Any]], maximise: bool) -> int | None:
     """The seed with the best objective value (highest, or lowest when minimised)."""
     scored = [(r["metrics"].get("objective_value"), r["seed"]) for r in done]
     scored = [(v if maximise else -v, seed) for v, seed in scored if v is not None]
-    return max(scored, key=lambda vs: vs[0])[1] if scored else (done[0]["seed"] if done
-                                                                else None)
+    return max(scored, key=lambda vs: vs[0])[1] if scored else (done[0]["seed"] if done else None)
 
 
 # ----------------------------------------------------------------------------- output
@@ -108,11 +138,14 @@ def _display(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     objectives = {g["objective"] for g in shown if g["objective"]}
     obj = objectives.pop() if len(objectives) == 1 else "objective"
     extra_revenue = obj != "revenue"
-    head = (["sweep"] if sweeps else []) + ["setting", "method"] + \
-        (["options"] if variants else []) + \
-        ["seeds", f"{obj} mean ± std", "best (seed)"] + \
-        (["revenue"] if extra_revenue else []) + \
-        ["welfare", "regret mean", "regret max", "IR viol."]
+    head = (
+        (["sweep"] if sweeps else [])
+        + ["setting", "method"]
+        + (["options"] if variants else [])
+        + ["seeds", f"{obj} mean ± std", "best (seed)"]
+        + (["revenue"] if extra_revenue else [])
+        + ["welfare", "regret mean", "regret max", "IR viol."]
+    )
     body = []
     for g in shown:
         m = g["metrics"]
@@ -122,11 +155,19 @@ def _display(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
         o = m["objective_value"]
         mean = "-" if o["mean"] is None else f"{o['mean']:.4f} ± {o['std']:.4f}"
         best = "-" if o["best"] is None else f"{o['best']:.4f} ({g['best_seed']})"
-        row = ([g["sweep"]] if sweeps else []) + [g["setting"], g["method"]] + \
-            ([g["variant"] or "-"] if variants else []) + [seeds, mean, best] + \
-            ([_f(m["revenue"]["mean"])] if extra_revenue else []) + \
-            [_f(m["welfare"]["mean"]), _f(m["regret_mean"]["mean"], 5),
-             _f(m["regret_max"]["mean"], 5), _f(m["ir_violation_rate"]["mean"], 3)]
+        row = (
+            ([g["sweep"]] if sweeps else [])
+            + [g["setting"], g["method"]]
+            + ([g["variant"] or "-"] if variants else [])
+            + [seeds, mean, best]
+            + ([_f(m["revenue"]["mean"])] if extra_revenue else [])
+            + [
+                _f(m["welfare"]["mean"]),
+                _f(m["regret_mean"]["mean"], 5),
+                _f(m["regret_max"]["mean"], 5),
+                _f(m["ir_violation_rate"]["mean"], 3),
+            ]
+        )
         body.append(row)
     return head, body
 
@@ -139,8 +180,10 @@ def notes(groups: list[dict[str, Any]]) -> list[str]:
         if g["skipped"] and not (g["done"] or g["failed"] or g["pending"]):
             out.append(f"skipped {g['method']}{tag} on {g['setting']}: {g['skip_reason']}")
         elif g["pending"]:
-            out.append(f"{g['setting']} {g['method']}{tag}: {g['pending']} job(s) not "
-                       "finished (rerun the sweep)")
+            out.append(
+                f"{g['setting']} {g['method']}{tag}: {g['pending']} job(s) not "
+                "finished (rerun the sweep)"
+            )
     return out
 
 
@@ -157,8 +200,12 @@ def _flat(g: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def render(groups: list[dict[str, Any]], fmt: str = "table", title: str | None = None,
-           width: int | None = 200) -> str:
+def render(
+    groups: list[dict[str, Any]],
+    fmt: str = "table",
+    title: str | None = None,
+    width: int | None = 200,
+) -> str:
     """``groups`` (from :func:`aggregate`) as ``table``, ``csv``, ``json`` or ``markdown``."""
     if fmt not in FORMATS:
         raise AutomechError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
@@ -177,7 +224,8 @@ def render(groups: list[dict[str, Any]], fmt: str = "table", title: str | None =
     if fmt == "markdown":
         lines = ([f"**{title}**", ""] if title else []) + [
             "| " + " | ".join(head) + " |",
-            "|" + "|".join("---" if c in _TEXT else "---:" for c in head) + "|"]
+            "|" + "|".join("---" if c in _TEXT else "---:" for c in head) + "|",
+        ]
         lines += ["| " + " | ".join(r) + " |" for r in body]
         lines += [""] + [f"- {n}" for n in extra] if extra else []
         return "\n".join(lines) + "\n"

@@ -13,15 +13,27 @@ from automech.sweeps.store import Store, git_revision
 
 
 def _payload(job: Job, run_dir: Path) -> dict[str, Any]:
-    return {"setting": job.setting_spec, "method": job.method, "options": job.options,
-            "seed": job.seed, "run_dir": str(run_dir), "eval_samples": job.eval_samples,
-            "regret_profiles": job.regret_profiles}
+    return {
+        "setting": job.setting_spec,
+        "method": job.method,
+        "options": job.options,
+        "seed": job.seed,
+        "run_dir": str(run_dir),
+        "eval_samples": job.eval_samples,
+        "regret_profiles": job.regret_profiles,
+    }
 
 
-def run_sweep(sweep: Sweep, store: Store, backend: str = "local", workers: int | None = None,
-              address: str | None = None, runs_root: str | Path | None = None,
-              log: Callable[[str], None] = print, retry_failed: bool = True
-              ) -> dict[str, Any]:
+def run_sweep(
+    sweep: Sweep,
+    store: Store,
+    backend: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    runs_root: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    retry_failed: bool = True,
+) -> dict[str, Any]:
     """Run every job of ``sweep`` not yet done; each result is committed as it arrives.
 
     Jobs already ``done`` are not rerun; ``running`` rows (left by a killed sweep),
@@ -34,9 +46,16 @@ def run_sweep(sweep: Sweep, store: Store, backend: str = "local", workers: int |
         return _run(sweep, store, backend, workers, address, runs_root, log, retry_failed)
 
 
-def _run(sweep: Sweep, store: Store, backend: str, workers: int | None, address: str | None,
-         runs_root: str | Path | None, log: Callable[[str], None], retry_failed: bool
-         ) -> dict[str, Any]:
+def _run(
+    sweep: Sweep,
+    store: Store,
+    backend: str,
+    workers: int | None,
+    address: str | None,
+    runs_root: str | Path | None,
+    log: Callable[[str], None],
+    retry_failed: bool,
+) -> dict[str, Any]:
     start = time.perf_counter()
     root = Path(runs_root or sweep.runs_root)
     rows = store.sync(sweep.jobs)
@@ -56,8 +75,15 @@ def _run(sweep: Sweep, store: Store, backend: str, workers: int | None, address:
         if row["status"] == "running":
             interrupted += 1
         todo.append((row["id"], job))
-    summary = {"ran": 0, "done": 0, "failed": 0, "skipped": len(sweep.skipped),
-               "already_done": already, "backend": backend, "seconds": 0.0}
+    summary = {
+        "ran": 0,
+        "done": 0,
+        "failed": 0,
+        "skipped": len(sweep.skipped),
+        "already_done": already,
+        "backend": backend,
+        "seconds": 0.0,
+    }
     if already:
         log(f"{already} job(s) already done: not rerun")
     if interrupted:
@@ -93,8 +119,9 @@ def _run(sweep: Sweep, store: Store, backend: str, workers: int | None, address:
                 log(_line(finished, len(todo), job, result))
     except BaseException:
         cancel = True
-        store.mark_pending([job_id for job_id, _ in flight.values()],
-                           "interrupted: rerun the sweep to resume")
+        store.mark_pending(
+            [job_id for job_id, _ in flight.values()], "interrupted: rerun the sweep to resume"
+        )
         raise
     finally:
         runner.close(cancel=cancel)

@@ -49,8 +49,19 @@ from automech.problems import get_setting
 EVAL_SAMPLES = 10_000
 REGRET_PROFILES = 500
 
-_TOP_KEYS = {"name", "description", "settings", "methods", "seeds", "options", "grid", "jobs",
-             "eval_samples", "regret_profiles", "runs_root"}
+_TOP_KEYS = {
+    "name",
+    "description",
+    "settings",
+    "methods",
+    "seeds",
+    "options",
+    "grid",
+    "jobs",
+    "eval_samples",
+    "regret_profiles",
+    "runs_root",
+}
 _JOB_KEYS = {"setting", "method", "seed", "seeds", "options"}
 _SAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 
@@ -75,12 +86,12 @@ class Job:
     """One (setting, method, options, seed) run with its evaluation budget."""
 
     sweep: str
-    setting: str                       # the setting's name (label in the results)
+    setting: str  # the setting's name (label in the results)
     setting_spec: dict[str, Any] = field(repr=False, compare=False)
     method: str = ""
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict, compare=False)
-    variant: str = ""                  # "" or the grid values, e.g. "lr=0.01"
+    variant: str = ""  # "" or the grid values, e.g. "lr=0.01"
     eval_samples: int = EVAL_SAMPLES
     regret_profiles: int = REGRET_PROFILES
     skip: str | None = field(default=None, compare=False)  # why the method does not apply
@@ -91,14 +102,22 @@ class Job:
 
     @property
     def evaluation_json(self) -> str:
-        return json.dumps({"eval_samples": self.eval_samples,
-                           "regret_profiles": self.regret_profiles}, sort_keys=True)
+        return json.dumps(
+            {"eval_samples": self.eval_samples, "regret_profiles": self.regret_profiles},
+            sort_keys=True,
+        )
 
     @property
     def key(self) -> tuple[str, str, str, int, str, str]:
         """The store's unique key."""
-        return (self.sweep, self.setting, self.method, self.seed, self.options_json,
-                self.evaluation_json)
+        return (
+            self.sweep,
+            self.setting,
+            self.method,
+            self.seed,
+            self.options_json,
+            self.evaluation_json,
+        )
 
     def run_dir(self, runs_root: str | Path) -> Path:
         tag = f"-{safe_name(self.variant)}" if self.variant else ""
@@ -136,12 +155,15 @@ def load_sweep(path: str | Path) -> Sweep:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise AutomechError(f"sweep file {str(path)!r} is not valid TOML: {err}") from None
-    return parse_sweep(data, source=str(path), default_name=path.stem,
-                       base_dir=path.parent)
+    return parse_sweep(data, source=str(path), default_name=path.stem, base_dir=path.parent)
 
 
-def parse_sweep(data: dict[str, Any], source: str | None = None,
-                default_name: str | None = None, base_dir: Path | None = None) -> Sweep:
+def parse_sweep(
+    data: dict[str, Any],
+    source: str | None = None,
+    default_name: str | None = None,
+    base_dir: Path | None = None,
+) -> Sweep:
     """Validate the dict form of a sweep file and expand it to jobs."""
 
     def err(fld: str, problem: str) -> SweepError:
@@ -172,8 +194,12 @@ def parse_sweep(data: dict[str, Any], source: str | None = None,
             raise err(fld, f"must be a setting name or .toml file, got {value!r}")
         if value not in settings_cache:
             target = value
-            if base_dir is not None and value.endswith(".toml") and \
-                    not Path(value).is_absolute() and (base_dir / value).is_file():
+            if (
+                base_dir is not None
+                and value.endswith(".toml")
+                and not Path(value).is_absolute()
+                and (base_dir / value).is_file()
+            ):
                 target = str(base_dir / value)
             try:
                 s = get_setting(target)
@@ -182,8 +208,11 @@ def parse_sweep(data: dict[str, Any], source: str | None = None,
             label = s.name or Path(value).stem
             spec = s.to_dict()
             if label in labels and labels[label][1] != spec:
-                raise err(fld, f"setting name {label!r} is also used by "
-                               f"{labels[label][0]!r} for a different setting")
+                raise err(
+                    fld,
+                    f"setting name {label!r} is also used by "
+                    f"{labels[label][0]!r} for a different setting",
+                )
             labels[label] = (fld, spec)
             settings_cache[value] = s
         return settings_cache[value]
@@ -266,11 +295,25 @@ def parse_sweep(data: dict[str, Any], source: str | None = None,
                     notes.append(f"skipped {m} on {s.name}: {reason}")
                 for label, opts in variants[m]:
                     for seed in seed_list:
-                        jobs.append(Job(name, s.name, s.to_dict(), m, seed, opts, label,
-                                        eval_samples, regret_profiles, reason))
+                        jobs.append(
+                            Job(
+                                name,
+                                s.name,
+                                s.to_dict(),
+                                m,
+                                seed,
+                                opts,
+                                label,
+                                eval_samples,
+                                regret_profiles,
+                                reason,
+                            )
+                        )
     elif "grid" in data or "options" in data:
-        raise err("grid" if "grid" in data else "options",
-                  "applies to the settings x methods grid; give options per [[jobs]] entry")
+        raise err(
+            "grid" if "grid" in data else "options",
+            "applies to the settings x methods grid; give options per [[jobs]] entry",
+        )
 
     # ---------------------------------------------------------------- explicit jobs
     entries = data.get("jobs", [])
@@ -288,8 +331,10 @@ def parse_sweep(data: dict[str, Any], source: str | None = None,
         m = method(entry["method"], f"{at}.method")
         if ("seed" in entry) == ("seeds" in entry):
             raise err(f"{at}.seeds", "give exactly one of seed = N or seeds = [...]")
-        seed_list = seeds([entry["seed"]] if "seed" in entry else entry["seeds"],
-                          f"{at}.seed" if "seed" in entry else f"{at}.seeds")
+        seed_list = seeds(
+            [entry["seed"]] if "seed" in entry else entry["seeds"],
+            f"{at}.seed" if "seed" in entry else f"{at}.seeds",
+        )
         given = entry.get("options", {})
         if not isinstance(given, dict):
             raise err(f"{at}.options", "must be a table of method options")
@@ -299,8 +344,20 @@ def parse_sweep(data: dict[str, Any], source: str | None = None,
         if reason:
             notes.append(f"skipped {m} on {s.name} ({at}): {reason}")
         for seed in seed_list:
-            jobs.append(Job(name, s.name, s.to_dict(), m, seed, opts, label, eval_samples,
-                            regret_profiles, reason))
+            jobs.append(
+                Job(
+                    name,
+                    s.name,
+                    s.to_dict(),
+                    m,
+                    seed,
+                    opts,
+                    label,
+                    eval_samples,
+                    regret_profiles,
+                    reason,
+                )
+            )
 
     unique: dict[tuple, Job] = {}
     dirs: dict[Path, Job] = {}
@@ -309,8 +366,11 @@ def parse_sweep(data: dict[str, Any], source: str | None = None,
             continue
         other = dirs.get(job.run_dir(runs_root))
         if other is not None:
-            raise err("jobs", f"{job.describe()} and {other.describe()} would share the run "
-                              "directory; give them different options")
+            raise err(
+                "jobs",
+                f"{job.describe()} and {other.describe()} would share the run "
+                "directory; give them different options",
+            )
         unique[job.key] = job
         dirs[job.run_dir(runs_root)] = job
     if len(unique) < len(jobs):
@@ -345,8 +405,7 @@ def _int(data: dict, key: str, default: int, low: int, err) -> int:
     return value
 
 
-def _split_per_method(table: Any, where: str, methods: list[str], err
-                      ) -> dict[str, dict[str, Any]]:
+def _split_per_method(table: Any, where: str, methods: list[str], err) -> dict[str, dict[str, Any]]:
     """``{"steps": 1, "rochetnet": {"lr": 2}}`` -> ``{"*": {"steps": 1}, "rochetnet": {...}}``."""
     if not isinstance(table, dict):
         raise err(where, "must be a table")
@@ -358,13 +417,17 @@ def _split_per_method(table: Any, where: str, methods: list[str], err
             for k in value:
                 if k not in _option_names(key):
                     known = ", ".join(sorted(_option_names(key))) or "none"
-                    raise err(f"{where}.{key}.{k}",
-                              f"method {key!r} has no option {k!r}; options: {known}")
+                    raise err(
+                        f"{where}.{key}.{k}",
+                        f"method {key!r} has no option {k!r}; options: {known}",
+                    )
             out[key] = dict(value)
         else:
             if not any(key in _option_names(m) for m in methods):
-                raise err(f"{where}.{key}", "no method of this sweep has this option "
-                                            f"(methods: {', '.join(methods)})")
+                raise err(
+                    f"{where}.{key}",
+                    f"no method of this sweep has this option (methods: {', '.join(methods)})",
+                )
             out["*"][key] = value
     return out
 

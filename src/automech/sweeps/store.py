@@ -62,12 +62,18 @@ def git_revision(where: str | Path | None = None) -> str:
     if where is None:
         where = Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
-                             text=True, timeout=10)
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
+        )
         if rev.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=where, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -79,8 +85,10 @@ class Store:
     def __init__(self, path: str | Path = DEFAULT_DB, create: bool = True) -> None:
         self.path = Path(path)
         if not create and not self.path.is_file():
-            raise AutomechError(f"no results database at {str(self.path)!r} "
-                                "(run `automech sweep` first, or pass --db)")
+            raise AutomechError(
+                f"no results database at {str(self.path)!r} "
+                "(run `automech sweep` first, or pass --db)"
+            )
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -95,8 +103,9 @@ class Store:
             else:
                 self.db.execute("SELECT 1 FROM jobs LIMIT 1")
         except sqlite3.DatabaseError as err:
-            raise AutomechError(f"{str(self.path)!r} is not an automech results database: "
-                                f"{err}") from None
+            raise AutomechError(
+                f"{str(self.path)!r} is not an automech results database: {err}"
+            ) from None
 
     def close(self) -> None:
         self.db.close()
@@ -124,8 +133,9 @@ class Store:
             except OSError:
                 fh.seek(0)
                 holder = fh.read().strip() or "another process"
-                raise AutomechError(f"sweep {sweep!r} is already running on "
-                                    f"{str(self.path)!r} ({holder})") from None
+                raise AutomechError(
+                    f"sweep {sweep!r} is already running on {str(self.path)!r} ({holder})"
+                ) from None
             fh.seek(0)
             fh.truncate()
             fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
@@ -149,11 +159,22 @@ class Store:
                     "INSERT OR IGNORE INTO jobs (sweep, setting, method, seed, options, "
                     "evaluation, variant, setting_spec, status, note, created) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*job.key, job.variant, json.dumps(job.setting_spec),
-                     "skipped" if job.skip else "pending", job.skip, now))
+                    (
+                        *job.key,
+                        job.variant,
+                        json.dumps(job.setting_spec),
+                        "skipped" if job.skip else "pending",
+                        job.skip,
+                        now,
+                    ),
+                )
                 if job.skip:  # a method that stopped (or started) applying
-                    self.db.execute("UPDATE jobs SET status = 'skipped', note = ? WHERE "
-                                    + _KEY + " AND status != 'done'", (job.skip, *job.key))
+                    self.db.execute(
+                        "UPDATE jobs SET status = 'skipped', note = ? WHERE "
+                        + _KEY
+                        + " AND status != 'done'",
+                        (job.skip, *job.key),
+                    )
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -164,9 +185,11 @@ class Store:
         return self.db.execute("SELECT * FROM jobs WHERE " + _KEY, job.key).fetchone()
 
     def mark_running(self, job_id: int, run_dir: str | Path, git_rev: str) -> None:
-        self.db.execute("UPDATE jobs SET status = 'running', attempts = attempts + 1, "
-                        "run_dir = ?, git_rev = ?, started = ?, error = NULL WHERE id = ?",
-                        (str(run_dir), git_rev, time.time(), job_id))
+        self.db.execute(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, "
+            "run_dir = ?, git_rev = ?, started = ?, error = NULL WHERE id = ?",
+            (str(run_dir), git_rev, time.time(), job_id),
+        )
 
     def record(self, job_id: int, result: dict[str, Any]) -> None:
         """Commit a finished job's outcome (the dict :func:`run_job` returns)."""
@@ -177,20 +200,31 @@ class Store:
         self.db.execute(
             "UPDATE jobs SET status = ?, metrics = ?, error = ?, note = COALESCE(?, note), "
             "seconds = ?, host = ?, finished = ? WHERE id = ?",
-            (status, json.dumps(metrics) if metrics is not None else None,
-             result.get("error"), result.get("note"), result.get("seconds"),
-             result.get("host", socket.gethostname()), time.time(), job_id))
+            (
+                status,
+                json.dumps(metrics) if metrics is not None else None,
+                result.get("error"),
+                result.get("note"),
+                result.get("seconds"),
+                result.get("host", socket.gethostname()),
+                time.time(),
+                job_id,
+            ),
+        )
 
     def mark_pending(self, job_ids: Iterable[int], note: str) -> None:
         for job_id in job_ids:
-            self.db.execute("UPDATE jobs SET status = 'pending', note = ? "
-                            "WHERE id = ? AND status = 'running'", (note, job_id))
+            self.db.execute(
+                "UPDATE jobs SET status = 'pending', note = ? WHERE id = ? AND status = 'running'",
+                (note, job_id),
+            )
 
     # ------------------------------------------------------------------ reading
 
     def sweeps(self) -> list[str]:
-        return [r[0] for r in self.db.execute(
-            "SELECT sweep FROM jobs GROUP BY sweep ORDER BY MIN(id)")]
+        return [
+            r[0] for r in self.db.execute("SELECT sweep FROM jobs GROUP BY sweep ORDER BY MIN(id)")
+        ]
 
     def rows(self, sweep: str | None = None) -> list[dict[str, Any]]:
         """Every job (of ``sweep``), JSON columns decoded."""
@@ -210,10 +244,10 @@ class Store:
     def counts(self, sweep: str) -> dict[str, int]:
         out = dict.fromkeys(STATUSES, 0)
         for status, n in self.db.execute(
-                "SELECT status, COUNT(*) FROM jobs WHERE sweep = ? GROUP BY status", (sweep,)):
+            "SELECT status, COUNT(*) FROM jobs WHERE sweep = ? GROUP BY status", (sweep,)
+        ):
             out[status] = n
         return out
 
 
-_KEY = ("sweep = ? AND setting = ? AND method = ? AND seed = ? AND options = ? "
-        "AND evaluation = ?")
+_KEY = "sweep = ? AND setting = ? AND method = ? AND seed = ? AND options = ? AND evaluation = ?"

@@ -10,5 +10,17 @@ from automech.training.trainer import (
     schedule,
 )
 
-__all__ = ["Method", "Classical", "FitContext", "NoOptions", "Options", "OptionInfo", "option",
-           "GradientMethod", "TrainerOptions", "SoftmaxOptions", "schedule", "SCHEDULES"]
+__all__ = [
+    "Method",
+    "Classical",
+    "FitContext",
+    "NoOptions",
+    "Options",
+    "OptionInfo",
+    "option",
+    "GradientMethod",
+    "TrainerOptions",
+    "SoftmaxOptions",
+    "schedule",
+    "SCHEDULES",
+]

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -67,18 +68,18 @@ class FitContext:
     setting: Any
     options: Any  # an instance of the method's Options dataclass
     seed: int
-    run: "Run"
+    run: Run
     progress: bool = False
     nested: Nested | None = None
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
     step: int = 0
     temperature: float = math.nan
     lr: float = math.nan
-    indices: "torch.Tensor | None" = None
+    indices: torch.Tensor | None = None
     state: Any = None
     best: dict[str, Any] | None = None
 
-    def fit_nested(self, method: str, options: dict[str, Any], name: str) -> "Mechanism":
+    def fit_nested(self, method: str, options: dict[str, Any], name: str) -> Mechanism:
         """Train ``method`` on this context's setting and seed into ``RUN/name``."""
         if self.nested is None:
             raise RuntimeError("this fit context cannot train nested methods")
@@ -117,7 +118,7 @@ class Method(ABC):
         return options
 
     @abstractmethod
-    def fit(self, ctx: FitContext) -> "Mechanism":
+    def fit(self, ctx: FitContext) -> Mechanism:
         """Design a mechanism for ``ctx.setting``; may resume from ``ctx.run``."""
 
     def describe(self) -> str:
@@ -136,7 +137,7 @@ class Classical(Method):
     def applicable(self, setting: Any) -> str | None:
         return self.mechanism.applicable(setting)  # type: ignore[union-attr]
 
-    def fit(self, ctx: FitContext) -> "Mechanism":
+    def fit(self, ctx: FitContext) -> Mechanism:
         return self.mechanism(ctx.setting)  # type: ignore[misc]
 
     def describe(self) -> str:

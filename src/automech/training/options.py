@@ -22,21 +22,28 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Mapping, TypeVar, Union
+from typing import Any, ClassVar, Literal, TypeVar, Union
 
 from automech.errors import OptionError
 
 T = TypeVar("T", bound="Options")
 
 
-def option(default: Any, doc: str, *, low: float | None = None, high: float | None = None,
-           low_open: bool = False, high_open: bool = False) -> Any:
+def option(
+    default: Any,
+    doc: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> Any:
     """A dataclass field for one option: its default, a one-line ``doc`` and, for numbers,
     the valid range ``[low, high]`` (``low_open``/``high_open`` exclude the bound).
     Choices of a string option come from its ``Literal[...]`` annotation."""
-    meta = {"doc": doc, "low": low, "high": high, "low_open": low_open,
-            "high_open": high_open}
+    meta = {"doc": doc, "low": low, "high": high, "low_open": low_open, "high_open": high_open}
     if isinstance(default, list):
         default = tuple(default)
     return dataclasses.field(default=default, metadata=meta)
@@ -79,26 +86,33 @@ class Options:
         for key in given:
             if key not in names:
                 known = ", ".join(sorted(names)) or "none"
-                raise OptionError(f"{cls.method}: no option {key!r} (options: {known}; "
-                                  f"`automech methods {cls.method}` lists them)")
+                raise OptionError(
+                    f"{cls.method}: no option {key!r} (options: {known}; "
+                    f"`automech methods {cls.method}` lists them)"
+                )
         return cls(**given)
 
     @classmethod
     def _check(cls, key: str, hint: Any, value: Any) -> Any:
         checked = _coerce(hint, value)
         meta = cls.meta(key)
-        if checked is _INVALID or (isinstance(checked, (int, float))
-                                   and not isinstance(checked, bool)
-                                   and not _in_range(checked, meta)):
-            raise OptionError(f"{cls.method}: option {key!r} must be {describe_type(hint)}"
-                              f"{_range_text(meta)}, got {value!r}")
+        if checked is _INVALID or (
+            isinstance(checked, (int, float))
+            and not isinstance(checked, bool)
+            and not _in_range(checked, meta)
+        ):
+            raise OptionError(
+                f"{cls.method}: option {key!r} must be {describe_type(hint)}"
+                f"{_range_text(meta)}, got {value!r}"
+            )
         return checked
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name,
-                               type(self)._check(f.name, hints[f.name], getattr(self, f.name)))
+            object.__setattr__(
+                self, f.name, type(self)._check(f.name, hints[f.name], getattr(self, f.name))
+            )
         self.validate()
 
     def validate(self) -> None:
@@ -121,16 +135,23 @@ class Options:
         hints = typing.get_type_hints(cls)
         mro = cls.__mro__
 
-        def owner(name: str) -> int:   # the method's own options first, shared ones after
-            return max(i for i, k in enumerate(mro)
-                       if name in getattr(k, "__dataclass_fields__", {}))
+        def owner(name: str) -> int:  # the method's own options first, shared ones after
+            return max(
+                i for i, k in enumerate(mro) if name in getattr(k, "__dataclass_fields__", {})
+            )
 
         out = []
         for f in sorted(dataclasses.fields(cls), key=lambda f: owner(f.name)):
             meta = cls.meta(f.name)
-            out.append(OptionInfo(f.name, short_type(hints[f.name]), _plain(f.default),
-                                  _range_text(meta).removeprefix(" ") or "-",
-                                  meta.get("doc", "")))
+            out.append(
+                OptionInfo(
+                    f.name,
+                    short_type(hints[f.name]),
+                    _plain(f.default),
+                    _range_text(meta).removeprefix(" ") or "-",
+                    meta.get("doc", ""),
+                )
+            )
         return out
 
     @classmethod
@@ -163,8 +184,11 @@ def _coerce(hint: Any, value: Any) -> Any:
     """``value`` as an instance of ``hint``, or ``_INVALID``."""
     origin = typing.get_origin(hint)
     if origin is Literal:
-        return value if any(value == c and type(value) is type(c)
-                            for c in typing.get_args(hint)) else _INVALID
+        return (
+            value
+            if any(value == c and type(value) is type(c) for c in typing.get_args(hint))
+            else _INVALID
+        )
     if origin in (Union, types.UnionType):
         for arm in typing.get_args(hint):
             out = _coerce(arm, value)
@@ -208,24 +232,31 @@ def describe_type(hint: Any) -> str:
     """``int`` -> "an integer", ``Literal["a", "b"]`` -> 'one of "a", "b"', ..."""
     origin = typing.get_origin(hint)
     if origin is Literal:
-        choices = ", ".join(f'"{c}"' if isinstance(c, str) else str(c).lower()
-                            for c in typing.get_args(hint))
+        choices = ", ".join(
+            f'"{c}"' if isinstance(c, str) else str(c).lower() for c in typing.get_args(hint)
+        )
         return f"one of {choices}"
     if origin in (Union, types.UnionType):
         return " or ".join(describe_type(a) for a in typing.get_args(hint))
     if origin in (tuple, list):
         args = typing.get_args(hint)
         return f"a list of {describe_type(args[0]).removeprefix('an ').removeprefix('a ')}s"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-            type(None): "none"}.get(hint, getattr(hint, "__name__", str(hint)))
+    return {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        type(None): "none",
+    }.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def short_type(hint: Any) -> str:
     """``int``, ``float``, ``"a" | "b"``, ``list[int]``, ``float | "auto"``..."""
     origin = typing.get_origin(hint)
     if origin is Literal:
-        return " | ".join(f'"{c}"' if isinstance(c, str) else str(c).lower()
-                          for c in typing.get_args(hint))
+        return " | ".join(
+            f'"{c}"' if isinstance(c, str) else str(c).lower() for c in typing.get_args(hint)
+        )
     if origin in (Union, types.UnionType):
         return " | ".join(short_type(a) for a in typing.get_args(hint))
     if origin in (tuple, list):
@@ -241,6 +272,8 @@ def _range_text(meta: Mapping[str, Any]) -> str:
     lo = ">" if meta.get("low_open") else ">="
     hi = "<" if meta.get("high_open") else "<="
     if low is not None and high is not None:
-        return (f" in {'(' if meta.get('low_open') else '['}{low:g}, {high:g}"
-                f"{')' if meta.get('high_open') else ']'}")
+        return (
+            f" in {'(' if meta.get('low_open') else '['}{low:g}, {high:g}"
+            f"{')' if meta.get('high_open') else ']'}"
+        )
     return f" {lo} {low:g}" if low is not None else f" {hi} {high:g}"

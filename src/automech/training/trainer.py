@@ -38,7 +38,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from automech.device import default_device
 from automech.errors import AutomechError
 from automech.mechanisms.base import Mechanism
-from automech.runs import HISTORY, Run
+from automech.runs import HISTORY
 from automech.training.method import FitContext, Method
 from automech.training.options import Options, option
 
@@ -74,8 +74,7 @@ class TrainerOptions(Options):
     lr: float = option(1e-3, "Adam step size at step 0", low=0, low_open=True)
     lr_final: float = option(1e-4, "Adam step size at the last step", low=0, low_open=True)
     lr_schedule: Schedule = option("cosine", "learning-rate schedule from lr to lr_final")
-    validate_every: int = option(200, "steps between validations of the exact mechanism",
-                                 low=1)
+    validate_every: int = option(200, "steps between validations of the exact mechanism", low=1)
     validation_samples: int = option(16384, "held-out profiles of each validation", low=1)
     checkpoint_every: int = option(500, "steps between checkpoints", low=1)
     log_every: int = option(10, "steps between history lines", low=1)
@@ -86,18 +85,21 @@ class TrainerOptions(Options):
 class SoftmaxOptions(Options):
     """The inverse-temperature schedule of methods trained on a softmax relaxation."""
 
-    temperature: float = option(100.0, "softmax inverse temperature at step 0", low=0,
-                                low_open=True)
-    temperature_final: float = option(100.0, "... and at the last step", low=0,
-                                      low_open=True)
+    temperature: float = option(
+        100.0, "softmax inverse temperature at step 0", low=0, low_open=True
+    )
+    temperature_final: float = option(100.0, "... and at the last step", low=0, low_open=True)
     temperature_schedule: Schedule = option("exponential", "temperature schedule")
 
 
 def _snapshot(mechanism: Mechanism, record: dict[str, Any]) -> dict[str, Any]:
     """What ``keep_best`` keeps of a validated mechanism: its step, validation objective
     and a copy of its parameters."""
-    return {"step": record["step"], "val_objective": record["val_objective"],
-            "state_dict": {k: v.detach().clone() for k, v in mechanism.state_dict().items()}}
+    return {
+        "step": record["step"],
+        "val_objective": record["val_objective"],
+        "state_dict": {k: v.detach().clone() for k, v in mechanism.state_dict().items()},
+    }
 
 
 class GradientMethod(Method):
@@ -111,8 +113,9 @@ class GradientMethod(Method):
     def build(self, ctx: FitContext) -> Mechanism:
         """A fresh trainable mechanism for ``ctx.setting``."""
 
-    def loss(self, mechanism: Mechanism, values: torch.Tensor,
-             ctx: FitContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, mechanism: Mechanism, values: torch.Tensor, ctx: FitContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Minus the objective of the relaxed mechanism at ``ctx.temperature``, averaged
         over ``values``; the mechanism must implement ``relaxed(bids, temperature)``."""
         alloc, pay = mechanism.relaxed(values, ctx.temperature)  # type: ignore[operator]
@@ -130,17 +133,23 @@ class GradientMethod(Method):
         """Hook run once before the first step of a fresh run (not on resume), e.g. to
         start from another design; by default nothing."""
 
-    def sample(self, mechanism: Mechanism,
-               ctx: FitContext) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def sample(
+        self, mechanism: Mechanism, ctx: FitContext
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The training profiles of step ``ctx.step`` and their rows in the method's
         pool (None: fresh draws).  By default ``batch_size`` fresh prior draws from
         ``ctx.rng``."""
         values = ctx.setting.sample(ctx.options.batch_size, ctx.rng)
         return torch.as_tensor(values, dtype=mechanism.dtype, device=mechanism.device), None
 
-    def step(self, mechanism: Mechanism, optimizer: torch.optim.Optimizer,
-             values: torch.Tensor, indices: torch.Tensor | None,
-             ctx: FitContext) -> dict[str, float]:
+    def step(
+        self,
+        mechanism: Mechanism,
+        optimizer: torch.optim.Optimizer,
+        values: torch.Tensor,
+        indices: torch.Tensor | None,
+        ctx: FitContext,
+    ) -> dict[str, float]:
         """One optimiser step on ``values``: gradients accumulated over chunks of
         ``chunk_size`` profiles (each chunk's pool rows in ``ctx.indices``), weighted by
         the chunk's share of the batch, then :meth:`after_step`."""
@@ -148,8 +157,8 @@ class GradientMethod(Method):
         chunk = ctx.options.chunk_size or len(values)
         totals: dict[str, float] = {}
         for s in range(0, len(values), chunk):
-            part = values[s:s + chunk]
-            ctx.indices = None if indices is None else indices[s:s + chunk]
+            part = values[s : s + chunk]
+            ctx.indices = None if indices is None else indices[s : s + chunk]
             weight = len(part) / len(values)
             loss, metrics = self.loss(mechanism, part, ctx)
             (loss * weight).backward()
@@ -193,43 +202,60 @@ class GradientMethod(Method):
             return mechanism.eval()
         if start_step == 0:
             self.initialise(mechanism, ctx)
-        validation = torch.as_tensor(setting.sample(options.validation_samples,
-                                                    np.random.default_rng([ctx.seed, 1])),
-                                     dtype=mechanism.dtype, device=device)
-        if options.keep_best and start_step == 0:   # the start is a candidate too
+        validation = torch.as_tensor(
+            setting.sample(options.validation_samples, np.random.default_rng([ctx.seed, 1])),
+            dtype=mechanism.dtype,
+            device=device,
+        )
+        if options.keep_best and start_step == 0:  # the start is a candidate too
             record = {"step": 0, **self.validate(mechanism, validation)}
             run.log(record)
             ctx.best = _snapshot(mechanism, record)
         steps, started = options.steps, time.perf_counter()
         softmax = isinstance(options, SoftmaxOptions)
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(),
-                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                   TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+        )
         with Progress(*columns, disable=not ctx.progress, transient=False) as bar:
-            task = bar.add_task(f"{self.name} on {setting.name}", total=steps,
-                                completed=start_step, status="")
+            task = bar.add_task(
+                f"{self.name} on {setting.name}", total=steps, completed=start_step, status=""
+            )
             for step in range(start_step, steps):
                 ctx.step = step
-                ctx.lr = schedule(options.lr_schedule, options.lr, options.lr_final, step,
-                                  steps)
+                ctx.lr = schedule(options.lr_schedule, options.lr, options.lr_final, step, steps)
                 if softmax:
-                    ctx.temperature = schedule(options.temperature_schedule,
-                                               options.temperature, options.temperature_final,
-                                               step, steps)
+                    ctx.temperature = schedule(
+                        options.temperature_schedule,
+                        options.temperature,
+                        options.temperature_final,
+                        step,
+                        steps,
+                    )
                 for group in optimizer.param_groups:
                     group["lr"] = ctx.lr
                 mechanism.train()
                 values, indices = self.sample(mechanism, ctx)
                 metrics = self.step(mechanism, optimizer, values, indices, ctx)
-                record = {"step": step + 1, "lr": ctx.lr,
-                          **({"temperature": ctx.temperature} if softmax else {}), **metrics}
+                record = {
+                    "step": step + 1,
+                    "lr": ctx.lr,
+                    **({"temperature": ctx.temperature} if softmax else {}),
+                    **metrics,
+                }
                 last = step + 1 == steps
                 if (step + 1) % options.validate_every == 0 or last:
                     record.update(self.validate(mechanism, validation))
-                    bar.update(task, status=f"val {setting.objective.name} "
-                               f"{record['val_objective']:.4f}")
-                    if options.keep_best and (ctx.best is None or record["val_objective"]
-                                              > ctx.best["val_objective"]):
+                    bar.update(
+                        task, status=f"val {setting.objective.name} {record['val_objective']:.4f}"
+                    )
+                    if options.keep_best and (
+                        ctx.best is None or record["val_objective"] > ctx.best["val_objective"]
+                    ):
                         ctx.best = _snapshot(mechanism, record)
                 if (step + 1) % options.log_every == 0 or "val_objective" in record:
                     record["seconds"] = time.perf_counter() - started
@@ -239,22 +265,35 @@ class GradientMethod(Method):
                 bar.advance(task)
         if ctx.best is not None:
             mechanism.load_state_dict(ctx.best["state_dict"])
-            run.log({"selected_step": ctx.best["step"],
-                     "selected_val_objective": ctx.best["val_objective"]})
+            run.log(
+                {
+                    "selected_step": ctx.best["step"],
+                    "selected_val_objective": ctx.best["val_objective"],
+                }
+            )
         return mechanism.eval()
 
     # ---------------------------------------------------------------- checkpoints
 
-    def _checkpoint(self, ctx: FitContext, mechanism: Mechanism,
-                    optimizer: torch.optim.Optimizer, step: int) -> None:
-        ctx.run.save(mechanism, training_state={
-            "method": self.name, "step": step, "finished": False,
-            "optimizer": optimizer.state_dict(), "rng": ctx.rng.bit_generator.state,
-            "extra": self.training_state(ctx), "best": ctx.best,
-        })
+    def _checkpoint(
+        self, ctx: FitContext, mechanism: Mechanism, optimizer: torch.optim.Optimizer, step: int
+    ) -> None:
+        ctx.run.save(
+            mechanism,
+            training_state={
+                "method": self.name,
+                "step": step,
+                "finished": False,
+                "optimizer": optimizer.state_dict(),
+                "rng": ctx.rng.bit_generator.state,
+                "extra": self.training_state(ctx),
+                "best": ctx.best,
+            },
+        )
 
-    def _resume(self, ctx: FitContext, mechanism: Mechanism,
-                optimizer: torch.optim.Optimizer) -> int | None:
+    def _resume(
+        self, ctx: FitContext, mechanism: Mechanism, optimizer: torch.optim.Optimizer
+    ) -> int | None:
         """Restore from the run's checkpoint: the step to continue from, None if finished."""
         run = ctx.run
         if not (run.path / "checkpoint.pt").exists():
@@ -262,8 +301,10 @@ class GradientMethod(Method):
         payload = run.checkpoint()
         state = payload.get("training_state") or {}
         if payload.get("mechanism") != mechanism.name:
-            raise AutomechError(f"checkpoint in {run.path} holds a {payload.get('mechanism')!r} "
-                                f"mechanism, not {mechanism.name!r}")
+            raise AutomechError(
+                f"checkpoint in {run.path} holds a {payload.get('mechanism')!r} "
+                f"mechanism, not {mechanism.name!r}"
+            )
         mechanism.load_state_dict(payload["state_dict"])
         if state.get("finished"):
             return None

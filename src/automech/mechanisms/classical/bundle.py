@@ -8,8 +8,11 @@ import numpy as np
 import torch
 
 from automech.mechanisms.base import Mechanism
-from automech.mechanisms.classical.pricing import best_posted_price, best_second_price_reserve, \
-    tuning_statistics
+from automech.mechanisms.classical.pricing import (
+    best_posted_price,
+    best_second_price_reserve,
+    tuning_statistics,
+)
 from automech.problems.setting import Setting
 
 
@@ -52,7 +55,7 @@ class GrandBundle(Mechanism):
         return {"reserve": self.reserve}
 
     def forward(self, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        bundle = bids.sum(dim=-1)                                     # (B, n)
+        bundle = bids.sum(dim=-1)  # (B, n)
         if bundle.shape[1] > 1:
             top = bundle.topk(2, dim=1)
             best, winner, second = top.values[:, 0], top.indices[:, 0], top.values[:, 1]
@@ -88,6 +91,6 @@ class BundlePostedPrice(Mechanism):
         return {"price": self.price}
 
     def forward(self, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        wants = (bids.sum(dim=-1) >= self.price).to(bids.dtype)      # (B, n)
-        first = wants * (wants.cumsum(dim=1) == 1).to(bids.dtype)    # first willing bidder
+        wants = (bids.sum(dim=-1) >= self.price).to(bids.dtype)  # (B, n)
+        first = wants * (wants.cumsum(dim=1) == 1).to(bids.dtype)  # first willing bidder
         return first.unsqueeze(-1).expand_as(bids).clone(), first * self.price

@@ -46,8 +46,6 @@ from automech.problems.setting import Setting, cost_problem
 GRID_POINTS = 4001
 
 
-
-
 def _upper_hull_slopes(q: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Slopes of the concave hull of points (q, r) (q increasing) on each [q_k, q_k+1]."""
     hull: list[int] = []
@@ -69,30 +67,31 @@ def _upper_hull_slopes(q: np.ndarray, r: np.ndarray) -> np.ndarray:
 def ironed_continuous(values: np.ndarray, cdf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Ironed virtual value of a continuous law given its CDF on an increasing value grid:
     knots (midpoints) and phi there, phi non-decreasing."""
-    q = (1.0 - cdf)[::-1]                       # quantile of selling, increasing
-    r = (values * (1.0 - cdf))[::-1]            # revenue curve R(q) = q F^{-1}(1 - q)
-    slopes = _upper_hull_slopes(q, r)[::-1]     # per interval [v_k, v_k+1]
+    q = (1.0 - cdf)[::-1]  # quantile of selling, increasing
+    r = (values * (1.0 - cdf))[::-1]  # revenue curve R(q) = q F^{-1}(1 - q)
+    slopes = _upper_hull_slopes(q, r)[::-1]  # per interval [v_k, v_k+1]
     mid = 0.5 * (values[1:] + values[:-1])
     return mid, np.maximum.accumulate(slopes)
 
 
 def ironed_discrete(atoms: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Ironed virtual value at each atom (increasing atoms)."""
-    q_at = np.cumsum(probs[::-1])[::-1]         # P(v >= a_k)
-    q = np.concatenate([[0.0], q_at[::-1]])     # increasing: top atom first
+    q_at = np.cumsum(probs[::-1])[::-1]  # P(v >= a_k)
+    q = np.concatenate([[0.0], q_at[::-1]])  # increasing: top atom first
     r = np.concatenate([[0.0], (atoms * q_at)[::-1]])
-    slopes = _upper_hull_slopes(q, r)           # interval [q_(K-k), ...] -> atom
+    slopes = _upper_hull_slopes(q, r)  # interval [q_(K-k), ...] -> atom
     return np.maximum.accumulate(slopes[::-1])
 
 
-def inverse_virtual_value(knots: torch.Tensor, phi: torch.Tensor, tau: torch.Tensor,
-                          discrete: bool, low: float) -> torch.Tensor:
+def inverse_virtual_value(
+    knots: torch.Tensor, phi: torch.Tensor, tau: torch.Tensor, discrete: bool, low: float
+) -> torch.Tensor:
     """``inf{v: phi(v) >= tau}`` for non-decreasing phi tabulated at ``knots`` (..., K),
     targets ``tau`` (..., B): the smallest knot reaching tau (discrete laws), or the
     linear interpolation between knots (continuous laws; ``low`` below the first knot);
     ``inf`` where phi never reaches tau."""
     size = phi.shape[-1]
-    idx = torch.searchsorted(phi, tau, right=False)                      # first phi >= tau
+    idx = torch.searchsorted(phi, tau, right=False)  # first phi >= tau
     hi = idx.clamp(max=size - 1)
     if discrete:
         value = knots.gather(-1, hi)
@@ -135,7 +134,7 @@ class SeparableOPT(Mechanism):
                     knots.append(atoms)
                     phis.append(ironed_discrete(atoms, probs))
                     continue
-                if law is None:                                  # correlated prior
+                if law is None:  # correlated prior
                     lo, hi = setting.prior.support()[0][i, j], setting.prior.support()[1][i, j]
                     v = np.linspace(lo, hi, GRID_POINTS)
                     cdf = _correlated_cdf(setting.prior, v)
@@ -147,10 +146,12 @@ class SeparableOPT(Mechanism):
                 knots.append(mid)
                 phis.append(phi)
         size = len(knots[0])
-        self.register_buffer("knots", torch.as_tensor(np.stack(knots)).view(n, m, size),
-                             persistent=False)
-        self.register_buffer("phi", torch.as_tensor(np.stack(phis)).view(n, m, size),
-                             persistent=False)
+        self.register_buffer(
+            "knots", torch.as_tensor(np.stack(knots)).view(n, m, size), persistent=False
+        )
+        self.register_buffer(
+            "phi", torch.as_tensor(np.stack(phis)).view(n, m, size), persistent=False
+        )
 
     @classmethod
     def applicable(cls, setting: Setting) -> str | None:
@@ -169,7 +170,7 @@ class SeparableOPT(Mechanism):
 
     def virtual_values(self, bids: torch.Tensor) -> torch.Tensor:
         """Ironed phi_ij(b_ij) for bids (B, n, m)."""
-        x = bids.permute(1, 2, 0).contiguous()                           # (n, m, B)
+        x = bids.permute(1, 2, 0).contiguous()  # (n, m, B)
         knots, phi = self.knots.to(bids.dtype), self.phi.to(bids.dtype)
         if self.discrete:
             idx = (torch.searchsorted(knots, x, right=True) - 1).clamp_min(0)
@@ -181,12 +182,17 @@ class SeparableOPT(Mechanism):
     def thresholds(self, bids: torch.Tensor) -> torch.Tensor:
         """Bidder i's threshold value for good j given the others' bids: (B, n, m)
         (``inf`` where no value of its own gets it served)."""
-        surplus = (self.virtual_values(bids) - self.c_d).clamp_min(0.0)   # (B, n, m)
+        surplus = (self.virtual_values(bids) - self.c_d).clamp_min(0.0)  # (B, n, m)
         others = surplus.sum(dim=1, keepdim=True) - surplus
-        tau = self.c_d + (self.c_p - others).clamp_min(0.0)               # (B, n, m)
+        tau = self.c_d + (self.c_p - others).clamp_min(0.0)  # (B, n, m)
         low = float(self.setting.prior.support()[0].min())
-        value = inverse_virtual_value(self.knots.to(bids.dtype), self.phi.to(bids.dtype),
-                                      tau.permute(1, 2, 0).contiguous(), self.discrete, low)
+        value = inverse_virtual_value(
+            self.knots.to(bids.dtype),
+            self.phi.to(bids.dtype),
+            tau.permute(1, 2, 0).contiguous(),
+            self.discrete,
+            low,
+        )
         return value.permute(2, 0, 1)
 
     def forward(self, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,7 +224,7 @@ class BundleOPT(Mechanism):
         return {"price": self.price}
 
     def forward(self, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        buys = (bids.sum(dim=-1) >= self.price).to(bids.dtype)          # (B, n)
+        buys = (bids.sum(dim=-1) >= self.price).to(bids.dtype)  # (B, n)
         pay = torch.where(buys > 0, torch.full_like(buys, self.price), torch.zeros_like(buys))
         return buys.unsqueeze(-1).expand_as(bids).clone(), pay
 
@@ -228,7 +234,7 @@ def best_bundle_price(setting: Setting) -> tuple[float, float]:
     and that utility (``inf, 0`` when no price is profitable)."""
     c_p, c_d = item_costs(setting)
     m = setting.num_items
-    sums = tuning_statistics(setting, lambda v: v.sum(axis=2))          # (N, n)
+    sums = tuning_statistics(setting, lambda v: v.sum(axis=2))  # (N, n)
     num = len(sums)
     pooled = np.sort(sums.ravel())
     tops = np.sort(sums.max(axis=1))
@@ -270,7 +276,7 @@ class SharedBundleOPT(Mechanism):
         if problem:
             raise NotApplicableError(f"{self.name}: {problem}")
         self.c_p, self.c_d = item_costs(setting)
-        sums = tuning_statistics(setting, lambda v: v.sum(axis=2))          # (N, n)
+        sums = tuning_statistics(setting, lambda v: v.sum(axis=2))  # (N, n)
         knots, phis = [], []
         for column in sums.T:
             atoms, counts = np.unique(column, return_counts=True)
@@ -278,13 +284,15 @@ class SharedBundleOPT(Mechanism):
             phis.append(ironed_discrete(atoms, counts / counts.sum()))
         size = max(len(k) for k in knots)
 
-        def pad(a: np.ndarray) -> np.ndarray:      # repeat the top atom: phi unchanged
+        def pad(a: np.ndarray) -> np.ndarray:  # repeat the top atom: phi unchanged
             return np.concatenate([a, np.full(size - len(a), a[-1])])
 
-        self.register_buffer("knots", torch.as_tensor(np.stack([pad(k) for k in knots])),
-                             persistent=False)
-        self.register_buffer("phi", torch.as_tensor(np.stack([pad(p) for p in phis])),
-                             persistent=False)
+        self.register_buffer(
+            "knots", torch.as_tensor(np.stack([pad(k) for k in knots])), persistent=False
+        )
+        self.register_buffer(
+            "phi", torch.as_tensor(np.stack([pad(p) for p in phis])), persistent=False
+        )
 
     @classmethod
     def applicable(cls, setting: Setting) -> str | None:
@@ -295,15 +303,15 @@ class SharedBundleOPT(Mechanism):
         where no bundle value of its own gets it served)."""
         m = self.setting.num_items
         knots, phi = self.knots.to(bids.dtype), self.phi.to(bids.dtype)
-        s = bids.sum(-1).T.contiguous()                                    # (n, B)
+        s = bids.sum(-1).T.contiguous()  # (n, B)
         idx = (torch.searchsorted(knots, s, right=True) - 1).clamp_min(0)
-        surplus = (phi.gather(-1, idx) - m * self.c_d).clamp_min(0.0)       # (n, B)
+        surplus = (phi.gather(-1, idx) - m * self.c_d).clamp_min(0.0)  # (n, B)
         others = surplus.sum(dim=0, keepdim=True) - surplus
         tau = m * self.c_d + (m * self.c_p - others).clamp_min(0.0)
         return inverse_virtual_value(knots, phi, tau, True, 0.0).T
 
     def forward(self, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        threshold = self.thresholds(bids)                                   # (B, n)
+        threshold = self.thresholds(bids)  # (B, n)
         buys = bids.sum(-1) >= threshold
         pay = torch.where(buys, threshold, torch.zeros_like(threshold))
         return buys.unsqueeze(-1).expand_as(bids).to(bids.dtype).clone(), pay

@@ -77,7 +77,8 @@ class SeparateMyerson(Mechanism):
                 if np.any(np.diff(ph) < -1e-9 * max(1.0, abs(ph).max())):
                     raise NotApplicableError(
                         f"{self.name}: the {law.name} law of bidder {i}, item {j} is not "
-                        "regular (decreasing virtual value); ironing is not implemented")
+                        "regular (decreasing virtual value); ironing is not implemented"
+                    )
                 grid[i, j], phi[i, j] = v, ph
                 reserves[i, j] = lo if ph[0] >= 0 else np.interp(0.0, ph, v)
         self.register_buffer("grid", torch.as_tensor(grid), persistent=False)
@@ -94,13 +95,13 @@ class SeparateMyerson(Mechanism):
 
     def virtual_values(self, bids: torch.Tensor) -> torch.Tensor:
         """phi_ij(b_ij) for bids (B, n, m)."""
-        x = bids.permute(1, 2, 0)                                    # (n, m, B)
+        x = bids.permute(1, 2, 0)  # (n, m, B)
         return interp(x, self.grid.to(bids.dtype), self.phi.to(bids.dtype)).permute(2, 0, 1)
 
     def forward(self, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = bids.shape[1]
-        phi = self.virtual_values(bids)                              # (B, n, m)
-        best, winner = phi.max(dim=1)                                # (B, m)
+        phi = self.virtual_values(bids)  # (B, n, m)
+        best, winner = phi.max(dim=1)  # (B, m)
         sells = best >= 0
         alloc = torch.zeros_like(bids)
         alloc.scatter_(1, winner.unsqueeze(1), sells.to(bids.dtype).unsqueeze(1))
@@ -111,7 +112,7 @@ class SeparateMyerson(Mechanism):
             others = torch.where(is_top, top2[:, 1:2], top2[:, 0:1])
         else:
             others = torch.full_like(phi, -torch.inf)
-        target = others.clamp_min(0.0).permute(1, 2, 0)              # (n, m, B)
+        target = others.clamp_min(0.0).permute(1, 2, 0)  # (n, m, B)
         threshold = interp(target, self.phi.to(bids.dtype), self.grid.to(bids.dtype))
         reserve = self.reserves.to(bids.dtype).unsqueeze(-1)
         threshold = torch.where(target <= 0, reserve, threshold.clamp_min(0)).permute(2, 0, 1)

@@ -49,7 +49,7 @@ class PostedPrice(Mechanism):
     def _tune(self) -> list[float]:
         s = self.setting
         if not s.unit_demand:
-            top = tuning_statistics(s, lambda v: v.max(axis=1))         # (N, m)
+            top = tuning_statistics(s, lambda v: v.max(axis=1))  # (N, m)
             return [best_posted_price(top[:, j])[0] for j in range(s.num_items)]
         values = torch.as_tensor(s.sample(UNIT_DEMAND_TUNING_SAMPLES, TUNING_SEED))
         hi = values.amax(dim=(0, 1))
@@ -71,13 +71,14 @@ class PostedPrice(Mechanism):
         batch, n, m = bids.shape
         unsold = torch.ones(batch, m, dtype=torch.bool, device=bids.device)
         alloc = torch.zeros_like(bids)
-        for i in range(n):                      # bidders in order; batched over profiles
+        for i in range(n):  # bidders in order; batched over profiles
             surplus = bids[:, i] - prices
             if self.setting.unit_demand:
                 surplus = surplus.masked_fill(~unsold, -torch.inf)
                 best, item = surplus.max(dim=1)
-                buy = torch.zeros_like(unsold).scatter_(1, item.unsqueeze(1),
-                                                        (best >= 0).unsqueeze(1))
+                buy = torch.zeros_like(unsold).scatter_(
+                    1, item.unsqueeze(1), (best >= 0).unsqueeze(1)
+                )
             else:
                 buy = (surplus >= 0) & unsold
             alloc[:, i] = buy.to(bids.dtype)

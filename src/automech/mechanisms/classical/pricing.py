@@ -17,8 +17,9 @@ TUNING_SEED = 20_240_101
 _CHUNK = 2**16
 
 
-def tuning_statistics(setting: Setting, statistic, samples: int = TUNING_SAMPLES,
-                      seed: int = TUNING_SEED) -> np.ndarray:
+def tuning_statistics(
+    setting: Setting, statistic, samples: int = TUNING_SAMPLES, seed: int = TUNING_SEED
+) -> np.ndarray:
     """``statistic(profiles)`` over ``samples`` prior draws, computed chunk by chunk."""
     rng = np.random.default_rng(seed)
     parts = []
@@ -33,7 +34,7 @@ def best_posted_price(values: np.ndarray) -> tuple[float, float]:
     Returns the price and its empirical revenue.
     """
     v = np.sort(values)[::-1]
-    revenue = v * np.arange(1, len(v) + 1) / len(v)   # price v[k] sells to the top k+1
+    revenue = v * np.arange(1, len(v) + 1) / len(v)  # price v[k] sells to the top k+1
     k = int(np.argmax(revenue))
     return float(v[k]), float(revenue[k])
 

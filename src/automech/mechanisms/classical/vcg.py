@@ -24,7 +24,7 @@ class VCG(Mechanism):
     def forward(self, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         alloc, welfare = max_welfare(bids, self.setting)
         n = bids.shape[1]
-        without = bids.unsqueeze(1).repeat(1, n, 1, 1)            # (B, n, n, m)
+        without = bids.unsqueeze(1).repeat(1, n, 1, 1)  # (B, n, n, m)
         idx = torch.arange(n, device=bids.device)
         without[:, idx, idx, :] = 0.0
         _, welfare_without = max_welfare(without.flatten(0, 1), self.setting)

@@ -126,15 +126,15 @@ class SoftmaxSurrogate(torch.autograd.Function):
     def forward(ctx, bids, alloc, boosts, w, temperature):
         B, n, m = bids.shape
         K = alloc.shape[0]
-        wb = bids * w[:, None]                                        # (B, n, m)
+        wb = bids * w[:, None]  # (B, n, m)
         # wu[b, i, k] = w_i v_bi . a_ki, batched over bidders: (B, n, K)
         x = torch.bmm(wb.transpose(0, 1), alloc.permute(1, 2, 0)).transpose(0, 1).contiguous()
-        s = x.sum(dim=1).add_(boosts)                                 # (B, K)
-        torch.sub(s.unsqueeze(1), x, out=x)                           # x = s^{-i}
-        beta = torch.softmax(x * temperature, dim=2)                  # (B, n, K)
-        F = torch.linalg.vecdot(beta, x, dim=2)                       # (B, n)
-        alpha = torch.softmax(s * temperature, dim=1)                 # (B, K)
-        G = torch.bmm(x, alpha.unsqueeze(2)).squeeze(2)               # (B, n): E_alpha x
+        s = x.sum(dim=1).add_(boosts)  # (B, K)
+        torch.sub(s.unsqueeze(1), x, out=x)  # x = s^{-i}
+        beta = torch.softmax(x * temperature, dim=2)  # (B, n, K)
+        F = torch.linalg.vecdot(beta, x, dim=2)  # (B, n)
+        alpha = torch.softmax(s * temperature, dim=1)  # (B, K)
+        G = torch.bmm(x, alpha.unsqueeze(2)).squeeze(2)  # (B, n): E_alpha x
         pay = (F - G) / w
         out_alloc = (alpha @ alloc.reshape(K, n * m)).view(B, n, m)
         ctx.save_for_backward(wb, bids, alloc, w, x, beta, alpha, F, pay)
@@ -144,7 +144,7 @@ class SoftmaxSurrogate(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_alloc, g_pay):
-        if ctx.used:                          # x is overwritten below: one backward only
+        if ctx.used:  # x is overwritten below: one backward only
             raise RuntimeError("SoftmaxSurrogate supports a single backward pass")
         ctx.used = True
         wb, bids, alloc, w, x, beta, alpha, F, pay = ctx.saved_tensors
@@ -154,23 +154,23 @@ class SoftmaxSurrogate(torch.autograd.Function):
         K = alloc.shape[0]
         if g_pay is None:
             g_pay = pay.new_zeros(B, n)
-        c = g_pay / w                                                 # (B, n)
+        c = g_pay / w  # (B, n)
         # d/d alpha: from G (-sum_i c_i x_ik) and from the allocation output
-        d_alpha = -torch.bmm(c.unsqueeze(1), x).squeeze(1)            # (B, K)
+        d_alpha = -torch.bmm(c.unsqueeze(1), x).squeeze(1)  # (B, K)
         if g_alloc is not None:
             d_alpha += g_alloc.reshape(B, n * m) @ alloc.reshape(K, n * m).T
         d_s = alpha * (d_alpha - (alpha * d_alpha).sum(dim=1, keepdim=True)) * T  # (B, K)
         # d/dx = c_i [beta (1 + T (x - F)) - alpha]
         dx = x.mul_(T).add_((1 - T * F).unsqueeze(2)).mul_(beta).sub_(alpha.unsqueeze(1))
         dx.mul_(c.unsqueeze(2))
-        d_s += dx.sum(dim=1)                                          # D_k
-        torch.sub(d_s.unsqueeze(1), dx, out=dx)                       # d wu = D - dx
+        d_s += dx.sum(dim=1)  # D_k
+        torch.sub(d_s.unsqueeze(1), dx, out=dx)  # d wu = D - dx
         g_boosts = d_s.sum(dim=0) if need_boosts else None
         g_alloc_param = g_w = None
         if need_alloc:
             # wu = wb . alloc: (n, B, K)^T (n, B, m) -> (n, K, m)
             g_alloc_param = torch.bmm(dx.transpose(0, 1).transpose(1, 2), wb.transpose(0, 1))
-            g_alloc_param = g_alloc_param.permute(1, 0, 2)            # (K, n, m)
+            g_alloc_param = g_alloc_param.permute(1, 0, 2)  # (K, n, m)
             if g_alloc is not None:
                 g_alloc_param = g_alloc_param + (alpha.T @ g_alloc.reshape(B, n * m)).view(K, n, m)
         if need_w:
@@ -219,8 +219,11 @@ class AffineMaximizer(Mechanism):
         alloc = self.allocations(index)
         boosts = self.boosts[index]
         empty = alloc.new_zeros(1, *alloc.shape[1:])
-        return (torch.cat([empty, alloc]), torch.cat([boosts.new_zeros(1), boosts]),
-                torch.cat([index.new_full((1,), -1), index]))
+        return (
+            torch.cat([empty, alloc]),
+            torch.cat([boosts.new_zeros(1), boosts]),
+            torch.cat([index.new_full((1,), -1), index]),
+        )
 
     @staticmethod
     def _scores(bids, alloc, boosts, weights):
@@ -237,8 +240,7 @@ class AffineMaximizer(Mechanism):
         self.boosts.copy_(-reserve * self.allocations().sum(dim=(1, 2)))
 
     @torch.no_grad()
-    def tune_reserve(self, bids: torch.Tensor, points: int = 21,
-                     tolerance: float = 0.05) -> float:
+    def tune_reserve(self, bids: torch.Tensor, points: int = 21, tolerance: float = 0.05) -> float:
         """Set the boosts by :meth:`reset_boosts` with a reserve chosen among ``points``
         values from 0 to the largest value the prior can draw: the smallest one whose
         exact revenue on ``bids`` is within ``tolerance`` (relative) of the best.  Among
@@ -251,8 +253,9 @@ class AffineMaximizer(Mechanism):
             self.reset_boosts(float(r))
             revenues.append(float(self(bids)[1].sum(dim=1).mean()))
         best = max(revenues)
-        chosen = float(next(r for r, rev in zip(grid, revenues)
-                            if rev >= best - tolerance * abs(best)))
+        chosen = float(
+            next(r for r, rev in zip(grid, revenues) if rev >= best - tolerance * abs(best))
+        )
         self.reset_boosts(chosen)
         return chosen
 
@@ -282,26 +285,39 @@ class AffineMaximizer(Mechanism):
         """Exact Eq. (1)-(2), in float64 and in chunks: allocation (B, n, m), payments
         (B, n) in the bids' dtype, and the chosen index into ``alloc`` (B,)."""
         dt = torch.float64
-        a64, b64, w64 = alloc.detach().to(dt), boosts.detach().to(dt), self.weights().detach().to(dt)
+        a64, b64, w64 = (
+            alloc.detach().to(dt),
+            boosts.detach().to(dt),
+            self.weights().detach().to(dt),
+        )
         n, k = bids.shape[1], len(alloc)
         rows = max(1, EXACT_CHUNK_ELEMENTS // (n * k))
         allocs, pays, choices = [], [], []
         for s0 in range(0, len(bids), rows):
-            v = bids[s0:s0 + rows].detach().to(dt)
+            v = bids[s0 : s0 + rows].detach().to(dt)
             wu, s, s_minus = self._scores(v, a64, b64, w64)
-            choice = s.argmax(dim=1)                                 # first max: empty wins ties
+            choice = s.argmax(dim=1)  # first max: empty wins ties
             at_choice = s_minus.gather(2, choice.view(-1, 1, 1).expand(-1, n, 1)).squeeze(2)
             pay = (s_minus.amax(dim=2) - at_choice) / w64
             allocs.append(a64[choice])
             pays.append(pay.clamp_min(0.0))
             choices.append(choice)
-        return (torch.cat(allocs).to(bids.dtype), torch.cat(pays).to(bids.dtype),
-                torch.cat(choices))
+        return (
+            torch.cat(allocs).to(bids.dtype),
+            torch.cat(pays).to(bids.dtype),
+            torch.cat(choices),
+        )
 
     # ------------------------------------------------------------ training surrogate
 
-    def relaxed(self, bids: torch.Tensor, temperature: float, *, softmax_gap: float = 0.0,
-                fused: bool = True):
+    def relaxed(
+        self,
+        bids: torch.Tensor,
+        temperature: float,
+        *,
+        softmax_gap: float = 0.0,
+        fused: bool = True,
+    ):
         """The paper's softmax surrogate: allocation ``sum_k softmax(T s)_k a_k`` and
         payments ``(1/w_i) sum_k (softmax(T s^{-i})_k - softmax(T s)_k) s^{-i}_k``.
 
@@ -322,8 +338,8 @@ class AffineMaximizer(Mechanism):
         if fused:
             return SoftmaxSurrogate.apply(bids, alloc, boosts, w, float(temperature))
         wu, s, s_minus = self._scores(bids, alloc, boosts, w)
-        chosen = torch.softmax(temperature * s, dim=1)                 # (B, K)
-        without = torch.softmax(temperature * s_minus, dim=2)          # (B, n, K)
+        chosen = torch.softmax(temperature * s, dim=1)  # (B, K)
+        without = torch.softmax(temperature * s_minus, dim=2)  # (B, n, K)
         pay = ((without - chosen.unsqueeze(1)) * s_minus).sum(dim=2) / w
         return torch.einsum("bk,knm->bnm", chosen, alloc), pay
 
@@ -339,8 +355,9 @@ class AffineMaximizer(Mechanism):
     # ------------------------------------------------------------ pruning
 
     @torch.no_grad()
-    def softmax_mass(self, bids: torch.Tensor, temperature: float,
-                     chunk: int = 4096) -> torch.Tensor:
+    def softmax_mass(
+        self, bids: torch.Tensor, temperature: float, chunk: int = 4096
+    ) -> torch.Tensor:
         """Largest softmax weight each active allocation gets on ``bids``, in the choice
         or in any bidder's counterfactual choice: (K',) in the order of :meth:`table`
         without the empty allocation."""
@@ -348,7 +365,7 @@ class AffineMaximizer(Mechanism):
         w = self.weights()
         mass = alloc.new_zeros(len(alloc))
         for s0 in range(0, len(bids), chunk):
-            _, s, s_minus = self._scores(bids[s0:s0 + chunk], alloc, boosts, w)
+            _, s, s_minus = self._scores(bids[s0 : s0 + chunk], alloc, boosts, w)
             chosen = torch.softmax(temperature * s, dim=1).amax(dim=0)
             without = torch.softmax(temperature * s_minus, dim=2).amax(dim=(0, 1))
             mass = torch.maximum(mass, torch.maximum(chosen, without))
@@ -376,25 +393,31 @@ class AffineMaximizer(Mechanism):
         _, pay, choice = self._exact(bids, alloc, boosts)
         counts = torch.bincount(choice, minlength=len(alloc))
         revenue = torch.zeros(len(alloc), dtype=torch.float64).index_add_(
-            0, choice.cpu(), pay.sum(dim=1).double().cpu())
+            0, choice.cpu(), pay.sum(dim=1).double().cpu()
+        )
         used = sorted(torch.nonzero(counts).flatten().tolist(), key=lambda k: -int(counts[k]))
         entries = []
         for k in used:
             a = alloc[k].double()
-            entries.append({
-                "entry": int(index[k]),
-                "allocation": [[round(float(x), 4) for x in row] for row in a],
-                "boost": float(boosts[k]),
-                "share": float(counts[k]) / len(values),
-                "lottery": bool(torch.minimum(a, 1 - a).max() > LOTTERY_TOLERANCE),
-                "mean_revenue": float(revenue[k]) / int(counts[k]),
-            })
-        return {"kind": self.name, "weights": self.weights().tolist(),
-                "allocations_parameterised": self.num_allocations,
-                "allocations_active": int(self.active.sum()) + 1,
-                "allocations_used": len(used),
-                "lotteries_used": sum(e["lottery"] for e in entries),
-                "entries": entries}
+            entries.append(
+                {
+                    "entry": int(index[k]),
+                    "allocation": [[round(float(x), 4) for x in row] for row in a],
+                    "boost": float(boosts[k]),
+                    "share": float(counts[k]) / len(values),
+                    "lottery": bool(torch.minimum(a, 1 - a).max() > LOTTERY_TOLERANCE),
+                    "mean_revenue": float(revenue[k]) / int(counts[k]),
+                }
+            )
+        return {
+            "kind": self.name,
+            "weights": self.weights().tolist(),
+            "allocations_parameterised": self.num_allocations,
+            "allocations_active": int(self.active.sum()) + 1,
+            "allocations_used": len(used),
+            "lotteries_used": sum(e["lottery"] for e in entries),
+            "entries": entries,
+        }
 
 
 class LotteryAMA(AffineMaximizer):
@@ -418,18 +441,31 @@ class LotteryAMA(AffineMaximizer):
 
     name = "lottery-ama"
 
-    def __init__(self, setting: Setting, allocations: int = 1024, learn_weights: bool = False,
-                 init_seed: int = 0, init: str = "deterministic", init_scale: float = 1.0,
-                 init_sharpness: float = 5.0) -> None:
+    def __init__(
+        self,
+        setting: Setting,
+        allocations: int = 1024,
+        learn_weights: bool = False,
+        init_seed: int = 0,
+        init: str = "deterministic",
+        init_scale: float = 1.0,
+        init_sharpness: float = 5.0,
+    ) -> None:
         super().__init__(setting, learn_weights)
         if init not in ("random", "deterministic"):
-            raise NotApplicableError(f"{self.name}: init must be 'random' or "
-                                     f"'deterministic', got {init!r}")
+            raise NotApplicableError(
+                f"{self.name}: init must be 'random' or 'deterministic', got {init!r}"
+            )
         if allocations < 1:
             raise NotApplicableError(f"{self.name}: allocations must be >= 1")
-        self.config_ = {"allocations": int(allocations), "learn_weights": self.learn_weights,
-                        "init_seed": int(init_seed), "init": init,
-                        "init_scale": float(init_scale), "init_sharpness": float(init_sharpness)}
+        self.config_ = {
+            "allocations": int(allocations),
+            "learn_weights": self.learn_weights,
+            "init_seed": int(init_seed),
+            "init": init,
+            "init_scale": float(init_scale),
+            "init_sharpness": float(init_sharpness),
+        }
         n, m = setting.shape
         k = int(allocations)
         gen = torch.Generator().manual_seed(init_seed)
@@ -438,7 +474,7 @@ class LotteryAMA(AffineMaximizer):
         if init == "deterministic":
             det = self._starting_deterministic(k, gen)
             for dst, src in zip(logits, self._logits_for(det, init_sharpness)):
-                dst[:len(det)] = src
+                dst[: len(det)] = src
         self.logits = torch.nn.ParameterList([torch.nn.Parameter(t) for t in logits])
         self.boosts = torch.nn.Parameter(torch.zeros(k))
         self.register_buffer("active", torch.ones(k, dtype=torch.bool))
@@ -462,7 +498,7 @@ class LotteryAMA(AffineMaximizer):
         s = self.setting
         logits = [t if index is None else t[index] for t in self.logits]
         if s.unit_supply and not s.unit_demand:
-            return torch.softmax(logits[0], dim=1)[:, :-1]          # per item over bidders+nobody
+            return torch.softmax(logits[0], dim=1)[:, :-1]  # per item over bidders+nobody
         if s.unit_supply:
             per_item = F.softplus(logits[0])
             per_item = per_item / per_item.sum(dim=1, keepdim=True)
@@ -477,12 +513,12 @@ class LotteryAMA(AffineMaximizer):
         """Logits whose allocations are close to the 0/1 allocations ``det`` (D, n, m)."""
         s = self.setting
         if s.unit_supply:
-            nobody = 1.0 - det.sum(dim=1, keepdim=True)                # (D, 1, m)
-            per_item = (torch.cat([det, nobody], dim=1) * 2 - 1) * c   # (D, n + 1, m)
+            nobody = 1.0 - det.sum(dim=1, keepdim=True)  # (D, 1, m)
+            per_item = (torch.cat([det, nobody], dim=1) * 2 - 1) * c  # (D, n + 1, m)
             if not s.unit_demand:
                 return [per_item]
         if s.unit_demand:
-            nothing = 1.0 - det.sum(dim=2, keepdim=True)               # (D, n, 1)
+            nothing = 1.0 - det.sum(dim=2, keepdim=True)  # (D, n, 1)
             per_bidder = (torch.cat([det, nothing], dim=2) * 2 - 1) * c
             return [per_item, per_bidder] if s.unit_supply else [per_bidder]
         return [(det * 2 - 1) * c]
@@ -502,7 +538,7 @@ class LotteryAMA(AffineMaximizer):
             det = (owners.unsqueeze(1) == torch.arange(n).view(1, n, 1)).float()
         else:
             det = (torch.rand(count, n, m, generator=gen) < 0.5).float()
-        if self.setting.unit_demand:                                 # at most one item each
+        if self.setting.unit_demand:  # at most one item each
             first = det.cumsum(dim=2) <= 1
             det = det * first
         return det
@@ -525,8 +561,10 @@ class DeterministicAMA(AffineMaximizer):
         count = count_deterministic_allocations(setting)
         if count > MAX_ENUMERATED_ALLOCATIONS:
             n, m = setting.shape
-            return (f"{count} deterministic allocations for {n} bidders x {m} items: too "
-                    f"many to enumerate (limit {MAX_ENUMERATED_ALLOCATIONS}); use lottery-ama")
+            return (
+                f"{count} deterministic allocations for {n} bidders x {m} items: too "
+                f"many to enumerate (limit {MAX_ENUMERATED_ALLOCATIONS}); use lottery-ama"
+            )
         return None
 
     def config(self) -> dict[str, Any]:

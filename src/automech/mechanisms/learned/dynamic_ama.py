@@ -44,15 +44,16 @@ def affine(r: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (r * w[..., :, None, None]).sum(-3) + b
 
 
-def problem_rewards(env: DynamicEnv, r: torch.Tensor, w: torch.Tensor,
-                    b: torch.Tensor) -> torch.Tensor:
+def problem_rewards(
+    env: DynamicEnv, r: torch.Tensor, w: torch.Tensor, b: torch.Tensor
+) -> torch.Tensor:
     """Affine rewards of the ``1 + n`` inner problems (..., 1 + n, S, A): index 0 the main
     problem, index ``1 + i`` the problem with agent ``i``'s report replaced by its null
     report.  ``r`` (..., n, S, A); ``w``, ``b`` broadcast against it."""
-    r_null = env.rewards(env.null_type().unsqueeze(0))[0]               # (n, S, A)
-    main = affine(r, w, b)                                               # (..., S, A)
+    r_null = env.rewards(env.null_type().unsqueeze(0))[0]  # (n, S, A)
+    main = affine(r, w, b)  # (..., S, A)
     wx = w[..., :, None, None]
-    counterfactual = main.unsqueeze(-3) - wx * (r - r_null)              # (..., n, S, A)
+    counterfactual = main.unsqueeze(-3) - wx * (r - r_null)  # (..., n, S, A)
     return torch.cat([main.unsqueeze(-3), counterfactual], dim=-3)
 
 
@@ -60,10 +61,10 @@ def problem_rewards(env: DynamicEnv, r: torch.Tensor, w: torch.Tensor,
 class Outcome:
     """Per-profile results (leading dimension B)."""
 
-    values: torch.Tensor      # (B, n) true expected reward of each agent under pi*
-    payments: torch.Tensor    # (B, n)
-    asw: torch.Tensor         # (B, 1 + n) optimal affine welfare: main, then without i
-    objective: torch.Tensor   # (B,) the environment's objective (revenue, welfare, makespan)
+    values: torch.Tensor  # (B, n) true expected reward of each agent under pi*
+    payments: torch.Tensor  # (B, n)
+    asw: torch.Tensor  # (B, 1 + n) optimal affine welfare: main, then without i
+    objective: torch.Tensor  # (B,) the environment's objective (revenue, welfare, makespan)
 
     @property
     def revenue(self) -> torch.Tensor:
@@ -78,19 +79,24 @@ class Outcome:
         return self.values - self.payments
 
 
-def outcome(env: DynamicEnv, w: torch.Tensor, b: torch.Tensor, types: torch.Tensor,
-            reports: torch.Tensor | None = None) -> Outcome:
+def outcome(
+    env: DynamicEnv,
+    w: torch.Tensor,
+    b: torch.Tensor,
+    types: torch.Tensor,
+    reports: torch.Tensor | None = None,
+) -> Outcome:
     """Exact outcome of the AMA ``(w, b)`` for types (N, n, ...) and reports (default: the
     types).  ``w`` (..., n) and ``b`` (..., S, A) may carry leading dimensions that
     broadcast against N (e.g. (C, 1, n) and (C, 1, S, A) score C parameter vectors on the
     same profiles); the results then have shape (C, N, ...)."""
     mdp = env.mdp
-    r_true = env.rewards(types)                                        # (N, n, S, A)
+    r_true = env.rewards(types)  # (N, n, S, A)
     r_rep = r_true if reports is None else env.rewards(reports)
-    V, policy = solve(problem_rewards(env, r_rep, w, b), mdp)          # (..., N, 1+n, S)
-    asw = V @ mdp.mu0                                                  # (..., N, 1+n)
-    nu = occupancy(policy[..., 0, :], mdp)                             # (..., N, S, A)
-    reported = (nu.unsqueeze(-3) * r_rep).sum((-1, -2))                # (..., N, n)
+    V, policy = solve(problem_rewards(env, r_rep, w, b), mdp)  # (..., N, 1+n, S)
+    asw = V @ mdp.mu0  # (..., N, 1+n)
+    nu = occupancy(policy[..., 0, :], mdp)  # (..., N, S, A)
+    reported = (nu.unsqueeze(-3) * r_rep).sum((-1, -2))  # (..., N, n)
     values = reported if reports is None else (nu.unsqueeze(-3) * r_true).sum((-1, -2))
     payments = (asw[..., 1:] - asw[..., :1] + w * reported) / w
     if env.objective == "revenue":
@@ -106,8 +112,9 @@ def signed_objective(env: DynamicEnv, w, b, types, chunk: int = CHUNK) -> torch.
     """Per-profile objective to *maximise* (minus makespan) of the AMA ``(w, b)``, exact.
     ``w`` (..., n), ``b`` (..., S, A) may carry leading dimensions (see :func:`outcome`)."""
     sign = 1.0 if env.maximise else -1.0
-    parts = [outcome(env, w, b, types[s:s + chunk]).objective
-             for s in range(0, len(types), chunk)]
+    parts = [
+        outcome(env, w, b, types[s : s + chunk]).objective for s in range(0, len(types), chunk)
+    ]
     return sign * torch.cat(parts, dim=-1)
 
 
@@ -123,10 +130,16 @@ class DynamicAMA:
     def _set(self, weights, boosts) -> None:
         env = self.env
         S, A = env.mdp.num_states, env.mdp.num_actions
-        w = (torch.ones(env.n, dtype=DTYPE) if weights is None
-             else torch.as_tensor(weights, dtype=DTYPE).clone())
-        b = (torch.zeros(S, A, dtype=DTYPE) if boosts is None
-             else torch.as_tensor(boosts, dtype=DTYPE).clone())
+        w = (
+            torch.ones(env.n, dtype=DTYPE)
+            if weights is None
+            else torch.as_tensor(weights, dtype=DTYPE).clone()
+        )
+        b = (
+            torch.zeros(S, A, dtype=DTYPE)
+            if boosts is None
+            else torch.as_tensor(boosts, dtype=DTYPE).clone()
+        )
         if w.shape != (env.n,) or not bool((w > 0).all()):
             raise AutomechError(f"weights must be {env.n} positive numbers, got {w.tolist()}")
         if b.shape != (S, A):
@@ -166,16 +179,22 @@ class DynamicAMA:
 
     # ----------------------------------------------------------------- outcomes
 
-    def outcome(self, types: torch.Tensor, reports: torch.Tensor | None = None,
-                chunk: int = CHUNK) -> Outcome:
+    def outcome(
+        self, types: torch.Tensor, reports: torch.Tensor | None = None, chunk: int = CHUNK
+    ) -> Outcome:
         """Outcome for true types (B, n, ...) when the agents report ``reports`` (default:
         truthfully): the policy is chosen and payments computed from the reports, the
         agents' values from their true types."""
-        parts = [self._outcome(types[s:s + chunk],
-                               None if reports is None else reports[s:s + chunk])
-                 for s in range(0, len(types), chunk)]
-        return Outcome(*(torch.cat([getattr(p, k) for p in parts])
-                         for k in ("values", "payments", "asw", "objective")))
+        parts = [
+            self._outcome(types[s : s + chunk], None if reports is None else reports[s : s + chunk])
+            for s in range(0, len(types), chunk)
+        ]
+        return Outcome(
+            *(
+                torch.cat([getattr(p, k) for p in parts])
+                for k in ("values", "payments", "asw", "objective")
+            )
+        )
 
     def _outcome(self, types, reports):
         return outcome(self.env, self.weights, self.boosts, types, reports)
@@ -190,13 +209,28 @@ class DynamicAMA:
         ``types``, also the share of them whose chosen policy (for truthful reports) takes
         each boosted action in its state."""
         mdp = self.env.mdp
-        boosted = [(s, a) for s in range(mdp.num_states) for a in range(mdp.num_actions)
-                   if float(self.boosts[s, a]) != 0.0]
-        entries = [{"state": mdp.labels[s], "action": mdp.action_labels[a],
-                    "boost": float(self.boosts[s, a])} for s, a in boosted]
+        boosted = [
+            (s, a)
+            for s in range(mdp.num_states)
+            for a in range(mdp.num_actions)
+            if float(self.boosts[s, a]) != 0.0
+        ]
+        entries = [
+            {
+                "state": mdp.labels[s],
+                "action": mdp.action_labels[a],
+                "boost": float(self.boosts[s, a]),
+            }
+            for s, a in boosted
+        ]
         if types is not None and len(types):
-            chosen = self.policy(types)                                    # (B, S)
+            chosen = self.policy(types)  # (B, S)
             for entry, (s, a) in zip(entries, boosted):
                 entry["chosen"] = float((chosen[:, s] == a).double().mean())
-        return {"kind": self.name, "setting": self.env.name, "is_vcg": self.is_vcg,
-                "weights": self.weights.tolist(), "boosts": entries}
+        return {
+            "kind": self.name,
+            "setting": self.env.name,
+            "is_vcg": self.is_vcg,
+            "weights": self.weights.tolist(),
+            "boosts": entries,
+        }

@@ -35,7 +35,8 @@ The exact choice takes the first maximum (null entry first, so ties go to not bu
 from __future__ import annotations
 
 import itertools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,15 +51,26 @@ class GemNetMechanism(Mechanism):
 
     name = "gemnet"
 
-    def __init__(self, setting: Setting, menu_size: int = 32, hidden: Sequence[int] = (128, 128),
-                 init_seed: int = 0, grid: int = 0, snap: float = 0.0,
-                 adjusted: bool = False) -> None:
+    def __init__(
+        self,
+        setting: Setting,
+        menu_size: int = 32,
+        hidden: Sequence[int] = (128, 128),
+        init_seed: int = 0,
+        grid: int = 0,
+        snap: float = 0.0,
+        adjusted: bool = False,
+    ) -> None:
         super().__init__(setting)
         problem = self.applicable(setting)
         if problem:
             raise NotApplicableError(f"{self.name}: {problem}")
         n, m = setting.shape
-        self.menu_size, self.hidden, self.init_seed = menu_size, tuple(int(h) for h in hidden), init_seed
+        self.menu_size, self.hidden, self.init_seed = (
+            menu_size,
+            tuple(int(h) for h in hidden),
+            init_seed,
+        )
         self.grid, self.snap, self.adjusted = int(grid), float(snap), bool(adjusted)
         if self.adjusted and not self.grid:
             raise NotApplicableError(f"{self.name}: an adjusted mechanism needs grid > 0")
@@ -76,34 +88,46 @@ class GemNetMechanism(Mechanism):
         self.biases = torch.nn.ParameterList()
         for d_in, d_out in zip(sizes[:-1], sizes[1:]):
             bound = 1 / np.sqrt(d_in)
-            self.weights.append(torch.nn.Parameter((torch.rand(n, d_in, d_out, generator=gen)
-                                                    * 2 - 1) * bound))
-            self.biases.append(torch.nn.Parameter((torch.rand(n, d_out, generator=gen) * 2 - 1)
-                                                  * bound))
-        with torch.no_grad():   # diverse initial menus: random lotteries, prices in [0, top/2]
+            self.weights.append(
+                torch.nn.Parameter((torch.rand(n, d_in, d_out, generator=gen) * 2 - 1) * bound)
+            )
+            self.biases.append(
+                torch.nn.Parameter((torch.rand(n, d_out, generator=gen) * 2 - 1) * bound)
+            )
+        with torch.no_grad():  # diverse initial menus: random lotteries, prices in [0, top/2]
             last = self.biases[-1]
-            last[:, :menu_size * self.width] = torch.randn(n, menu_size * self.width,
-                                                           generator=gen)
-            last[:, menu_size * self.width:] = torch.rand(n, menu_size, generator=gen) / 2
+            last[:, : menu_size * self.width] = torch.randn(
+                n, menu_size * self.width, generator=gen
+            )
+            last[:, menu_size * self.width :] = torch.rand(n, menu_size, generator=gen) / 2
 
         if self.adjusted:
             cells = self.grid ** ((n - 1) * m)
-            self.register_buffer("table_alloc", torch.zeros(n, cells, menu_size + 1, m,
-                                                            dtype=torch.float64))
-            self.register_buffer("table_price", torch.zeros(n, cells, menu_size + 1,
-                                                            dtype=torch.float64))
+            self.register_buffer(
+                "table_alloc", torch.zeros(n, cells, menu_size + 1, m, dtype=torch.float64)
+            )
+            self.register_buffer(
+                "table_price", torch.zeros(n, cells, menu_size + 1, dtype=torch.float64)
+            )
             self.double()
 
     @classmethod
     def applicable(cls, setting: Setting) -> str | None:
         if not setting.unit_supply:
-            return "GemNet's menus share unit-supply items (use TEDI or a menu for unlimited supply)"
+            return (
+                "GemNet's menus share unit-supply items (use TEDI or a menu for unlimited supply)"
+            )
         return None
 
     def config(self) -> dict[str, Any]:
-        return {"menu_size": self.menu_size, "hidden": list(self.hidden),
-                "init_seed": self.init_seed, "grid": self.grid, "snap": self.snap,
-                "adjusted": self.adjusted}
+        return {
+            "menu_size": self.menu_size,
+            "hidden": list(self.hidden),
+            "init_seed": self.init_seed,
+            "grid": self.grid,
+            "snap": self.snap,
+            "adjusted": self.adjusted,
+        }
 
     # ------------------------------------------------------------------ the network form
 
@@ -125,37 +149,39 @@ class GemNetMechanism(Mechanism):
         """Menus from network inputs (B, n, d): allocations (B, n, K + 1, m) and prices
         (B, n, K + 1), the null entry first.  One batched matrix product per layer for all
         bidders (no loop over bidders or profiles)."""
-        h = features.transpose(0, 1)                                   # (n, B, d)
+        h = features.transpose(0, 1)  # (n, B, d)
         last = len(self.weights) - 1
         for layer, (w, bias) in enumerate(zip(self.weights, self.biases)):
             h = torch.baddbmm(bias.unsqueeze(1), h, w)
             if layer < last:
                 h = torch.relu(h)
-        out = h.transpose(0, 1)                                        # (B, n, K (w + 1))
+        out = h.transpose(0, 1)  # (B, n, K (w + 1))
         b, n, _ = out.shape
         k, m = self.menu_size, self.setting.num_items
-        logits = out[..., :k * self.width].reshape(b, n, k, self.width)
+        logits = out[..., : k * self.width].reshape(b, n, k, self.width)
         if self.setting.unit_demand:
             alloc = torch.softmax(logits, dim=-1)[..., :m]
         else:
             alloc = torch.sigmoid(logits)
-        prices = out[..., k * self.width:] * self.top
+        prices = out[..., k * self.width :] * self.top
         alloc = torch.cat([alloc.new_zeros(b, n, 1, m), alloc], dim=2)
         prices = torch.cat([prices.new_zeros(b, n, 1), prices], dim=2)
         return alloc, prices
 
-    def network_utilities(self, bids: torch.Tensor
-                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def network_utilities(
+        self, bids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The network's menus at ``bids`` and each bidder's utility for every entry:
         (B, n, K + 1, m), (B, n, K + 1), (B, n, K + 1)."""
         alloc, prices = self.network_menus(self.opponent_features(bids))
         return alloc, prices, (bids.unsqueeze(2) * alloc).sum(-1) - prices
 
     @staticmethod
-    def soft_choice(alloc: torch.Tensor, prices: torch.Tensor, util: torch.Tensor,
-                    temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def soft_choice(
+        alloc: torch.Tensor, prices: torch.Tensor, util: torch.Tensor, temperature: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Allocation and payment of the ``softmax(temperature * util)``-weighted choice."""
-        weights = torch.softmax(temperature * util, dim=-1)             # (B, n, K + 1)
+        weights = torch.softmax(temperature * util, dim=-1)  # (B, n, K + 1)
         return (weights.unsqueeze(-1) * alloc).sum(2), (weights * prices).sum(-1)
 
     def relaxed(self, bids: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,8 +210,7 @@ class GemNetMechanism(Mechanism):
         if n == 1:
             return torch.zeros(1, 1, dtype=torch.float64)
         mids = ((np.arange(self.grid) + 0.5) / self.grid).tolist()
-        return torch.tensor(list(itertools.product(mids, repeat=(n - 1) * m)),
-                            dtype=torch.float64)
+        return torch.tensor(list(itertools.product(mids, repeat=(n - 1) * m)), dtype=torch.float64)
 
     def menus(self, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The menu each bidder faces at ``bids``: (B, n, K + 1, m) and (B, n, K + 1)."""
@@ -200,30 +225,45 @@ class GemNetMechanism(Mechanism):
             bids = torch.minimum(bids, self.high)
         alloc, prices = self.menus(bids)
         util = (bids.unsqueeze(2) * alloc).sum(-1) - prices
-        choice = util.argmax(dim=-1, keepdim=True)                       # (B, n, 1)
+        choice = util.argmax(dim=-1, keepdim=True)  # (B, n, 1)
         chosen = alloc.gather(2, choice.unsqueeze(-1).expand(-1, -1, -1, alloc.shape[-1]))
         return chosen.squeeze(2), prices.gather(2, choice).squeeze(2)
 
     def _network_state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.state_dict().items() if not k.startswith("table_")}
 
-    def network(self, grid: int | None = None) -> "GemNetMechanism":
+    def network(self, grid: int | None = None) -> GemNetMechanism:
         """The unadjusted mechanism (the trained network alone, on ``grid`` cells per
         coordinate, by default its own), e.g. for a before/after picture."""
-        plain = GemNetMechanism(self.setting, self.menu_size, self.hidden, self.init_seed,
-                                grid=self.grid if grid is None else grid)
+        plain = GemNetMechanism(
+            self.setting,
+            self.menu_size,
+            self.hidden,
+            self.init_seed,
+            grid=self.grid if grid is None else grid,
+        )
         plain.load_state_dict(self._network_state())
         return plain.to(self.dtype).eval()
 
-    def with_tables(self, alloc: np.ndarray, prices: np.ndarray,
-                    snap: float) -> "GemNetMechanism":
+    def with_tables(self, alloc: np.ndarray, prices: np.ndarray, snap: float) -> GemNetMechanism:
         """The adjusted mechanism on this network's grid with the given menu tables
         (n, cells, K + 1, m) and (n, cells, K + 1)."""
-        adjusted = GemNetMechanism(self.setting, self.menu_size, self.hidden, self.init_seed,
-                                   grid=self.grid, snap=snap, adjusted=True)
-        adjusted.load_state_dict({**self._network_state(),
-                                  "table_alloc": torch.as_tensor(alloc, dtype=torch.float64),
-                                  "table_price": torch.as_tensor(prices, dtype=torch.float64)})
+        adjusted = GemNetMechanism(
+            self.setting,
+            self.menu_size,
+            self.hidden,
+            self.init_seed,
+            grid=self.grid,
+            snap=snap,
+            adjusted=True,
+        )
+        adjusted.load_state_dict(
+            {
+                **self._network_state(),
+                "table_alloc": torch.as_tensor(alloc, dtype=torch.float64),
+                "table_price": torch.as_tensor(prices, dtype=torch.float64),
+            }
+        )
         return adjusted.eval()
 
     def describe(self, values: np.ndarray) -> dict[str, Any]:
@@ -244,9 +284,19 @@ class GemNetMechanism(Mechanism):
             entries = []
             for k in sorted(used, key=lambda k: -int(counts[k])):
                 mask = choice[:, i] == k
-                entries.append({"entry": int(k), "share": float(counts[k]) / len(values),
-                                "mean_allocation": out_alloc[mask, i].mean(0).tolist(),
-                                "mean_price": float(out_pay[mask, i].mean())})
+                entries.append(
+                    {
+                        "entry": int(k),
+                        "share": float(counts[k]) / len(values),
+                        "mean_allocation": out_alloc[mask, i].mean(0).tolist(),
+                        "mean_price": float(out_pay[mask, i].mean()),
+                    }
+                )
             bidders.append({"bidder": i, "entries_used": len(used), "entries": entries})
-        return {"kind": "gemnet", "adjusted": self.adjusted, "grid": self.grid,
-                "over_allocation_rate": float(over.double().mean()), "bidders": bidders}
+        return {
+            "kind": "gemnet",
+            "adjusted": self.adjusted,
+            "grid": self.grid,
+            "over_allocation_rate": float(over.double().mean()),
+            "bidders": bidders,
+        }

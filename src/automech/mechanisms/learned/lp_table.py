@@ -42,9 +42,16 @@ class LPTable(Mechanism):
 
     name = "lp-table"
 
-    def __init__(self, setting: Setting, num_types: list[int], null_if_negative: bool = True,
-                 types: Array | None = None, alloc: Array | None = None,
-                 pay: Array | None = None, probabilities: Array | None = None) -> None:
+    def __init__(
+        self,
+        setting: Setting,
+        num_types: list[int],
+        null_if_negative: bool = True,
+        types: Array | None = None,
+        alloc: Array | None = None,
+        pay: Array | None = None,
+        probabilities: Array | None = None,
+    ) -> None:
         """Tables given as arrays (from the LP), or zeros of the right shapes to be filled
         by ``load_state_dict``."""
         super().__init__(setting)
@@ -52,17 +59,23 @@ class LPTable(Mechanism):
         self.num_types = [int(k) for k in num_types]
         self.null_if_negative = bool(null_if_negative)
         size = int(np.prod(self.num_types))
-        shapes = {"types": (n, max(self.num_types), m), "alloc": (size, n, m),
-                  "pay": (size, n), "probabilities": (size,)}
+        shapes = {
+            "types": (n, max(self.num_types), m),
+            "alloc": (size, n, m),
+            "pay": (size, n),
+            "probabilities": (size,),
+        }
         given = {"types": types, "alloc": alloc, "pay": pay, "probabilities": probabilities}
         for key, shape in shapes.items():
             value = given[key]
-            tensor = (torch.zeros(shape, dtype=torch.float64) if value is None
-                      else torch.as_tensor(value, dtype=torch.float64).reshape(shape))
+            tensor = (
+                torch.zeros(shape, dtype=torch.float64)
+                if value is None
+                else torch.as_tensor(value, dtype=torch.float64).reshape(shape)
+            )
             self.register_buffer(key, tensor)
-        strides = [int(np.prod(self.num_types[i + 1:])) for i in range(n)]
-        self.register_buffer("strides", torch.tensor(strides, dtype=torch.int64),
-                             persistent=False)
+        strides = [int(np.prod(self.num_types[i + 1 :])) for i in range(n)]
+        self.register_buffer("strides", torch.tensor(strides, dtype=torch.int64), persistent=False)
 
     def config(self) -> dict[str, Any]:
         return {"num_types": self.num_types, "null_if_negative": self.null_if_negative}
@@ -94,7 +107,7 @@ class LPTable(Mechanism):
         rows = max(1, BLOCK // len(entries))
         choice = []
         for s in range(0, len(bids), rows):
-            util = bids[s:s + rows, 0] @ entries.T - prices          # (B, K + 1)
+            util = bids[s : s + rows, 0] @ entries.T - prices  # (B, K + 1)
             near_best = util >= util.amax(dim=1, keepdim=True) - tie
             choice.append(torch.where(near_best, prices, -torch.inf).argmax(dim=1))
         return torch.cat(choice)
@@ -116,13 +129,19 @@ class LPTable(Mechanism):
         """The non-zero entries of the table, JSON-able, with the share of the profiles
         ``values`` (B, n, m) that use each entry when given."""
         kind = "menu" if self.setting.num_bidders == 1 else "table"
-        return {"kind": kind, "rule": "utility-maximising entry" if kind == "menu"
-                else "each bid rounded down to a type", "types_per_bidder": self.num_types,
-                "entries": describe(self, values)}
+        return {
+            "kind": kind,
+            "rule": "utility-maximising entry"
+            if kind == "menu"
+            else "each bid rounded down to a type",
+            "types_per_bidder": self.num_types,
+            "entries": describe(self, values),
+        }
 
 
-def describe(mechanism: LPTable, values: np.ndarray | None = None,
-             digits: int = 9) -> list[dict[str, Any]]:
+def describe(
+    mechanism: LPTable, values: np.ndarray | None = None, digits: int = 9
+) -> list[dict[str, Any]]:
     """Non-zero table entries with their grid probability, plus ``share``, the fraction of
     the profiles ``values`` mapped to the entry, when given.
 
@@ -130,7 +149,7 @@ def describe(mechanism: LPTable, values: np.ndarray | None = None,
     "probability"}`` by payment (``types``: how many grid types take the entry);
     several: ``{"types", "allocation", "payments", "probability"}`` per profile.
     """
-    alloc = mechanism.alloc.cpu().numpy().round(digits) + 0.0   # no -0.0
+    alloc = mechanism.alloc.cpu().numpy().round(digits) + 0.0  # no -0.0
     pay = mechanism.pay.cpu().numpy().round(digits) + 0.0
     probs = mechanism.probabilities.cpu().numpy()
     single = mechanism.setting.num_bidders == 1
@@ -152,11 +171,23 @@ def describe(mechanism: LPTable, values: np.ndarray | None = None,
         outcomes = np.concatenate([alloc[live, 0], pay[live]], axis=1)
         distinct, group = np.unique(outcomes, axis=0, return_inverse=True)
         group = group.reshape(-1)
-        return [{"allocation": distinct[g, :-1].tolist(), "payment": float(distinct[g, -1]),
-                 "types": int((group == g).sum()), **usage(live[group == g])}
-                for g in np.argsort(distinct[:, -1], kind="stable")]
+        return [
+            {
+                "allocation": distinct[g, :-1].tolist(),
+                "payment": float(distinct[g, -1]),
+                "types": int((group == g).sum()),
+                **usage(live[group == g]),
+            }
+            for g in np.argsort(distinct[:, -1], kind="stable")
+        ]
     index = np.stack(np.unravel_index(np.arange(len(alloc)), mechanism.num_types), axis=1)
     types = mechanism.types.cpu().numpy()
-    return [{"types": types[np.arange(len(index[t])), index[t]].tolist(),
-             "allocation": alloc[t].tolist(), "payments": pay[t].tolist(), **usage(t)}
-            for t in live]
+    return [
+        {
+            "types": types[np.arange(len(index[t])), index[t]].tolist(),
+            "allocation": alloc[t].tolist(),
+            "payments": pay[t].tolist(),
+            **usage(t),
+        }
+        for t in live
+    ]

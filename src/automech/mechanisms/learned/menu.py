@@ -62,11 +62,11 @@ class MenuMechanism(Mechanism):
 
     def _utilities(self, bids: torch.Tensor):
         alloc, prices = self.entries()
-        return bids[:, 0] @ alloc.T - prices, alloc, prices      # (B, K + 1)
+        return bids[:, 0] @ alloc.T - prices, alloc, prices  # (B, K + 1)
 
     def forward(self, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         util, alloc, prices = self._utilities(bids)
-        choice = util.argmax(dim=1)                              # first maximum: null wins ties
+        choice = util.argmax(dim=1)  # first maximum: null wins ties
         return alloc[choice].unsqueeze(1), prices[choice].unsqueeze(1)
 
     def relaxed(self, bids: torch.Tensor, temperature: float):
@@ -82,7 +82,15 @@ class MenuMechanism(Mechanism):
             util, alloc, prices = self._utilities(bids)
             counts = torch.bincount(util.argmax(dim=1), minlength=len(prices))
         used = torch.nonzero(counts).flatten().tolist()
-        return {"kind": "menu", "entries": [
-            {"entry": int(k), "allocation": alloc[k].tolist(), "price": float(prices[k]),
-             "share": float(counts[k]) / len(values)}
-            for k in sorted(used, key=lambda k: -int(counts[k]))]}
+        return {
+            "kind": "menu",
+            "entries": [
+                {
+                    "entry": int(k),
+                    "allocation": alloc[k].tolist(),
+                    "price": float(prices[k]),
+                    "share": float(counts[k]) / len(values),
+                }
+                for k in sorted(used, key=lambda k: -int(counts[k]))
+            ],
+        }

@@ -38,8 +38,9 @@ class MyersonNetMechanism(Mechanism):
 
     name = "myersonnet"
 
-    def __init__(self, setting: Setting, groups: int = 10, lines: int = 10,
-                 init_seed: int = 0) -> None:
+    def __init__(
+        self, setting: Setting, groups: int = 10, lines: int = 10, init_seed: int = 0
+    ) -> None:
         super().__init__(setting)
         problem = self.applicable(setting)
         if problem:
@@ -50,8 +51,7 @@ class MyersonNetMechanism(Mechanism):
         self.groups, self.lines, self.init_seed = groups, lines, init_seed
         # Near the identity at the start: slopes exp(alpha) ~ 1, small offsets.
         self.alpha = torch.nn.Parameter(0.1 * torch.randn(n, groups, lines, generator=gen))
-        self.beta = torch.nn.Parameter(-0.1 * high * torch.rand(n, groups, lines,
-                                                                 generator=gen))
+        self.beta = torch.nn.Parameter(-0.1 * high * torch.rand(n, groups, lines, generator=gen))
 
     @classmethod
     def applicable(cls, setting: Setting) -> str | None:
@@ -68,8 +68,8 @@ class MyersonNetMechanism(Mechanism):
 
     def virtual_bids(self, bids: torch.Tensor) -> torch.Tensor:
         """phibar_i(b_i) for bids (B, n, 1): (B, n)."""
-        b = bids[..., 0].unsqueeze(-1).unsqueeze(-1)                 # (B, n, 1, 1)
-        lines = torch.exp(self.alpha) * b + self.beta                # (B, n, K, J)
+        b = bids[..., 0].unsqueeze(-1).unsqueeze(-1)  # (B, n, 1, 1)
+        lines = torch.exp(self.alpha) * b + self.beta  # (B, n, K, J)
         return lines.amax(dim=-1).amin(dim=-1)
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
@@ -112,7 +112,8 @@ class MyersonNetMechanism(Mechanism):
             v = torch.as_tensor(values, dtype=self.dtype)
             alloc, pay = self(v)
         return {
-            "kind": self.name, "config": self.config(),
+            "kind": self.name,
+            "config": self.config(),
             "reserve_prices": reserves.tolist(),
             "virtual_value_grid": grid.tolist(),
             "virtual_values": phi.T.tolist(),

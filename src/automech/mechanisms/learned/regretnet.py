@@ -58,15 +58,16 @@ def substitute(values: torch.Tensor, misreports: torch.Tensor) -> torch.Tensor:
     return eye * misreports.unsqueeze(2) + (1 - eye) * values.unsqueeze(1)
 
 
-def misreport_utilities(mechanism: Mechanism, values: torch.Tensor,
-                        misreports: torch.Tensor) -> torch.Tensor:
+def misreport_utilities(
+    mechanism: Mechanism, values: torch.Tensor, misreports: torch.Tensor
+) -> torch.Tensor:
     """``u_i(v_i; (b_i, v_-i))`` for every bidder i at once: values and misreports (B, n, m)
     -> (B, n), in one forward pass over the B * n substituted profiles."""
     b, n, m = values.shape
     alloc, pay = mechanism(substitute(values, misreports).reshape(b * n, n, m))
     idx = torch.arange(n, device=values.device)
-    own_alloc = alloc.view(b, n, n, m)[:, idx, idx]                  # (B, n, m)
-    own_pay = pay.view(b, n, n)[:, idx, idx]                         # (B, n)
+    own_alloc = alloc.view(b, n, n, m)[:, idx, idx]  # (B, n, m)
+    own_pay = pay.view(b, n, n)[:, idx, idx]  # (B, n)
     return (own_alloc * values).sum(dim=-1) - own_pay
 
 
@@ -76,8 +77,9 @@ class RegretNetMechanism(Mechanism):
     name = "regretnet"
     differentiable = True
 
-    def __init__(self, setting: Setting, hidden: int = 100, layers: int = 2,
-                 init_seed: int = 0) -> None:
+    def __init__(
+        self, setting: Setting, hidden: int = 100, layers: int = 2, init_seed: int = 0
+    ) -> None:
         super().__init__(setting)
         problem = self.applicable(setting)
         if problem:
@@ -91,8 +93,7 @@ class RegretNetMechanism(Mechanism):
             self.payment = mlp(n * m, n, hidden, layers)
         high = np.asarray(setting.prior.support()[1], dtype=np.float64)
         scale = np.where(high > 0, high, 1.0)
-        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32),
-                             persistent=False)
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32), persistent=False)
 
     @classmethod
     def applicable(cls, setting: Setting) -> str | None:
@@ -109,11 +110,11 @@ class RegretNetMechanism(Mechanism):
         b, n, m = bids.shape
         x = (bids / self.scale.to(bids.dtype)).reshape(b, n * m)
         scores = self.allocation(x)
-        alloc = torch.softmax(scores[:, :(n + 1) * m].view(b, n + 1, m), dim=1)[:, :n]
+        alloc = torch.softmax(scores[:, : (n + 1) * m].view(b, n + 1, m), dim=1)[:, :n]
         if self.setting.unit_demand:
-            rows = torch.softmax(scores[:, (n + 1) * m:].view(b, n, m + 1), dim=2)[..., :m]
+            rows = torch.softmax(scores[:, (n + 1) * m :].view(b, n, m + 1), dim=2)[..., :m]
             alloc = torch.minimum(alloc, rows)
-        fraction = torch.sigmoid(self.payment(x))                    # (B, n)
+        fraction = torch.sigmoid(self.payment(x))  # (B, n)
         return alloc, fraction * (alloc * bids).sum(dim=-1)
 
     def relaxed(self, bids: torch.Tensor, temperature: float):
@@ -127,10 +128,11 @@ class RegretNetMechanism(Mechanism):
             alloc, pay = self(v)
             own = (alloc * v).sum(dim=-1)
             frac = torch.where(own > 1e-9, pay / own.clamp_min(1e-9), torch.zeros_like(pay))
-            sold = alloc.sum(dim=1)                                   # (B, m)
+            sold = alloc.sum(dim=1)  # (B, m)
             crisp = ((alloc < 0.05) | (alloc > 0.95)).double().mean()
         return {
-            "kind": self.name, "config": self.config(),
+            "kind": self.name,
+            "config": self.config(),
             "revenue": float(pay.sum(-1).mean()),
             "mean_allocation": alloc.mean(0).tolist(),
             "mean_payment": pay.mean(0).tolist(),

@@ -26,8 +26,7 @@ from torch import nn
 
 from automech.errors import NotApplicableError
 from automech.mechanisms.base import Mechanism
-from automech.problems.setting import cost_problem
-from automech.problems.setting import Setting
+from automech.problems.setting import Setting, cost_problem
 
 
 def group_max(h: torch.Tensor, group: int) -> torch.Tensor:
@@ -72,10 +71,20 @@ class PartialGroupMaxNet(nn.Module):
     ``init_fee``.
     """
 
-    def __init__(self, d_x: int, d_y: int, groups: tuple[int, ...] = (32, 32),
-                 group_size: int = 4, pan_hidden: int = 64, pan_layers: int = 2,
-                 skip: bool = True, init_slope: float = 0.5, fee: bool = True,
-                 init_fee: float = 0.25, seed: int = 0) -> None:
+    def __init__(
+        self,
+        d_x: int,
+        d_y: int,
+        groups: tuple[int, ...] = (32, 32),
+        group_size: int = 4,
+        pan_hidden: int = 64,
+        pan_layers: int = 2,
+        skip: bool = True,
+        init_slope: float = 0.5,
+        fee: bool = True,
+        init_fee: float = 0.25,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         self.d_x, self.d_y, self.groups, self.group_size = d_x, d_y, tuple(groups), group_size
@@ -97,10 +106,9 @@ class PartialGroupMaxNet(nn.Module):
                 if k == 0:
                     w.bias.copy_(torch.randn(o * i, generator=gen) / math.sqrt(i))
                     b.bias.copy_(0.5 * torch.randn(o, generator=gen))
-                else:   # softplus(raw) ~ U(0, 2 / in): layer outputs stay O(1)
+                else:  # softplus(raw) ~ U(0, 2 / in): layer outputs stay O(1)
                     scale = 2.0 / i if k < len(self.shapes) - 1 else 0.2 / i
-                    w.bias.copy_(_inv_softplus(scale * torch.rand(o * i, generator=gen)
-                                               + 1e-4))
+                    w.bias.copy_(_inv_softplus(scale * torch.rand(o * i, generator=gen) + 1e-4))
                     b.bias.zero_()
             self.w_heads.append(w)
             self.b_heads.append(b)
@@ -169,13 +177,17 @@ class PartialGroupMaxNet(nn.Module):
                 z = group_max(h, self.group_size)
         fee = params[-1][3] if len(params[-1]) > 3 else None
         if fee is not None:
-            top = (_smooth_max(flat_x.unsqueeze(-1), tau)[0] if tau > 0
-                   else flat_x.amax(-1, keepdim=True))
+            top = (
+                _smooth_max(flat_x.unsqueeze(-1), tau)[0]
+                if tau > 0
+                else flat_x.amax(-1, keepdim=True)
+            )
             z = z + top * (fee[0] if shared else fee.unsqueeze(1))
         return z.reshape(r, s_)
 
-    def value_and_grad(self, x: torch.Tensor, params, tau: float = 0.0
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    def value_and_grad(
+        self, x: torch.Tensor, params, tau: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """f (R, S) and its gradient in x (R, S, d_x), by a hand-written backward pass (no
         autograd graph: the inference solver and Langevin steps call this in a loop).
         With ``tau = 0`` the gradient is the subgradient of the selected (arg)max pieces."""
@@ -191,8 +203,7 @@ class PartialGroupMaxNet(nn.Module):
             else:
                 h = torch.matmul(z, w_.transpose(-1, -2)) + b.unsqueeze(1)
             if d is not None:
-                h = h + (flat_x @ d[0].T if shared
-                         else torch.matmul(flat_x, d.transpose(-1, -2)))
+                h = h + (flat_x @ d[0].T if shared else torch.matmul(flat_x, d.transpose(-1, -2)))
             mats.append(w_)
             if k == len(params) - 1:
                 z = h
@@ -239,13 +250,24 @@ class TEDIMechanism(Mechanism):
     name = "tedi"
     differentiable = False
 
-    def __init__(self, setting: Setting, groups: tuple[int, ...] | list[int] = (16, 16),
-                 group_size: int = 4, pan_hidden: int = 64, pan_layers: int = 2,
-                 skip: bool = True, init_slope: float | None = None, fee: bool = True,
-                 init_fee: float | None = None,
-                 solver_steps: int = 300, solver_lr: float = 2.0, solver_tau: float = 0.1,
-                 solver_tau_final: float = 1e-5,
-                 chunk_rows: int = 8192, init_seed: int = 0) -> None:
+    def __init__(
+        self,
+        setting: Setting,
+        groups: tuple[int, ...] | list[int] = (16, 16),
+        group_size: int = 4,
+        pan_hidden: int = 64,
+        pan_layers: int = 2,
+        skip: bool = True,
+        init_slope: float | None = None,
+        fee: bool = True,
+        init_fee: float | None = None,
+        solver_steps: int = 300,
+        solver_lr: float = 2.0,
+        solver_tau: float = 0.1,
+        solver_tau_final: float = 1e-5,
+        chunk_rows: int = 8192,
+        init_seed: int = 0,
+    ) -> None:
         super().__init__(setting)
         problem = self.applicable(setting)
         if problem:
@@ -255,15 +277,35 @@ class TEDIMechanism(Mechanism):
             init_slope = 0.5 * float(np.max(setting.prior.support()[1]))
         if init_fee is None:
             init_fee = 0.5 * init_slope
-        self.net = PartialGroupMaxNet(m, (n - 1) * m, tuple(groups), group_size, pan_hidden,
-                                      pan_layers, skip, init_slope, fee, init_fee, init_seed)
-        self.cfg = dict(groups=list(groups), group_size=group_size, pan_hidden=pan_hidden,
-                        pan_layers=pan_layers, skip=skip, init_slope=init_slope, fee=fee,
-                        init_fee=init_fee,
-                        solver_steps=solver_steps, solver_lr=solver_lr,
-                        solver_tau=solver_tau, solver_tau_final=solver_tau_final,
-                        chunk_rows=chunk_rows,
-                        init_seed=init_seed)
+        self.net = PartialGroupMaxNet(
+            m,
+            (n - 1) * m,
+            tuple(groups),
+            group_size,
+            pan_hidden,
+            pan_layers,
+            skip,
+            init_slope,
+            fee,
+            init_fee,
+            init_seed,
+        )
+        self.cfg = dict(
+            groups=list(groups),
+            group_size=group_size,
+            pan_hidden=pan_hidden,
+            pan_layers=pan_layers,
+            skip=skip,
+            init_slope=init_slope,
+            fee=fee,
+            init_fee=init_fee,
+            solver_steps=solver_steps,
+            solver_lr=solver_lr,
+            solver_tau=solver_tau,
+            solver_tau_final=solver_tau_final,
+            chunk_rows=chunk_rows,
+            init_seed=init_seed,
+        )
 
     @classmethod
     def applicable(cls, setting: Setting) -> str | None:
@@ -279,8 +321,7 @@ class TEDIMechanism(Mechanism):
         b, n, m = bids.shape
         if n == 1:
             return bids.new_zeros(b, 1, 0)
-        idx = torch.tensor([[k for k in range(n) if k != i] for i in range(n)],
-                           device=bids.device)
+        idx = torch.tensor([[k for k in range(n) if k != i] for i in range(n)], device=bids.device)
         return bids[:, idx].reshape(b, n, (n - 1) * m)
 
     def prices(self, x: torch.Tensor, params) -> torch.Tensor:
@@ -288,13 +329,15 @@ class TEDIMechanism(Mechanism):
         zero = x.new_zeros(x.shape[0], 1, x.shape[2])
         return self.net.evaluate(x, params) - self.net.evaluate(zero, params)
 
-    def price_gradient(self, x: torch.Tensor, params, tau: float = 0.0
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    def price_gradient(
+        self, x: torch.Tensor, params, tau: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """f(x) (R, S) and its (sub)gradient in x (R, S, m), parameters held fixed
         (``tau > 0``: of the smoothed network, see :meth:`PartialGroupMaxNet.evaluate`)."""
         with torch.no_grad():
             return self.net.value_and_grad(
-                x, [tuple(None if t is None else t.detach() for t in p) for p in params], tau)
+                x, [tuple(None if t is None else t.detach() for t in p) for p in params], tau
+            )
 
     # ---------------------------------------------------------------- inference (Eq. 4)
 
@@ -316,8 +359,8 @@ class TEDIMechanism(Mechanism):
         r, m = types.shape
         steps, lr = self.cfg["solver_steps"], self.cfg["solver_lr"]
         tau0, tau1 = self.cfg["solver_tau"], self.cfg["solver_tau_final"]
-        t = types.unsqueeze(1)                                            # (R, 1, m)
-        f0 = self.net.evaluate(types.new_zeros(r, 1, m), params)          # (R, 1)
+        t = types.unsqueeze(1)  # (R, 1, m)
+        f0 = self.net.evaluate(types.new_zeros(r, 1, m), params)  # (R, 1)
         best_x = types.new_zeros(r, 1, m)
         best_u = types.new_zeros(r, 1)
 
@@ -353,8 +396,8 @@ class TEDIMechanism(Mechanism):
         step = self.cfg["chunk_rows"]
         with torch.no_grad():
             for s in range(0, b * n, step):
-                params = self.net.affine(ys[s:s + step])
-                x, p = self.solve(types[s:s + step], params)
+                params = self.net.affine(ys[s : s + step])
+                x, p = self.solve(types[s : s + step], params)
                 allocs.append(x)
                 pays.append(p)
         alloc = torch.cat(allocs).view(b, n, m).to(bids.dtype)
@@ -366,6 +409,10 @@ class TEDIMechanism(Mechanism):
             v = torch.as_tensor(values[:2048], dtype=self.dtype)
             alloc, pay = self(v)
         frac = alloc.flatten()
-        return {"kind": self.name, "config": self.config(),
-                "mean_allocation": float(alloc.mean()), "mean_payment": float(pay.mean()),
-                "share_integral": float(((frac < 1e-3) | (frac > 1 - 1e-3)).double().mean())}
+        return {
+            "kind": self.name,
+            "config": self.config(),
+            "mean_allocation": float(alloc.mean()),
+            "mean_payment": float(pay.mean()),
+            "share_integral": float(((frac < 1e-3) | (frac > 1 - 1e-3)).double().mean()),
+        }

@@ -66,8 +66,10 @@ UNADJUSTED_SAMPLES = 100_000
 
 #: The affine maximizer methods GemNet can start from, and their mechanisms.
 AMA_METHODS = ("lottery-ama", "deterministic-ama")
-AMA_MECHANISMS: dict[str, type[AffineMaximizer]] = {LotteryAMA.name: LotteryAMA,
-                                                     DeterministicAMA.name: DeterministicAMA}
+AMA_MECHANISMS: dict[str, type[AffineMaximizer]] = {
+    LotteryAMA.name: LotteryAMA,
+    DeterministicAMA.name: DeterministicAMA,
+}
 
 
 def incompatibility(alloc: torch.Tensor, util: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -79,7 +81,7 @@ def incompatibility(alloc: torch.Tensor, util: torch.Tensor, temperature: float)
     let near-ties between conflicting entries hide an over-allocation: two bidders each
     half-choosing item 1 average to a feasible 1).  More bidders: the over-allocation of
     the expected allocations (a lower bound)."""
-    weights = torch.softmax(temperature * util, dim=-1)                # (B, n, K + 1)
+    weights = torch.softmax(temperature * util, dim=-1)  # (B, n, K + 1)
     if alloc.shape[1] != 2:
         expected = (weights.unsqueeze(-1) * alloc).sum(2)
         return (expected.sum(dim=1) - 1).clamp_min(0).sum(dim=-1).mean()
@@ -87,9 +89,16 @@ def incompatibility(alloc: torch.Tensor, util: torch.Tensor, temperature: float)
     return torch.einsum("bk,bkl,bl->b", weights[:, 0], pair, weights[:, 1]).mean()
 
 
-def distil(mechanism: GemNetMechanism, ama: AffineMaximizer, steps: int, batch_size: int,
-           lr: float, rng: np.random.Generator, snap: float = 0.01,
-           usage_samples: int = 2**16) -> float:
+def distil(
+    mechanism: GemNetMechanism,
+    ama: AffineMaximizer,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    rng: np.random.Generator,
+    snap: float = 0.01,
+    usage_samples: int = 2**16,
+) -> float:
     """Make ``mechanism``'s menus those of ``ama``.  The AMA allocations chosen on
     ``usage_samples`` prior draws give each bidder its distinct shares (within ``snap`` of
     0 or 1 rounded; the most used first, at most ``menu_size``); entry d of bidder i's menu
@@ -118,17 +127,24 @@ def distil(mechanism: GemNetMechanism, ama: AffineMaximizer, steps: int, batch_s
             if any(share):
                 usage[share] = usage.get(share, 0) + c
         if not usage:
-            raise AutomechError(f"the affine maximizer allocates nothing to bidder {i}; "
-                                "there is no menu to start from")
+            raise AutomechError(
+                f"the affine maximizer allocates nothing to bidder {i}; "
+                "there is no menu to start from"
+            )
         shares = sorted(usage, key=lambda sh: -usage[sh])[:k]
         rows = torch.tensor([shares[d % len(shares)] for d in range(k)], dtype=torch.float64)
         groups.append(rows)
-        members.append(torch.stack([(snapped[:, i] == row).all(dim=1)
-                                    & torch.isin(torch.arange(len(alloc)), used)
-                                    for row in rows]))                  # (K, K')
+        members.append(
+            torch.stack(
+                [
+                    (snapped[:, i] == row).all(dim=1) & torch.isin(torch.arange(len(alloc)), used)
+                    for row in rows
+                ]
+            )
+        )  # (K, K')
     with torch.no_grad():
         last_w, last_b = mechanism.weights[-1], mechanism.biases[-1]
-        last_w[:, :, :k * width] = 0.0
+        last_w[:, :, : k * width] = 0.0
         for i, rows in enumerate(groups):
             p = rows.clamp(1e-4, 1 - 1e-4)
             if setting.unit_demand:
@@ -136,7 +152,7 @@ def distil(mechanism: GemNetMechanism, ama: AffineMaximizer, steps: int, batch_s
                 logits = torch.cat([p.log(), rest.log()], dim=1)
             else:
                 logits = (p / (1 - p)).log()
-            last_b[i, :k * width] = logits.reshape(-1).to(last_b.dtype)
+            last_b[i, : k * width] = logits.reshape(-1).to(last_b.dtype)
     optimizer = torch.optim.Adam(mechanism.parameters(), lr=lr)
     error = float("nan")
     for step in range(steps):
@@ -145,15 +161,16 @@ def distil(mechanism: GemNetMechanism, ama: AffineMaximizer, steps: int, batch_s
         values = torch.as_tensor(setting.sample(batch_size, rng), dtype=mechanism.dtype)
         with torch.no_grad():
             _, ama_price = ama.menus(values.double())
-            target = torch.stack([cheapest_share_prices(ama_price[:, i], members[i])
-                                  for i in range(n)], dim=1).to(values.dtype)  # (B, n, K)
+            target = torch.stack(
+                [cheapest_share_prices(ama_price[:, i], members[i]) for i in range(n)], dim=1
+            ).to(values.dtype)  # (B, n, K)
         _, price = mechanism.network_menus(mechanism.opponent_features(values))
         loss = ((price[..., 1:] - target) ** 2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
-            mechanism.weights[-1].grad[:, :, :k * width] = 0.0      # allocations stay fixed
-            mechanism.biases[-1].grad[:, :k * width] = 0.0
+            mechanism.weights[-1].grad[:, :, : k * width] = 0.0  # allocations stay fixed
+            mechanism.biases[-1].grad[:, : k * width] = 0.0
         optimizer.step()
         error = float(loss.detach().sqrt())
     return error
@@ -169,25 +186,36 @@ class GemNetOptions(TrainerOptions, SoftmaxOptions):
     hidden: int = option(64, "width of each hidden layer", low=1)
     layers: int = option(2, "hidden layers", low=0)
     init: Literal["auto", "random", "lottery-ama", "deterministic-ama"] | str = option(
-        "auto", "start: random weights, an AMA method (trained with its defaults into "
+        "auto",
+        "start: random weights, an AMA method (trained with its defaults into "
         "RUN/init-ama), an AMA run directory, or auto (deterministic-ama where it "
-        "applies, else random)")
+        "applies, else random)",
+    )
     init_steps: int = option(1500, "distillation steps when starting from an AMA", low=0)
-    init_lr: float = option(3e-3, "... and their Adam step size (cosine to 1/30 of it)",
-                            low=0, low_open=True)
-    penalty: float = option(1.0, "incompatibility weight at step 0 (0 with penalty_final "
-                            "0: no incompatibility term)", low=0)
-    penalty_final: float = option(10.0, "... and at the last step (geometric schedule)",
-                                  low=0)
-    penalty_temperature: float = option(0.0, "softmax temperature of that term (0: the "
-                                        "training one)", low=0)
-    penalty_batch: int = option(1024, "profiles of each batch it is computed on (0: all; "
-                                "with chunk_size, the same share of each chunk)", low=0)
+    init_lr: float = option(
+        3e-3, "... and their Adam step size (cosine to 1/30 of it)", low=0, low_open=True
+    )
+    penalty: float = option(
+        1.0,
+        "incompatibility weight at step 0 (0 with penalty_final 0: no incompatibility term)",
+        low=0,
+    )
+    penalty_final: float = option(10.0, "... and at the last step (geometric schedule)", low=0)
+    penalty_temperature: float = option(
+        0.0, "softmax temperature of that term (0: the training one)", low=0
+    )
+    penalty_batch: int = option(
+        1024,
+        "profiles of each batch it is computed on (0: all; "
+        "with chunk_size, the same share of each chunk)",
+        low=0,
+    )
     adjust: bool = option(True, "run the MILP price adjustment after training")
     grid: int = option(0, "cells per coordinate of the other bid (0: automatic)", low=0)
-    snap: float = option(0.01, "allocations this close to 0 or 1 are rounded to it", low=0,
-                         high=0.5, high_open=True)
-    steps: int = 1000                   # revenue steps after the start
+    snap: float = option(
+        0.01, "allocations this close to 0 or 1 are rounded to it", low=0, high=0.5, high_open=True
+    )
+    steps: int = 1000  # revenue steps after the start
     batch_size: int = 4096
     lr: float = 3e-5
     lr_final: float = 3e-6
@@ -197,9 +225,11 @@ class GemNetOptions(TrainerOptions, SoftmaxOptions):
 
     def validate(self) -> None:
         if (self.penalty == 0) != (self.penalty_final == 0):
-            raise OptionError("gemnet: options 'penalty' and 'penalty_final' must both be "
-                              "0 (no incompatibility term) or both > 0 (a geometric "
-                              f"schedule), got {self.penalty} and {self.penalty_final}")
+            raise OptionError(
+                "gemnet: options 'penalty' and 'penalty_final' must both be "
+                "0 (no incompatibility term) or both > 0 (a geometric "
+                f"schedule), got {self.penalty} and {self.penalty_final}"
+            )
         if not self.init:
             raise OptionError("gemnet: option 'init' must not be empty")
 
@@ -207,8 +237,10 @@ class GemNetOptions(TrainerOptions, SoftmaxOptions):
 def _ama_class(name: str, method: str | None) -> type[AffineMaximizer]:
     """The lookup of :func:`automech.runs.rebuild` for an AMA start."""
     if name not in AMA_MECHANISMS:
-        raise AutomechError(f"GemNet can start from an affine maximizer, but the init run "
-                            f"holds a {name!r} mechanism")
+        raise AutomechError(
+            f"GemNet can start from an affine maximizer, but the init run "
+            f"holds a {name!r} mechanism"
+        )
     return AMA_MECHANISMS[name]
 
 
@@ -229,11 +261,17 @@ class GemNet(GradientMethod):
     def build(self, ctx: FitContext) -> GemNetMechanism:
         o = ctx.options
         grid = (o.grid or auto_grid(ctx.setting)) if o.adjust else o.grid
-        return GemNetMechanism(ctx.setting, menu_size=o.menu_size,
-                               hidden=(o.hidden,) * o.layers, init_seed=ctx.seed, grid=grid)
+        return GemNetMechanism(
+            ctx.setting,
+            menu_size=o.menu_size,
+            hidden=(o.hidden,) * o.layers,
+            init_seed=ctx.seed,
+            grid=grid,
+        )
 
-    def loss(self, mechanism: Mechanism, values: torch.Tensor,
-             ctx: FitContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, mechanism: Mechanism, values: torch.Tensor, ctx: FitContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Minus the relaxed objective plus the scheduled incompatibility penalty, the
         latter on the first ``penalty_batch`` profiles (the same share of a chunk)."""
         assert isinstance(mechanism, GemNetMechanism)
@@ -244,12 +282,18 @@ class GemNet(GradientMethod):
         rows = len(values)
         if o.penalty_batch:
             rows = min(rows, -(-o.penalty_batch * len(values) // o.batch_size))  # ceil
-        over = incompatibility(menu_alloc[:rows], util[:rows],
-                               o.penalty_temperature or ctx.temperature)
-        weight = (schedule("exponential", o.penalty, o.penalty_final, ctx.step, o.steps)
-                  if o.penalty else 0.0)
-        return -objective + weight * over, {"train_objective": float(objective.detach()),
-                                            "incompatibility": float(over.detach())}
+        over = incompatibility(
+            menu_alloc[:rows], util[:rows], o.penalty_temperature or ctx.temperature
+        )
+        weight = (
+            schedule("exponential", o.penalty, o.penalty_final, ctx.step, o.steps)
+            if o.penalty
+            else 0.0
+        )
+        return -objective + weight * over, {
+            "train_objective": float(objective.detach()),
+            "incompatibility": float(over.detach()),
+        }
 
     def initialise(self, mechanism: Mechanism, ctx: FitContext) -> None:
         """Start from an affine maximizer's menus (see :func:`distil`) unless ``init`` is
@@ -258,14 +302,23 @@ class GemNet(GradientMethod):
         init = self._init(ctx.setting, ctx.options.init)
         if init == "random":
             return
-        ama = ctx.fit_nested(init, {}, "init-ama") if init in AMA_METHODS \
+        ama = (
+            ctx.fit_nested(init, {}, "init-ama")
+            if init in AMA_METHODS
             else rebuild(init, _ama_class)
+        )
         assert isinstance(ama, AffineMaximizer)
         o = ctx.options
-        error = distil(mechanism, ama.double(), o.init_steps, o.batch_size, lr=o.init_lr,
-                       rng=np.random.default_rng([ctx.seed, 2]), snap=o.snap)
-        ctx.run.write_json("init.json", {"init": init, "price_rmse": error,
-                                         "steps": o.init_steps})
+        error = distil(
+            mechanism,
+            ama.double(),
+            o.init_steps,
+            o.batch_size,
+            lr=o.init_lr,
+            rng=np.random.default_rng([ctx.seed, 2]),
+            snap=o.snap,
+        )
+        ctx.run.write_json("init.json", {"init": init, "price_rmse": error, "steps": o.init_steps})
 
     @staticmethod
     def _init(setting: Setting, init: str) -> str:
@@ -277,9 +330,11 @@ class GemNet(GradientMethod):
         if init == "random" or init in AMA_METHODS:
             return init
         if not (Path(init) / CHECKPOINT).is_file():
-            raise AutomechError(f"GemNet can start from random weights or an affine "
-                                f"maximizer ({', '.join(AMA_METHODS)}, or the run directory "
-                                f"of one), not {init!r}")
+            raise AutomechError(
+                f"GemNet can start from random weights or an affine "
+                f"maximizer ({', '.join(AMA_METHODS)}, or the run directory "
+                f"of one), not {init!r}"
+            )
         return init
 
     def validate(self, mechanism: Mechanism, values: torch.Tensor) -> dict[str, float]:
@@ -287,28 +342,31 @@ class GemNet(GradientMethod):
         record = super().validate(mechanism, values)
         with torch.no_grad():
             alloc, _ = mechanism(values)
-            record["val_infeasible"] = float((mechanism.setting.infeasibility(alloc) > 1e-6)
-                                             .double().mean())
+            record["val_infeasible"] = float(
+                (mechanism.setting.infeasibility(alloc) > 1e-6).double().mean()
+            )
         return record
 
     def fit(self, ctx: FitContext) -> Mechanism:
         o, run = ctx.options, ctx.run
         problem = adjustable(ctx.setting) if o.adjust else None
-        if problem:                                   # fail before training, not after
+        if problem:  # fail before training, not after
             raise AutomechError(problem)
-        if (run.path / CHECKPOINT).exists():          # a finished, adjusted run: reuse it
+        if (run.path / CHECKPOINT).exists():  # a finished, adjusted run: reuse it
             saved = run.checkpoint()
-            if saved.get("config", {}).get("adjusted") and \
-                    (saved.get("training_state") or {}).get("finished"):
+            if saved.get("config", {}).get("adjusted") and (saved.get("training_state") or {}).get(
+                "finished"
+            ):
                 return rebuild(run.path, _gemnet_class)
-        else:                                         # a fresh run: a bad start fails now
+        else:  # a fresh run: a bad start fails now
             self._init(ctx.setting, o.init)
         network = super().fit(ctx)
         if not o.adjust:
             return network
         assert isinstance(network, GemNetMechanism)
-        before = evaluate(network, ctx.setting, samples=UNADJUSTED_SAMPLES,
-                          search=RegretSearch(profiles=1000))
+        before = evaluate(
+            network, ctx.setting, samples=UNADJUSTED_SAMPLES, search=RegretSearch(profiles=1000)
+        )
         run.write_json("unadjusted.json", before.to_dict())
         adjusted, report = adjust(network, grid=o.grid, snap=o.snap)
         run.write_json("adjustment.json", report.to_dict())

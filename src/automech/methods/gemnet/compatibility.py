@@ -91,9 +91,11 @@ AUTO_CELLS = 1600
 def adjustable(setting) -> str | None:
     """None if :func:`adjust` handles ``setting``, else why not."""
     if setting.num_bidders != 2:
-        return (f"GemNet's price adjustment is implemented for two bidders (this setting has "
-                f"{setting.num_bidders}); train with --set adjust=false to keep the unadjusted "
-                "network, whose over-allocation the evaluator reports")
+        return (
+            f"GemNet's price adjustment is implemented for two bidders (this setting has "
+            f"{setting.num_bidders}); train with --set adjust=false to keep the unadjusted "
+            "network, whose over-allocation the evaluator reports"
+        )
     low, high = setting.prior.support()
     if not np.allclose(low[0], low[1]) or not np.allclose(high[0], high[1]):
         return "GemNet's price adjustment needs both bidders on the same support box"
@@ -143,8 +145,12 @@ def own_boxes(low: np.ndarray, high: np.ndarray, grid: int) -> np.ndarray:
         d = np.asarray(digits)
         lower = np.where(d == 0, np.minimum(low, 0.0), low + d * width)
         upper = low + (d + 1) * width
-        boxes.append([np.where(np.asarray(bits) == 1, upper, lower)
-                      for bits in itertools.product((0, 1), repeat=m)])
+        boxes.append(
+            [
+                np.where(np.asarray(bits) == 1, upper, lower)
+                for bits in itertools.product((0, 1), repeat=m)
+            ]
+        )
     return np.asarray(boxes)
 
 
@@ -155,8 +161,9 @@ def margins(alloc: np.ndarray, price: np.ndarray, corners: np.ndarray) -> np.nda
     return (util[:, :, :, None, :] - util[:, :, :, :, None]).min(axis=2)
 
 
-def candidates(alloc: np.ndarray, price: np.ndarray, corners: np.ndarray,
-               eps: float = CERTIFY_EPS) -> np.ndarray:
+def candidates(
+    alloc: np.ndarray, price: np.ndarray, corners: np.ndarray, eps: float = CERTIFY_EPS
+) -> np.ndarray:
     """Undominated entries (M, E, K+1) of each menu on each box (see the module doc)."""
     return np.asarray(~(margins(alloc, price, corners) >= eps).any(axis=-1))
 
@@ -189,23 +196,30 @@ def menu_tables(network: GemNetMechanism, snap: float) -> tuple[np.ndarray, np.n
 # ---------------------------------------------------------------------- certificate
 
 
-def violations(alloc: np.ndarray, price: np.ndarray, corners: np.ndarray, i: int,
-               c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def violations(
+    alloc: np.ndarray, price: np.ndarray, corners: np.ndarray, i: int, c: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For bidder i's menu on opponent cell c, over bidder i's own cells e:
     ``(bad, disallowed, own_margins)`` -- ``bad`` (E,) whether some candidate of i is
     incompatible with some candidate of j; ``disallowed`` (E, K+1) the entries of i
     incompatible with a candidate of j; ``own_margins`` (E, K+1, K+1) from :func:`margins`."""
     j = 1 - i
-    own = margins(alloc[i, c:c + 1], price[i, c:c + 1], corners)[0]
-    cand_i = ~(own >= CERTIFY_EPS).any(axis=-1)                          # (E, K+1)
-    cand_j = candidates(alloc[j], price[j], corners[c:c + 1])[:, 0]      # (E, K+1)
-    clash = incompatible(alloc[i, c], alloc[j])                         # (E, K+1, K+1)
+    own = margins(alloc[i, c : c + 1], price[i, c : c + 1], corners)[0]
+    cand_i = ~(own >= CERTIFY_EPS).any(axis=-1)  # (E, K+1)
+    cand_j = candidates(alloc[j], price[j], corners[c : c + 1])[:, 0]  # (E, K+1)
+    clash = incompatible(alloc[i, c], alloc[j])  # (E, K+1, K+1)
     disallowed = (clash & cand_j[:, None, :]).any(axis=-1)
     return (cand_i & disallowed).any(axis=-1), disallowed, own
 
 
-def used_entries(alloc: np.ndarray, price: np.ndarray, low: np.ndarray, high: np.ndarray,
-                 grid: int, chunk: int = 64) -> np.ndarray:
+def used_entries(
+    alloc: np.ndarray,
+    price: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    grid: int,
+    chunk: int = 64,
+) -> np.ndarray:
     """Indices of the entries (null first) some bidder chooses at some point of a grid of
     ``2 grid + 1`` own values per coordinate, in some menu.  The others leave the menu;
     removing an entry never breaks DSIC, IR or the certificate (which is computed
@@ -216,23 +230,30 @@ def used_entries(alloc: np.ndarray, price: np.ndarray, low: np.ndarray, high: np
     used[0] = True
     for i in range(price.shape[0]):
         for s in range(0, price.shape[1], chunk):
-            util = np.einsum("pj,ckj->cpk", points, alloc[i, s:s + chunk]) \
-                - price[i, s:s + chunk, None, :]
+            util = (
+                np.einsum("pj,ckj->cpk", points, alloc[i, s : s + chunk])
+                - price[i, s : s + chunk, None, :]
+            )
             used[np.unique(util.argmax(axis=-1))] = True
     return np.nonzero(used)[0]
 
 
 def certify(alloc: np.ndarray, price: np.ndarray, corners: np.ndarray) -> int:
     """Number of cell pairs (of ``cells^2``) where the candidates may over-allocate."""
-    return int(sum(violations(alloc, price, corners, 0, c)[0].sum()
-                   for c in range(alloc.shape[1])))
+    return int(sum(violations(alloc, price, corners, 0, c)[0].sum() for c in range(alloc.shape[1])))
 
 
 # ---------------------------------------------------------------------- the MILP
 
 
-def _shift_menu(own: np.ndarray, keep: np.ndarray, forced: np.ndarray, disallowed: np.ndarray,
-                choices: np.ndarray, bound: float) -> tuple[np.ndarray | None, int, int]:
+def _shift_menu(
+    own: np.ndarray,
+    keep: np.ndarray,
+    forced: np.ndarray,
+    disallowed: np.ndarray,
+    choices: np.ndarray,
+    bound: float,
+) -> tuple[np.ndarray | None, int, int]:
     """Solve one menu's MILP (see the module doc); returns the price shifts (K+1,) (null
     first, always 0), the number of binaries and of rows.
 
@@ -243,7 +264,7 @@ def _shift_menu(own: np.ndarray, keep: np.ndarray, forced: np.ndarray, disallowe
     the cost is ``sum_k up_k + DOWN_COST * down_k``.
     """
     k = own.shape[1] - 1
-    rows: list[tuple[dict[int, float], float, float]] = []      # (coefs, lower, upper)
+    rows: list[tuple[dict[int, float], float, float]] = []  # (coefs, lower, upper)
 
     def dominate(by: int, kk: int, lower: float, extra: dict[int, float] | None = None) -> None:
         """Row ``d_kk - d_by (+ extra) >= lower`` (the null entry has no shift)."""
@@ -261,7 +282,7 @@ def _shift_menu(own: np.ndarray, keep: np.ndarray, forced: np.ndarray, disallowe
             gap = float(own[e, kept, best])
             if gap < 2 * bound + MILP_EPS and gap < tight.get((best, int(kept)), np.inf):
                 tight[(best, int(kept))] = gap
-    for (best, entry), gap in tight.items():    # keep the margin, up to MILP_EPS
+    for (best, entry), gap in tight.items():  # keep the margin, up to MILP_EPS
         dominate(best, entry, min(MILP_EPS, gap) - gap)
     # forced cells: exactly one of ``choices`` dominates every disallowed entry (big M)
     cells = np.nonzero(forced)[0]
@@ -274,9 +295,13 @@ def _shift_menu(own: np.ndarray, keep: np.ndarray, forced: np.ndarray, disallowe
         rows.append(({first + a: 1.0 for a in range(len(allowed))}, 1.0, 1.0))
         for kk in np.nonzero(disallowed[e])[0]:
             for a, dominator in enumerate(allowed):
-                dominate(int(dominator), int(kk),
-                         MILP_EPS - float(own[e, kk, dominator]) - big, {first + a: -big})
-    for q in range(k):                                    # up >= d, down >= -d
+                dominate(
+                    int(dominator),
+                    int(kk),
+                    MILP_EPS - float(own[e, kk, dominator]) - big,
+                    {first + a: -big},
+                )
+    for q in range(k):  # up >= d, down >= -d
         rows.append(({k + q: 1.0, q: -1.0}, 0.0, np.inf))
         rows.append(({2 * k + q: 1.0, q: 1.0}, 0.0, np.inf))
     r_idx = [r for r, (coefs, _, _) in enumerate(rows) for _ in coefs]
@@ -286,19 +311,31 @@ def _shift_menu(own: np.ndarray, keep: np.ndarray, forced: np.ndarray, disallowe
     matrix = scipy.sparse.csr_array((v_idx, (r_idx, c_idx)), shape=(len(rows), n_var))
     cost = np.r_[np.zeros(k), np.ones(k), np.full(k, DOWN_COST), np.zeros(binaries)]
     integrality = np.r_[np.zeros(3 * k), np.ones(binaries)]
-    bounds = scipy.optimize.Bounds(np.r_[np.full(k, -bound), np.zeros(2 * k + binaries)],
-                                   np.r_[np.full(3 * k, 2 * bound), np.ones(binaries)])
-    constraint = scipy.optimize.LinearConstraint(matrix, [r[1] for r in rows],
-                                                 [r[2] for r in rows])
-    result = scipy.optimize.milp(cost, constraints=constraint, integrality=integrality,
-                                 bounds=bounds, options={"mip_rel_gap": 1e-4})
+    bounds = scipy.optimize.Bounds(
+        np.r_[np.full(k, -bound), np.zeros(2 * k + binaries)],
+        np.r_[np.full(3 * k, 2 * bound), np.ones(binaries)],
+    )
+    constraint = scipy.optimize.LinearConstraint(matrix, [r[1] for r in rows], [r[2] for r in rows])
+    result = scipy.optimize.milp(
+        cost,
+        constraints=constraint,
+        integrality=integrality,
+        bounds=bounds,
+        options={"mip_rel_gap": 1e-4},
+    )
     if result.x is None:
         return None, binaries, len(rows)
     return np.r_[0.0, result.x[:k]], binaries, len(rows)
 
 
-def adjust_bidder(alloc: np.ndarray, price: np.ndarray, corners: np.ndarray, i: int,
-                  trim: bool, stats: dict[str, int]) -> int:
+def adjust_bidder(
+    alloc: np.ndarray,
+    price: np.ndarray,
+    corners: np.ndarray,
+    i: int,
+    trim: bool,
+    stats: dict[str, int],
+) -> int:
     """Adjust bidder i's prices (in place) on every opponent cell that violates; returns
     how many cell pairs still violate (a pair violates from either bidder's side alike).
 
@@ -308,8 +345,18 @@ def adjust_bidder(alloc: np.ndarray, price: np.ndarray, corners: np.ndarray, i: 
     the other bidder's pass.  Otherwise every violating cell is fixed, by any compatible
     entry (the null entry always is)."""
     cells, k1 = price.shape[1], price.shape[2]
-    bound = float(max(0.0, (corners.max(axis=1) @ alloc[i].reshape(-1, alloc.shape[-1]).T
-                            - price[i].reshape(-1)).max())) + 1.0
+    bound = (
+        float(
+            max(
+                0.0,
+                (
+                    corners.max(axis=1) @ alloc[i].reshape(-1, alloc.shape[-1]).T
+                    - price[i].reshape(-1)
+                ).max(),
+            )
+        )
+        + 1.0
+    )
     remaining = 0
     for c in range(cells):
         bad, disallowed, own = violations(alloc, price, corners, i, c)
@@ -321,13 +368,15 @@ def adjust_bidder(alloc: np.ndarray, price: np.ndarray, corners: np.ndarray, i: 
             continue
         shift, binaries, rows = _shift_menu(own, ~bad, forced, disallowed, choices, bound)
         if shift is None:
-            if trim:            # keeping i's own candidates can clash: leave it to later passes
+            if trim:  # keeping i's own candidates can clash: leave it to later passes
                 stats["trims_skipped"] += 1
                 remaining += int(bad.sum())
                 continue
-            raise AutomechError(f"price adjustment MILP of bidder {i}, opponent cell {c} "
-                                "is infeasible (raising every price is feasible in exact "
-                                "arithmetic: a numerical failure)")
+            raise AutomechError(
+                f"price adjustment MILP of bidder {i}, opponent cell {c} "
+                "is infeasible (raising every price is feasible in exact "
+                "arithmetic: a numerical failure)"
+            )
         price[i, c] += shift
         stats["milps"] += 1
         stats["binaries"] += binaries
@@ -351,15 +400,18 @@ def lipschitz_bound(mech: GemNetMechanism) -> dict[str, Any]:
             for weight in mech.weights[:-1]:
                 body *= float(torch.linalg.matrix_norm(weight[i].double(), ord=2))
             last = mech.weights[-1][i].double()
-            out["price"].append(body * mech.top * float(torch.linalg.matrix_norm(
-                last[:, k * w:], ord=2)))
-            out["allocation"].append(body * 0.25 * float(torch.linalg.matrix_norm(
-                last[:, :k * w], ord=2)))
+            out["price"].append(
+                body * mech.top * float(torch.linalg.matrix_norm(last[:, k * w :], ord=2))
+            )
+            out["allocation"].append(
+                body * 0.25 * float(torch.linalg.matrix_norm(last[:, : k * w], ord=2))
+            )
     return out
 
 
-def make_compatible(alloc: np.ndarray, price: np.ndarray, low: np.ndarray, high: np.ndarray,
-                    grid: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def make_compatible(
+    alloc: np.ndarray, price: np.ndarray, low: np.ndarray, high: np.ndarray, grid: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Certified menu tables from menu tables (n, cells, K+1, m) / (n, cells, K+1) on
     ``grid`` cells per coordinate of the common support box ``[low, high]``: unused
     entries leave the menus, the MILP passes fix every violating cell pair, and the
@@ -373,8 +425,13 @@ def make_compatible(alloc: np.ndarray, price: np.ndarray, low: np.ndarray, high:
     started = time.perf_counter()
     before = certify(alloc, price, corners)
     base = price.copy()
-    stats = {"milps": 0, "binaries": 0, "binaries_without_speedup": 0, "rows": 0,
-             "trims_skipped": 0}
+    stats = {
+        "milps": 0,
+        "binaries": 0,
+        "binaries_without_speedup": 0,
+        "rows": 0,
+        "trims_skipped": 0,
+    }
     remaining = before
     for i, trim in PASSES:
         if remaining == 0:
@@ -385,8 +442,9 @@ def make_compatible(alloc: np.ndarray, price: np.ndarray, low: np.ndarray, high:
     after = certify(alloc, price, corners)
     certify_s = time.perf_counter() - started
     if after:
-        raise AutomechError(f"price adjustment left {after} of {price.shape[1] ** 2} cell "
-                            "pairs uncertified")
+        raise AutomechError(
+            f"price adjustment left {after} of {price.shape[1] ** 2} cell pairs uncertified"
+        )
     shift = price - base
     # entries no bid can choose leave the menu: zero allocation, a price above any value
     removed = np.ones(full_price.shape[-1], dtype=bool)
@@ -394,33 +452,44 @@ def make_compatible(alloc: np.ndarray, price: np.ndarray, low: np.ndarray, high:
     full_alloc[:, :, removed] = 0.0
     full_price[:, :, removed] = out_of_reach(high)
     full_price[:, :, active] = price
-    report = dict(grid=grid, entries_used=int(active.size - 1),
-                  cells_per_bidder=price.shape[1], cell_pairs=price.shape[1] ** 2,
-                  violating_pairs_before=before, violating_pairs_after=after, **stats,
-                  price_shift_max=float(np.abs(shift).max()),
-                  price_shift_mean=float(np.abs(shift).mean()),
-                  seconds_milp=milp_s, seconds_certify=certify_s)
+    report = dict(
+        grid=grid,
+        entries_used=int(active.size - 1),
+        cells_per_bidder=price.shape[1],
+        cell_pairs=price.shape[1] ** 2,
+        violating_pairs_before=before,
+        violating_pairs_after=after,
+        **stats,
+        price_shift_max=float(np.abs(shift).max()),
+        price_shift_mean=float(np.abs(shift).mean()),
+        seconds_milp=milp_s,
+        seconds_certify=certify_s,
+    )
     return full_alloc, full_price, report
 
 
-def adjust(mech: GemNetMechanism, grid: int = 0, snap: float = 0.01
-           ) -> tuple[GemNetMechanism, AdjustmentReport]:
+def adjust(
+    mech: GemNetMechanism, grid: int = 0, snap: float = 0.01
+) -> tuple[GemNetMechanism, AdjustmentReport]:
     """The adjusted, certified mechanism built from the trained network ``mech``."""
     setting = mech.setting
     problem = adjustable(setting)
     if problem:
         raise AutomechError(problem)
     if mech.grid and grid and grid != mech.grid:
-        raise AutomechError(f"the network was trained on a grid of {mech.grid} cells per "
-                            f"coordinate; it cannot be adjusted on {grid}")
+        raise AutomechError(
+            f"the network was trained on a grid of {mech.grid} cells per "
+            f"coordinate; it cannot be adjusted on {grid}"
+        )
     network = mech.network(mech.grid or grid or auto_grid(setting))
     started = time.perf_counter()
     alloc, price = menu_tables(network, snap)
     tables_s = time.perf_counter() - started
     low, high = setting.prior.support()
     alloc, price, stats = make_compatible(alloc, price, low[0], high[0], network.grid)
-    report = AdjustmentReport(**stats, menu_size=mech.menu_size, seconds_tables=tables_s,
-                              lipschitz=lipschitz_bound(mech))
+    report = AdjustmentReport(
+        **stats, menu_size=mech.menu_size, seconds_tables=tables_s, lipschitz=lipschitz_bound(mech)
+    )
     return network.with_tables(alloc, price, snap), report
 
 
@@ -449,11 +518,11 @@ def affine_maximizer_tables(ama, grid: int) -> tuple[np.ndarray, np.ndarray]:
         bids = torch.zeros(cells, n, m, dtype=torch.float64)
         bids[:, 1 - i] = low[1 - i] + centres * (high[1 - i] - low[1 - i])
         with torch.no_grad():
-            _, prices = ama64.menus(bids)                             # (cells, n, K'+1)
-        rows = torch.tensor(shares[i], dtype=torch.float64)              # (K_i, m)
-        members = (alloc[None, :, i] == rows[:, None]).all(dim=-1)        # (K_i, K'+1)
-        table_alloc[i, :, 1:len(rows) + 1] = rows.numpy()
-        table_price[i, :, 1:len(rows) + 1] = cheapest_share_prices(prices[:, i], members).numpy()
+            _, prices = ama64.menus(bids)  # (cells, n, K'+1)
+        rows = torch.tensor(shares[i], dtype=torch.float64)  # (K_i, m)
+        members = (alloc[None, :, i] == rows[:, None]).all(dim=-1)  # (K_i, K'+1)
+        table_alloc[i, :, 1 : len(rows) + 1] = rows.numpy()
+        table_price[i, :, 1 : len(rows) + 1] = cheapest_share_prices(prices[:, i], members).numpy()
     return table_alloc, table_price
 
 

@@ -31,6 +31,16 @@ from automech.problems.dynamic.settings import (
     is_dynamic,
 )
 
-__all__ = ["TabularMDP", "DTYPE", "DynamicEnv", "SequentialSales", "TaskScheduling",
-           "Gridworld", "RewardTables", "get_dynamic_setting", "dynamic_setting_names",
-           "dynamic_from_dict", "is_dynamic"]
+__all__ = [
+    "TabularMDP",
+    "DTYPE",
+    "DynamicEnv",
+    "SequentialSales",
+    "TaskScheduling",
+    "Gridworld",
+    "RewardTables",
+    "get_dynamic_setting",
+    "dynamic_setting_names",
+    "dynamic_from_dict",
+    "is_dynamic",
+]

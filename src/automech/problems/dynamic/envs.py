@@ -96,23 +96,36 @@ class DynamicEnv(ABC):
         return (nu * self.loss_vector(types)).sum((-1, -2))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "env": self.family, "agents": self.n,
-                "states": self.mdp.num_states, "actions": self.mdp.num_actions,
-                "objective": self.objective, "mdp": self.mdp.describe(),
-                "prior": self.describe_prior()}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "env": self.family,
+            "agents": self.n,
+            "states": self.mdp.num_states,
+            "actions": self.mdp.num_actions,
+            "objective": self.objective,
+            "mdp": self.mdp.describe(),
+            "prior": self.describe_prior(),
+        }
 
     @abstractmethod
-    def describe_prior(self) -> str:
-        ...
+    def describe_prior(self) -> str: ...
 
     def summary(self) -> dict[str, str]:
         """One row of ``automech settings``."""
-        return {"name": self.name, "n": str(self.n), "MDP": self.mdp.describe(),
-                "prior": self.describe_prior(), "objective": self.objective}
+        return {
+            "name": self.name,
+            "n": str(self.n),
+            "MDP": self.mdp.describe(),
+            "prior": self.describe_prior(),
+            "objective": self.objective,
+        }
 
     def describe(self) -> str:
-        return (f"{self.family}, {self.n} agents, {self.mdp.describe()}, prior "
-                f"{self.describe_prior()}, objective {self.objective}")
+        return (
+            f"{self.family}, {self.n} agents, {self.mdp.describe()}, prior "
+            f"{self.describe_prior()}, objective {self.objective}"
+        )
 
 
 # ------------------------------------------------------------------ sequential sales
@@ -139,8 +152,13 @@ def _tree_mdp(actions: int, rounds: int, labels_action) -> tuple[TabularMDP, lis
                 P[k, a, index[h + (a,)]] = 1.0
     mu0 = torch.zeros(S, dtype=DTYPE)
     mu0[0] = 1.0
-    mdp = TabularMDP(P, mu0, 1.0, labels=[list(h) for h in states],
-                     action_labels=[labels_action(a) for a in range(actions)])
+    mdp = TabularMDP(
+        P,
+        mu0,
+        1.0,
+        labels=[list(h) for h in states],
+        action_labels=[labels_action(a) for a in range(actions)],
+    )
     return mdp, states
 
 
@@ -160,18 +178,22 @@ class SequentialSales(DynamicEnv):
     family = "sequential-sales"
     type_shape = (1,)
 
-    ASYMMETRIC = {"increasing": ("-asym", "v_i ~ U[0, i]", lambda i: float(i)),
-                  "decreasing": ("-asym-inv", "v_i ~ U[0, 1/i]", lambda i: 1.0 / i)}
+    ASYMMETRIC = {
+        "increasing": ("-asym", "v_i ~ U[0, i]", lambda i: float(i)),
+        "decreasing": ("-asym-inv", "v_i ~ U[0, 1/i]", lambda i: 1.0 / i),
+    }
 
     def __init__(self, n: int, m: int, asymmetric: str | None = None, name: str | None = None):
         if n < 1 or m < 1:
             raise AutomechError(f"sequential sales needs n, m >= 1, got n={n}, m={m}")
         if asymmetric is not None and asymmetric not in self.ASYMMETRIC:
-            raise AutomechError(f"asymmetric must be one of {list(self.ASYMMETRIC)} or None, "
-                                f"got {asymmetric!r}")
+            raise AutomechError(
+                f"asymmetric must be one of {list(self.ASYMMETRIC)} or None, got {asymmetric!r}"
+            )
         mdp, states = _tree_mdp(n + 1, m, lambda a: "none" if a == 0 else f"bidder {a}")
-        suffix, self._prior_text, high = (self.ASYMMETRIC[asymmetric] if asymmetric
-                                          else ("", "v_i ~ U[0, 1]", lambda i: 1.0))
+        suffix, self._prior_text, high = (
+            self.ASYMMETRIC[asymmetric] if asymmetric else ("", "v_i ~ U[0, 1]", lambda i: 1.0)
+        )
         super().__init__(name or f"seq-sales{suffix}-{n}x{m}", n, mdp)
         self.m = m
         self.asymmetric = asymmetric
@@ -191,7 +213,7 @@ class SequentialSales(DynamicEnv):
         return u * self.high[:, None]
 
     def rewards(self, types):
-        return types[..., :1, None] * self.mask                    # (..., n, 1, 1) * (n, S, A)
+        return types[..., :1, None] * self.mask  # (..., n, 1, 1) * (n, S, A)
 
     def null_type(self):
         return torch.zeros(self.n, 1, dtype=DTYPE)
@@ -217,11 +239,18 @@ class TaskScheduling(DynamicEnv):
     family = "task-scheduling"
     objective = "makespan"
 
-    def __init__(self, n: int, m: int, asymmetric: bool = False, name: str | None = None,
-                 makespan_rule: str = "published"):
+    def __init__(
+        self,
+        n: int,
+        m: int,
+        asymmetric: bool = False,
+        name: str | None = None,
+        makespan_rule: str = "published",
+    ):
         if makespan_rule not in ("published", "queue"):
-            raise AutomechError(f"makespan_rule must be 'published' or 'queue', "
-                                f"got {makespan_rule!r}")
+            raise AutomechError(
+                f"makespan_rule must be 'published' or 'queue', got {makespan_rule!r}"
+            )
         self.makespan_rule = makespan_rule
         if n < 2 or m < 1:
             raise AutomechError(f"task scheduling needs n >= 2, m >= 1, got n={n}, m={m}")
@@ -231,13 +260,14 @@ class TaskScheduling(DynamicEnv):
         self.asymmetric = asymmetric
         self.optimize_weights = asymmetric
         self.type_shape = (m,)
-        self.high = torch.tensor([3.0 * (i + 1) if asymmetric else 3.0 for i in range(n)],
-                                 dtype=DTYPE)
+        self.high = torch.tensor(
+            [3.0 * (i + 1) if asymmetric else 3.0 for i in range(n)], dtype=DTYPE
+        )
         self.boost_bound = float(n * max(n, 3))
         S = mdp.num_states
         # mask[i, tau, s, a] = 1 when state s is in round tau and action a picks worker i
         mask = torch.zeros(n, m, S, n, dtype=DTYPE)
-        terminal = []                      # (state, action, full assignment) of last round
+        terminal = []  # (state, action, full assignment) of last round
         for k, h in enumerate(states):
             for i in range(n):
                 mask[i, len(h), k, i] = 1.0
@@ -279,7 +309,7 @@ class TaskScheduling(DynamicEnv):
         """
         lead = torch.broadcast_shapes(types.shape[:-2], assignments.shape[:-1])
         pick = torch.nn.functional.one_hot(assignments, self.n).to(types.dtype)  # (..., m, n)
-        times = types.transpose(-1, -2)                                        # (..., m, n)
+        times = types.transpose(-1, -2)  # (..., m, n)
         queue = types.new_zeros(*lead, self.n)
         for tau in range(self.m):
             if self.makespan_rule == "published":
@@ -293,12 +323,13 @@ class TaskScheduling(DynamicEnv):
         lead = types.shape[:-2]
         q = types.new_zeros(*lead, self.mdp.num_states, self.mdp.num_actions)
         q[..., self.terminal_sa[:, 0], self.terminal_sa[:, 1]] = self.makespans(
-            types.unsqueeze(-3), self.assignments)
+            types.unsqueeze(-3), self.assignments
+        )
         return q
 
     def expected_loss(self, types, nu):
-        last = nu[..., self.terminal_sa[:, 0], self.terminal_sa[:, 1]]         # (..., K)
-        if bool(((last > 0).sum(-1) == 1).all()):   # one trajectory: only its makespan
+        last = nu[..., self.terminal_sa[:, 0], self.terminal_sa[:, 1]]  # (..., K)
+        if bool(((last > 0).sum(-1) == 1).all()):  # one trajectory: only its makespan
             reached = last.argmax(-1)
             return last.amax(-1) * self.makespans(types, self.assignments[reached])
         return super().expected_loss(types, nu)
@@ -335,8 +366,7 @@ class Gridworld(DynamicEnv):
                 P[k, a, index[((x + dx) % size, (y + dy) % size)]] = 1.0
         mu0 = torch.zeros(S, dtype=DTYPE)
         mu0[0] = 1.0
-        mdp = TabularMDP(P, mu0, gamma, labels=[list(c) for c in cells],
-                         action_labels=list(moves))
+        mdp = TabularMDP(P, mu0, gamma, labels=[list(c) for c in cells], action_labels=list(moves))
         super().__init__(name or f"gridworld-{n}x{size}", n, mdp)
         self.size = size
         self.type_shape = (S,)
@@ -344,14 +374,14 @@ class Gridworld(DynamicEnv):
 
     def _sample(self, count, rng):
         S = self.mdp.num_states
-        goal = rng.integers(1, S, size=(count, self.n))               # never the start
+        goal = rng.integers(1, S, size=(count, self.n))  # never the start
         value = rng.random((count, self.n))
         types = np.zeros((count, self.n, S))
         np.put_along_axis(types, goal[..., None], value[..., None], axis=-1)
         return torch.as_tensor(types, dtype=DTYPE)
 
     def rewards(self, types):
-        return types[..., self.mdp.next_state]                        # (..., n, S, A)
+        return types[..., self.mdp.next_state]  # (..., n, S, A)
 
     def null_type(self):
         return torch.zeros(self.n, self.mdp.num_states, dtype=DTYPE)
@@ -370,8 +400,14 @@ class RewardTables(DynamicEnv):
 
     family = "reward-tables"
 
-    def __init__(self, mdp: TabularMDP, n: int, high: float = 1.0,
-                 name: str = "reward-tables", objective: str = "revenue"):
+    def __init__(
+        self,
+        mdp: TabularMDP,
+        n: int,
+        high: float = 1.0,
+        name: str = "reward-tables",
+        objective: str = "revenue",
+    ):
         if objective not in ("revenue", "welfare"):
             raise AutomechError(f"objective must be revenue or welfare, got {objective!r}")
         super().__init__(name, n, mdp)

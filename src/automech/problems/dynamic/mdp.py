@@ -57,14 +57,20 @@ class TabularMDP:
         self.horizon = None if depth is None else (max(depth) if depth else 0)
         #: finite horizon: state indices grouped by decisions left (1, 2, ..., horizon);
         #: every successor of a state lies in an earlier group (backward-induction order)
-        self.layers = None if depth is None else [
-            torch.tensor([s for s in range(S) if depth[s] == k], dtype=torch.long)
-            for k in range(1, self.horizon + 1)]
+        self.layers = (
+            None
+            if depth is None
+            else [
+                torch.tensor([s for s in range(S) if depth[s] == k], dtype=torch.long)
+                for k in range(1, self.horizon + 1)
+            ]
+        )
         if self.horizon is None and self.gamma >= 1:
             raise AutomechError("an MDP with cycles needs a discount gamma < 1")
         successors = (self.P > 0).sum(-1)
         self.deterministic = bool((successors <= 1).all()) and bool(
-            torch.all((self.P == 0) | (self.P == 1)))
+            torch.all((self.P == 0) | (self.P == 1))
+        )
         if self.deterministic:
             nxt = torch.where(successors > 0, self.P.argmax(-1), torch.full((S, A), S))
             self.next_state = nxt.long()
@@ -110,7 +116,7 @@ class TabularMDP:
     def push(self, d: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:
         """State distribution one step later: ``d'(s') = sum_{s,a} d(s) pi(a|s) P(s'|s,a)``."""
         S = self.num_states
-        flow = d.unsqueeze(-1) * pi                                    # (..., S, A)
+        flow = d.unsqueeze(-1) * pi  # (..., S, A)
         if self.next_state is not None:
             out = flow.new_zeros(*flow.shape[:-2], S + 1)
             index = self.next_state.reshape(-1).expand(*flow.shape[:-2], S * self.num_actions)
@@ -127,7 +133,7 @@ def _depth(P: torch.Tensor) -> list[int] | None:
     the decision whose successor ends the episode) if the transition graph is acyclic,
     else None."""
     S = P.shape[0]
-    adj = (P > 0).any(dim=1)                  # (S, S): s -> s'
+    adj = (P > 0).any(dim=1)  # (S, S): s -> s'
     indeg = adj.sum(0).tolist()
     order, frontier = [], [s for s in range(S) if indeg[s] == 0]
     while frontier:

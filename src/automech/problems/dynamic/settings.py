@@ -26,24 +26,36 @@ from automech.problems.dynamic.envs import DynamicEnv, Gridworld, SequentialSale
 
 #: (pattern, builder, names listed by ``automech settings``); n and m from the name.
 _FAMILIES: list[tuple[re.Pattern[str], Callable[[int, int, str], DynamicEnv], list[str]]] = [
-    (re.compile(r"seq-sales-(?P<n>\d+)x(?P<m>\d+)"),
-     lambda n, m, name: SequentialSales(n, m, name=name),
-     [f"seq-sales-{n}x{m}" for m in (2, 3) for n in (2, 3, 4, 5)]),
-    (re.compile(r"seq-sales-asym-(?P<n>\d+)x(?P<m>\d+)"),
-     lambda n, m, name: SequentialSales(n, m, asymmetric="increasing", name=name),
-     [f"seq-sales-asym-{n}x{m}" for m in (2, 3) for n in (2, 3, 4, 5)]),
-    (re.compile(r"seq-sales-asym-inv-(?P<n>\d+)x(?P<m>\d+)"),
-     lambda n, m, name: SequentialSales(n, m, asymmetric="decreasing", name=name),
-     [f"seq-sales-asym-inv-{n}x{m}" for m in (2, 3) for n in (2, 3, 4, 5)]),
-    (re.compile(r"scheduling-(?P<n>\d+)x(?P<m>\d+)"),
-     lambda n, m, name: TaskScheduling(n, m, name=name),
-     [f"scheduling-{n}x{m}" for n in (2, 3) for m in (4, 5)]),
-    (re.compile(r"scheduling-asym-(?P<n>\d+)x(?P<m>\d+)"),
-     lambda n, m, name: TaskScheduling(n, m, asymmetric=True, name=name),
-     [f"scheduling-asym-{n}x{m}" for n in (2, 3) for m in (4, 5)]),
-    (re.compile(r"gridworld-(?P<n>\d+)x(?P<m>\d+)"),
-     lambda n, m, name: Gridworld(n, m, name=name),
-     [f"gridworld-{n}x{m}" for m in (3, 4) for n in (2, 3, 4, 5)]),
+    (
+        re.compile(r"seq-sales-(?P<n>\d+)x(?P<m>\d+)"),
+        lambda n, m, name: SequentialSales(n, m, name=name),
+        [f"seq-sales-{n}x{m}" for m in (2, 3) for n in (2, 3, 4, 5)],
+    ),
+    (
+        re.compile(r"seq-sales-asym-(?P<n>\d+)x(?P<m>\d+)"),
+        lambda n, m, name: SequentialSales(n, m, asymmetric="increasing", name=name),
+        [f"seq-sales-asym-{n}x{m}" for m in (2, 3) for n in (2, 3, 4, 5)],
+    ),
+    (
+        re.compile(r"seq-sales-asym-inv-(?P<n>\d+)x(?P<m>\d+)"),
+        lambda n, m, name: SequentialSales(n, m, asymmetric="decreasing", name=name),
+        [f"seq-sales-asym-inv-{n}x{m}" for m in (2, 3) for n in (2, 3, 4, 5)],
+    ),
+    (
+        re.compile(r"scheduling-(?P<n>\d+)x(?P<m>\d+)"),
+        lambda n, m, name: TaskScheduling(n, m, name=name),
+        [f"scheduling-{n}x{m}" for n in (2, 3) for m in (4, 5)],
+    ),
+    (
+        re.compile(r"scheduling-asym-(?P<n>\d+)x(?P<m>\d+)"),
+        lambda n, m, name: TaskScheduling(n, m, asymmetric=True, name=name),
+        [f"scheduling-asym-{n}x{m}" for n in (2, 3) for m in (4, 5)],
+    ),
+    (
+        re.compile(r"gridworld-(?P<n>\d+)x(?P<m>\d+)"),
+        lambda n, m, name: Gridworld(n, m, name=name),
+        [f"gridworld-{n}x{m}" for m in (3, 4) for n in (2, 3, 4, 5)],
+    ),
 ]
 
 #: Largest tree MDPs built by name (states grow like (n+1)^(m-1)).
@@ -69,21 +81,29 @@ def get_dynamic_setting(name: str) -> DynamicEnv:
             n, m = int(match["n"]), int(match["m"])
             size = _states(pattern.pattern, n, m)
             if size > MAX_STATES:
-                raise SettingError("setting", f"{name!r} would have {size} states "
-                                   f"(more than {MAX_STATES})")
+                raise SettingError(
+                    "setting", f"{name!r} would have {size} states (more than {MAX_STATES})"
+                )
             return build(n, m, name)
-    raise SettingError("setting", f"unknown dynamic setting {name!r}; known families: "
-                       "seq-sales-NxM, seq-sales-asym-NxM, seq-sales-asym-inv-NxM, scheduling-NxM, "
-                       "scheduling-asym-NxM, gridworld-NxM")
+    raise SettingError(
+        "setting",
+        f"unknown dynamic setting {name!r}; known families: "
+        "seq-sales-NxM, seq-sales-asym-NxM, seq-sales-asym-inv-NxM, scheduling-NxM, "
+        "scheduling-asym-NxM, gridworld-NxM",
+    )
 
 
 def dynamic_from_dict(spec: dict, source: str | None = None) -> DynamicEnv:
     """The environment a run recorded (:meth:`DynamicEnv.to_dict`): rebuilt by its name."""
     name = spec.get("name") if isinstance(spec, dict) else None
     if not is_dynamic(name):
-        raise SettingError("name", "a dynamic setting is rebuilt by its registered "
-                           f"name (seq-sales-NxM, scheduling-NxM, gridworld-NxM...), "
-                           f"got {name!r}", source)
+        raise SettingError(
+            "name",
+            "a dynamic setting is rebuilt by its registered "
+            f"name (seq-sales-NxM, scheduling-NxM, gridworld-NxM...), "
+            f"got {name!r}",
+            source,
+        )
     return get_dynamic_setting(name)
 
 
@@ -91,4 +111,4 @@ def _states(pattern: str, n: int, m: int) -> int:
     if pattern.startswith("gridworld"):
         return m * m
     branching = n + 1 if pattern.startswith("seq-sales") else n
-    return sum(branching ** k for k in range(max(m, 1)))
+    return sum(branching**k for k in range(max(m, 1)))

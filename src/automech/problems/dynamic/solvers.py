@@ -45,8 +45,9 @@ def solve(R: torch.Tensor, mdp: TabularMDP) -> tuple[torch.Tensor, torch.Tensor]
     return _policy_iteration(R, mdp)
 
 
-def solve_split(R: torch.Tensor, mdp: TabularMDP,
-                tol: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor]:
+def solve_split(
+    R: torch.Tensor, mdp: TabularMDP, tol: float = 1e-9
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Optimal values (..., S) and the optimal *stochastic* policy (..., S, A) that splits
     evenly between actions whose Q-values tie (within ``tol``, relative) -- still
     optimal, and the centre of the optimal face where :func:`solve`'s lowest-index choice
@@ -63,12 +64,12 @@ def solve_split(R: torch.Tensor, mdp: TabularMDP,
 def _backward_induction(R: torch.Tensor, mdp: TabularMDP):
     """One sweep over the states, latest decisions first (each state visited once)."""
     S = mdp.num_states
-    V = R.new_zeros(*R.shape[:-2], S + 1)             # index S: the episode has ended
+    V = R.new_zeros(*R.shape[:-2], S + 1)  # index S: the episode has ended
     policy = torch.zeros(R.shape[:-1], dtype=torch.long)
     for layer in mdp.layers:
         R_l = R.index_select(-2, layer)
         if mdp.next_state is not None:
-            nxt = mdp.next_state[layer]                                   # (L, A)
+            nxt = mdp.next_state[layer]  # (L, A)
             cont = V.index_select(-1, nxt.reshape(-1)).reshape(R_l.shape)
         else:
             cont = torch.einsum("lat,...t->...la", mdp.P[layer].to(R.dtype), V[..., :S])
@@ -80,7 +81,7 @@ def _backward_induction(R: torch.Tensor, mdp: TabularMDP):
 
 def _policy_iteration(R: torch.Tensor, mdp: TabularMDP, max_iter: int = 200):
     V = R.new_zeros(R.shape[:-1])
-    for _ in range(20):                     # a few value-iteration sweeps as a warm start
+    for _ in range(20):  # a few value-iteration sweeps as a warm start
         V = (R + mdp.gamma * mdp.expect(V)).max(-1).values
     policy = (R + mdp.gamma * mdp.expect(V)).argmax(-1)
     for _ in range(max_iter):
@@ -144,8 +145,7 @@ def solve_lp(c, mdp: TabularMDP) -> tuple[float, np.ndarray]:
             for t in np.nonzero(P[s, a])[0]:
                 rows.append(t), cols.append(s * A + a), vals.append(-mdp.gamma * P[s, a, t])
     A_eq = coo_matrix((vals, (rows, cols)), shape=(S, S * A)).tocsr()
-    res = linprog(-c.reshape(-1), A_eq=A_eq, b_eq=mdp.mu0.numpy(), bounds=(0, None),
-                  method="highs")
+    res = linprog(-c.reshape(-1), A_eq=A_eq, b_eq=mdp.mu0.numpy(), bounds=(0, None), method="highs")
     if res.status != 0:
         raise AutomechError(f"HiGHS failed on the occupancy LP: {res.message}")
     return float(-res.fun), res.x.reshape(S, A)
@@ -154,8 +154,9 @@ def solve_lp(c, mdp: TabularMDP) -> tuple[float, np.ndarray]:
 # ------------------------------------------------------------- entropy-regularised solver
 
 
-def soft_solve(R: torch.Tensor, mdp: TabularMDP, alpha: float,
-               tol: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
+def soft_solve(
+    R: torch.Tensor, mdp: TabularMDP, alpha: float, tol: float = 1e-12
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Soft-optimal values (..., S) and softmax policy (..., S, A) of the problem
     regularised by ``alpha`` times the causal entropy; differentiable in ``R``."""
     _check(R, mdp)
@@ -187,9 +188,9 @@ def _soft_evaluate(R, pi, mdp, alpha):
 
 def _soft_fixed_point(R, mdp, alpha, tol, max_iter=100):
     V = R.new_zeros(R.shape[:-1])
-    for _ in range(20):                                     # soft value-iteration warm start
+    for _ in range(20):  # soft value-iteration warm start
         V = alpha * torch.logsumexp((R + mdp.gamma * mdp.expect(V)) / alpha, dim=-1)
-    for _ in range(max_iter):                               # soft policy iteration (Newton)
+    for _ in range(max_iter):  # soft policy iteration (Newton)
         pi = torch.softmax((R + mdp.gamma * mdp.expect(V)) / alpha, dim=-1)
         new = _soft_evaluate(R, pi, mdp, alpha)
         gap = float((new - V).abs().max()) if new.numel() else 0.0
@@ -218,5 +219,6 @@ def soft_occupancy(pi: torch.Tensor, mdp: TabularMDP) -> torch.Tensor:
 
 def _check(R: torch.Tensor, mdp: TabularMDP) -> None:
     if R.shape[-2:] != (mdp.num_states, mdp.num_actions):
-        raise AutomechError(f"rewards must end in ({mdp.num_states}, {mdp.num_actions}), "
-                            f"got {tuple(R.shape)}")
+        raise AutomechError(
+            f"rewards must end in ({mdp.num_states}, {mdp.num_actions}), got {tuple(R.shape)}"
+        )
