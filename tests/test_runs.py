@@ -4,6 +4,7 @@ checkpoints raise RunError with a clear message."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,3 +108,32 @@ def test_run_history_and_json(tmp_path):
     run.write_json("metrics.json", {"x": np.arange(3)})
     assert run.read_json("metrics.json") == {"x": [0, 1, 2]}
     assert not list(run.path.glob(".*.tmp")), "writes are atomic (no temp file left)"
+
+
+class _Planted:
+    """Unpickling this writes a file: what a crafted checkpoint would do."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.target), "pwned"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(tmp_path):
+    pp = PostedPrice(cached_setting("2x2-uniform"), prices=[0.5, 0.5])
+    automech.save(pp, tmp_path / "run")
+    good = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)
+    marker = tmp_path / "marker.txt"
+    torch.save({**good, "config": {"prices": _Planted(marker)}}, tmp_path / "run" / CHECKPOINT)
+    with pytest.raises(RunError, match="not plain data") as info:
+        automech.load(tmp_path / "run")
+    assert "\n" not in str(info.value) and "weights_only=False" in str(info.value)
+    assert not marker.exists()
+    from typer.testing import CliRunner
+
+    from automech.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "not plain data" in result.stderr
+    assert not marker.exists()

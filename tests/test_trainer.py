@@ -89,3 +89,88 @@ def test_hooks_receive_the_fit_context(tmp_path, monkeypatch):
     assert [s[0] for s in seen] == [0, 1, 2]
     assert [s[1] for s in seen] == [schedule("linear", 30.0, 60.0, k, 3) for k in range(3)]
     assert all(s[3] == 64 for s in seen)
+
+
+def test_rerun_says_it_resumes_and_history_has_no_repeated_rows(tmp_path, monkeypatch):
+    lines: list[str] = []
+    interrupt_third_step(monkeypatch, METHODS["rochetnet"])
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            cached_setting("1x2-uniform"),
+            "rochetnet",
+            TINY,
+            seed=0,
+            out=tmp_path / "r",
+            search=None,
+            eval_samples=256,
+        )
+    monkeypatch.undo()
+    train(
+        cached_setting("1x2-uniform"),
+        "rochetnet",
+        TINY,
+        seed=0,
+        out=tmp_path / "r",
+        search=None,
+        eval_samples=256,
+        notify=lines.append,
+    )
+    assert lines == [f"resuming {tmp_path / 'r'} from its checkpoint at step 2 of 4"]
+    steps = [r["step"] for r in Run(tmp_path / "r").history() if "step" in r]
+    assert steps == sorted(set(steps)) == [1, 2, 3, 4]
+    train(
+        cached_setting("1x2-uniform"),
+        "rochetnet",
+        TINY,
+        seed=0,
+        out=tmp_path / "r",
+        search=None,
+        eval_samples=256,
+        notify=lines.append,
+    )
+    assert "finished run: reusing it" in lines[-1]
+
+
+def test_a_kill_before_the_first_checkpoint_leaves_no_repeated_rows(tmp_path, monkeypatch):
+    options = {**TINY, "checkpoint_every": 100}
+    interrupt_third_step(monkeypatch, METHODS["rochetnet"])
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            cached_setting("1x2-uniform"),
+            "rochetnet",
+            options,
+            seed=0,
+            out=tmp_path / "r",
+            search=None,
+            eval_samples=256,
+        )
+    monkeypatch.undo()
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+    train(
+        cached_setting("1x2-uniform"),
+        "rochetnet",
+        options,
+        seed=0,
+        out=tmp_path / "r",
+        search=None,
+        eval_samples=256,
+    )
+    steps = [r["step"] for r in Run(tmp_path / "r").history() if "step" in r]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_checkpoints_come_by_time_as_well_as_by_steps(tmp_path, monkeypatch):
+    """checkpoint_seconds: a checkpoint after every step that took longer than it."""
+    saved = []
+    original = Run.save
+
+    def spy(self, mechanism, training_state=None, method=None):
+        saved.append((training_state or {}).get("step"))
+        original(self, mechanism, training_state, method)
+
+    monkeypatch.setattr(Run, "save", spy)
+    _fit(tmp_path, "timed", checkpoint_every=100, checkpoint_seconds=1e-9)
+    assert saved[:3] == [1, 2, 3]  # then the finished run's save
+    saved.clear()
+    _fit(tmp_path, "steps", checkpoint_every=100)
+    assert saved == [None]  # 4 steps in well under a minute: only the end

@@ -237,7 +237,13 @@ def train(
     regret_profiles: int = typer.Option(1_000, help="profiles searched for misreports"),
     as_json: bool = typer.Option(False, "--json", help="print the final evaluation as JSON"),
 ) -> None:
-    """Design a mechanism for SETTING with METHOD; write a run directory."""
+    """Design a mechanism for SETTING with METHOD; write a run directory.
+
+    Rerunning with the same --out resumes from the run's last checkpoint (written every
+    checkpoint_every steps and at least every checkpoint_seconds; the command says from
+    which step), and a finished run is reused, not retrained; a different config in that
+    directory is refused.
+    """
     with _clean_errors():
         s = get_setting(setting)
         options = options_from_file(config) if config else {}
@@ -258,6 +264,7 @@ def train(
             eval_samples=eval_samples,
             search=RegretSearch(profiles=regret_profiles),
             progress=not as_json and sys.stderr.isatty(),
+            notify=lambda line: err_console.print(line, markup=False, highlight=False),
         )
         report = run.read_json("metrics.json")
         if as_json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ def train(
     eval_samples: int = 10_000,
     search: RegretSearch | None = RegretSearch(),
     progress: bool = False,
+    notify: Callable[[str], None] | None = None,
 ) -> tuple[Mechanism, Run]:
     """Fit ``method`` on ``setting``, save it and its evaluation into a run directory.
 
@@ -93,6 +94,8 @@ def train(
     eval_samples, search
         Test profiles and misreport search of the final evaluation
         (:func:`automech.evaluation.evaluate`); ``search=None`` skips regret.
+    progress, notify
+        Show progress bars; where to send lines for the user (a resumed or reused run).
 
     Returns
     -------
@@ -135,10 +138,17 @@ def train(
             search=None,
             eval_samples=eval_samples,
             progress=progress,
+            notify=notify,
         )[0]
 
     ctx = FitContext(
-        setting=setting, options=opts, seed=seed, run=run, progress=progress, nested=nested
+        setting=setting,
+        options=opts,
+        seed=seed,
+        run=run,
+        progress=progress,
+        nested=nested,
+        notify=notify,
     )
     mechanism = meth.fit(ctx)
     run.save(mechanism, training_state={"finished": True}, method=method)

@@ -13,6 +13,7 @@ Layout of a run directory::
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,10 +84,32 @@ class Run:
             raise RunError(
                 f"no checkpoint in run directory {str(self.path)!r} (expected {CHECKPOINT})"
             )
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file
-            raise RunError(f"cannot read checkpoint {str(path)!r}: {err}") from None
+        return read_data(path)
+
+
+def read_data(path: str | Path) -> Any:
+    """The contents of a ``.pt`` file automech wrote, loaded as data only.
+
+    ``torch.load(..., weights_only=True)``: tensors, numbers, strings, lists and dicts;
+    no pickled object is ever constructed, so a crafted file cannot run code.  A file
+    that needs pickle (an old or foreign checkpoint, or a planted one) is refused with a
+    :class:`RunError` saying so and how to convert a trusted one.
+    """
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        needs = " ".join(str(err).split()).partition("Unsupported global: ")[2][:120]
+        needs = f" ({needs.rstrip('. ')})" if needs else ""
+        raise RunError(
+            f"{str(path)!r} is not plain data: loading it would run pickle code{needs}, which "
+            "automech never does; if the file is yours and you trust it, convert it once "
+            f'with: python -c "import torch; p = {str(path)!r}; '
+            'torch.save(torch.load(p, weights_only=False), p)"'
+        ) from None
+    except Exception as err:  # noqa: BLE001 - any other failure is a bad file
+        detail = " ".join(str(err).split())[:200]
+        raise RunError(f"cannot read checkpoint {str(path)!r}: {detail}") from None
 
 
 def open_run(path: str | Path, config: dict[str, Any]) -> Run:

@@ -57,6 +57,7 @@ from automech.mechanisms.base import Mechanism
 from automech.mechanisms.learned.regretnet import ALGNetMechanism, misreport_utilities, mlp
 from automech.methods.regretnet import ascend, box, chunks, frozen, regrets
 from automech.problems.setting import Setting
+from automech.runs import read_data
 from automech.training import FitContext, GradientMethod, TrainerOptions, option
 
 #: The final misreporter of a fit, in its run directory.
@@ -316,7 +317,7 @@ def load_misreporter(run_dir: str | Path, setting: Setting) -> ALGNetTrainingSta
     path = Path(run_dir) / MISREPORTER
     if not path.is_file():
         return None
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved = read_data(path)
     state = fresh_misreporter(
         setting, saved["hidden"], saved["layers"], saved["lr"], saved["seed"], int(saved["resets"])
     )

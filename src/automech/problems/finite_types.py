@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from automech.errors import AutomechError, SettingError
+from automech.problems.laws import Law1D
 from automech.problems.priors import DiscretePrior, IndependentDiscretePrior, Prior
 
 POINTS = ("mid", "low")
@@ -169,9 +170,14 @@ def _law_points(law, grid: int, points: str, prior: Prior) -> tuple[np.ndarray, 
 
 
 def _independent_laws(prior: Prior, grid: int, points: str) -> FiniteTypes:
-    laws = [
-        [prior.marginal(i, j) for j in range(prior.num_items)] for i in range(prior.num_bidders)
-    ]
+    laws: list[list[Law1D]] = []
+    for i in range(prior.num_bidders):
+        row = []
+        for j in range(prior.num_items):
+            law = prior.marginal(i, j)
+            assert law is not None  # the prior is independent
+            row.append(law)
+        laws.append(row)
     if grid > 0 and all(law.discrete for row in laws for law in row):
         _no_grid(grid, prior)
     types, probs = [], []

@@ -150,9 +150,12 @@ class IndependentPrior(Prior):
         return b[..., 0], b[..., 1]
 
     def atoms(self, bidder: int) -> np.ndarray | None:
-        per_item = [law.atoms() for law in self.laws[bidder]]
-        if any(a is None for a in per_item):
-            return None
+        per_item: list[np.ndarray] = []
+        for law in self.laws[bidder]:
+            a = law.atoms()
+            if a is None:
+                return None
+            per_item.append(a)
         if np.prod([len(a) for a in per_item]) > MAX_ENUMERATED_TYPES:
             return None
         return np.array(list(itertools.product(*per_item)), dtype=float)
@@ -466,8 +469,8 @@ def _parse_discrete(table: dict, n: int, m: int, source: str | None) -> Prior:
             raise SettingError(
                 "prior.types", f"must hold one list of types per bidder ({n})", source
             )
-        probs = table.get("type_probabilities")
-        if not isinstance(probs, list) or len(probs) != n:
+        type_probs = table.get("type_probabilities")
+        if not isinstance(type_probs, list) or len(type_probs) != n:
             raise SettingError(
                 "prior.type_probabilities",
                 f"must hold one list of probabilities per bidder ({n})",
@@ -476,7 +479,7 @@ def _parse_discrete(table: dict, n: int, m: int, source: str | None) -> Prior:
         t = [_values(ti, (m,), f"prior.types[{i}]", "types", source) for i, ti in enumerate(types)]
         p = [
             _probabilities(pi, len(ti), f"prior.type_probabilities[{i}]", source)
-            for i, (pi, ti) in enumerate(zip(probs, t))
+            for i, (pi, ti) in enumerate(zip(type_probs, t))
         ]
         return IndependentDiscretePrior(t, p)
     raise SettingError(

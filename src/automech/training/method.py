@@ -63,6 +63,8 @@ class FitContext:
         The method's own run state (built by ``GradientMethod.start``).
     best
         What ``keep_best`` keeps: step, validation objective and parameters.
+    notify
+        Where :meth:`say` sends a line for the user (the CLI prints it on stderr).
     """
 
     setting: Any
@@ -78,6 +80,12 @@ class FitContext:
     indices: torch.Tensor | None = None
     state: Any = None
     best: dict[str, Any] | None = None
+    notify: Callable[[str], None] | None = None
+
+    def say(self, line: str) -> None:
+        """Tell the user something about the run (resuming, reusing a finished run)."""
+        if self.notify is not None:
+            self.notify(line)
 
     def fit_nested(self, method: str, options: dict[str, Any], name: str) -> Mechanism:
         """Train ``method`` on this context's setting and seed into ``RUN/name``."""

@@ -15,8 +15,9 @@ loop is the same for all of them:
 * validation of the exact (argmax) mechanism on a held-out set every ``validate_every``
   steps, a Rich progress bar showing it, ``history.jsonl`` in the run directory;
 * a checkpoint (model, optimiser, generator, the method's run state) every
-  ``checkpoint_every`` steps; a rerun with the same run directory resumes from it, and a
-  finished run is not retrained;
+  ``checkpoint_every`` steps and at least every ``checkpoint_seconds`` of training; a rerun
+  with the same run directory resumes from it (and says so), and a finished run is not
+  retrained;
 * with ``keep_best``, the mechanism returned is the one with the best validation
   objective seen, the starting one included (early stopping on held-out profiles), not
   the last one; the step it was taken from is logged as ``selected_step``.
@@ -77,6 +78,9 @@ class TrainerOptions(Options):
     validate_every: int = option(200, "steps between validations of the exact mechanism", low=1)
     validation_samples: int = option(16384, "held-out profiles of each validation", low=1)
     checkpoint_every: int = option(500, "steps between checkpoints", low=1)
+    checkpoint_seconds: float = option(
+        60.0, "seconds of training between checkpoints, whatever the steps", low=0, low_open=True
+    )
     log_every: int = option(10, "steps between history lines", low=1)
     keep_best: bool = option(False, "return the best validated mechanism, not the last")
 
@@ -212,6 +216,7 @@ class GradientMethod(Method):
             run.log(record)
             ctx.best = _snapshot(mechanism, record)
         steps, started = options.steps, time.perf_counter()
+        saved_at = started
         softmax = isinstance(options, SoftmaxOptions)
         columns = (
             TextColumn("[bold]{task.description}"),
@@ -260,8 +265,12 @@ class GradientMethod(Method):
                 if (step + 1) % options.log_every == 0 or "val_objective" in record:
                     record["seconds"] = time.perf_counter() - started
                     run.log(record)
-                if (step + 1) % options.checkpoint_every == 0 and not last:
+                due = (step + 1) % options.checkpoint_every == 0 or (
+                    time.perf_counter() - saved_at >= options.checkpoint_seconds
+                )
+                if due and not last:
                     self._checkpoint(ctx, mechanism, optimizer, step + 1)
+                    saved_at = time.perf_counter()
                 bar.advance(task)
         if ctx.best is not None:
             mechanism.load_state_dict(ctx.best["state_dict"])
@@ -294,9 +303,12 @@ class GradientMethod(Method):
     def _resume(
         self, ctx: FitContext, mechanism: Mechanism, optimizer: torch.optim.Optimizer
     ) -> int | None:
-        """Restore from the run's checkpoint: the step to continue from, None if finished."""
+        """Restore from the run's checkpoint: the step to continue from, None if finished.
+        The history is cut to the step resumed from (emptied when there is no checkpoint,
+        e.g. after a kill before the first one), so a rerun never repeats rows."""
         run = ctx.run
         if not (run.path / "checkpoint.pt").exists():
+            (run.path / HISTORY).unlink(missing_ok=True)
             return 0
         payload = run.checkpoint()
         state = payload.get("training_state") or {}
@@ -307,6 +319,10 @@ class GradientMethod(Method):
             )
         mechanism.load_state_dict(payload["state_dict"])
         if state.get("finished"):
+            ctx.say(
+                f"{run.path} holds a finished run: reusing it (choose another --out, or "
+                "delete the directory, to train again)"
+            )
             return None
         optimizer.load_state_dict(state["optimizer"])
         ctx.rng.bit_generator.state = state["rng"]
@@ -314,6 +330,7 @@ class GradientMethod(Method):
             self.load_training_state(ctx, state["extra"])
         ctx.best = state.get("best")
         step = int(state["step"])
+        ctx.say(f"resuming {run.path} from its checkpoint at step {step} of {ctx.options.steps}")
         kept = [r for r in run.history() if r.get("step", 0) <= step]
         (run.path / HISTORY).write_text("".join(json.dumps(r) + "\n" for r in kept))
         return step

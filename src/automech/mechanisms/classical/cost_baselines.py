@@ -114,6 +114,8 @@ class SeparableOPT(Mechanism):
     """Separable-OPT: the optimal one-good mechanism with costs, run good by good."""
 
     name = "separable-opt"
+    knots: torch.Tensor
+    phi: torch.Tensor
 
     def __init__(self, setting: Setting) -> None:
         super().__init__(setting)
@@ -129,12 +131,14 @@ class SeparableOPT(Mechanism):
             for j in range(m):
                 law = laws[i][j]
                 if self.discrete:
+                    assert law is not None  # applicable: no marginal is missing
                     atoms = np.asarray(law.atoms(), dtype=float)
                     probs = np.diff(np.concatenate([[0.0], law.cdf(atoms)]))
                     knots.append(atoms)
                     phis.append(ironed_discrete(atoms, probs))
                     continue
                 if law is None:  # correlated prior
+                    assert isinstance(setting.prior, CorrelatedPrior)
                     lo, hi = setting.prior.support()[0][i, j], setting.prior.support()[1][i, j]
                     v = np.linspace(lo, hi, GRID_POINTS)
                     cdf = _correlated_cdf(setting.prior, v)
@@ -162,9 +166,10 @@ class SeparableOPT(Mechanism):
         laws = [setting.prior.marginal(i, j) for i in range(n) for j in range(m)]
         if isinstance(setting.prior, CorrelatedPrior):
             return None
-        if any(law is None for law in laws):
+        known = [law for law in laws if law is not None]
+        if len(known) < len(laws):
             return "needs independent values with known marginals (or the correlated prior)"
-        if len({law.discrete for law in laws}) > 1:
+        if len({law.discrete for law in known}) > 1:
             return "mixes discrete and continuous marginals"
         return None
 
@@ -269,6 +274,8 @@ class SharedBundleOPT(Mechanism):
     """
 
     name = "shared-bundle-opt"
+    knots: torch.Tensor
+    phi: torch.Tensor
 
     def __init__(self, setting: Setting) -> None:
         super().__init__(setting)

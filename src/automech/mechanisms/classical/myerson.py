@@ -32,7 +32,9 @@ def _myerson_problem(setting: Setting) -> str | None:
         return "needs values independent across bidders and items"
     for i in range(setting.num_bidders):
         for j in range(setting.num_items):
-            if setting.prior.marginal(i, j).discrete:
+            law = setting.prior.marginal(i, j)
+            assert law is not None  # the prior is independent
+            if law.discrete:
                 return "needs continuous value laws (a discrete law has no virtual value)"
     return None
 
@@ -55,6 +57,9 @@ class SeparateMyerson(Mechanism):
     """Myerson's optimal auction run separately on every item (additive bidders)."""
 
     name = "separate-myerson"
+    grid: torch.Tensor
+    phi: torch.Tensor
+    reserves: torch.Tensor
 
     def __init__(self, setting: Setting) -> None:
         super().__init__(setting)
@@ -68,6 +73,7 @@ class SeparateMyerson(Mechanism):
         for i in range(n):
             for j in range(m):
                 law = setting.prior.marginal(i, j)
+                assert law is not None  # applicable: the prior is independent
                 lo, hi = law.bounds()
                 v = np.linspace(lo, hi, GRID_POINTS)
                 with np.errstate(divide="ignore", invalid="ignore"):

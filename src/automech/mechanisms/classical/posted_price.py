@@ -28,6 +28,7 @@ class PostedPrice(Mechanism):
     """
 
     name = "posted-price"
+    prices: torch.Tensor
 
     def __init__(self, setting: Setting, prices: list[float] | None = None) -> None:
         super().__init__(setting)

@@ -95,7 +95,11 @@ def symmetric_prior(setting: Setting) -> bool:
         other = setting.prior.atoms(i)
         if (first is None) != (other is None):
             return False
-        if first is not None and (first.shape != other.shape or not np.allclose(first, other)):
+        if (
+            first is not None
+            and other is not None
+            and (first.shape != other.shape or not np.allclose(first, other))
+        ):
             return False
     return True
 
@@ -184,6 +188,9 @@ class AffineMaximizer(Mechanism):
     """Shared AMA code; use :class:`LotteryAMA` or :class:`DeterministicAMA`."""
 
     name: ClassVar[str] = "affine-maximizer"
+    log_weights: torch.Tensor  # a parameter or a buffer
+    active: torch.Tensor  # registered by the subclasses, as are the boosts
+    boosts: torch.Tensor
 
     def __init__(self, setting: Setting, learn_weights: bool = False) -> None:
         super().__init__(setting)
@@ -548,6 +555,7 @@ class DeterministicAMA(AffineMaximizer):
     """AMA over every feasible deterministic allocation; weights and boosts learned."""
 
     name = "deterministic-ama"
+    fixed_allocations: torch.Tensor
 
     def __init__(self, setting: Setting, learn_weights: bool = False) -> None:
         super().__init__(setting, learn_weights)

@@ -50,6 +50,11 @@ class GemNetMechanism(Mechanism):
     """Menu networks for ``n`` bidders (one per bidder, batched), optionally adjusted."""
 
     name = "gemnet"
+    low: torch.Tensor
+    high: torch.Tensor
+    others: torch.Tensor
+    table_alloc: torch.Tensor  # registered only when adjusted
+    table_price: torch.Tensor
 
     def __init__(
         self,

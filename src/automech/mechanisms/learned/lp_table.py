@@ -41,6 +41,11 @@ class LPTable(Mechanism):
     """Outcome table on a finite type grid; ``num_types[i]`` = k_i types for bidder i."""
 
     name = "lp-table"
+    types: torch.Tensor
+    alloc: torch.Tensor
+    pay: torch.Tensor
+    probabilities: torch.Tensor
+    strides: torch.Tensor
 
     def __init__(
         self,
@@ -161,7 +166,7 @@ def describe(
         share = np.bincount(used[used >= 0].cpu().numpy(), minlength=len(alloc)) / len(bids)
     live = np.flatnonzero((alloc != 0).any(axis=(1, 2)) | (pay != 0).any(axis=1))
 
-    def usage(rows: np.ndarray) -> dict[str, float]:
+    def usage(rows: np.ndarray | np.integer) -> dict[str, float]:
         out = {"probability": float(probs[rows].sum())}
         if values is not None:
             out["share"] = float(share[rows].sum())

@@ -76,6 +76,7 @@ class RegretNetMechanism(Mechanism):
 
     name = "regretnet"
     differentiable = True
+    scale: torch.Tensor
 
     def __init__(
         self, setting: Setting, hidden: int = 100, layers: int = 2, init_seed: int = 0

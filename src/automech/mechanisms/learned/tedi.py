@@ -28,6 +28,10 @@ from automech.errors import NotApplicableError
 from automech.mechanisms.base import Mechanism
 from automech.problems.setting import Setting, cost_problem
 
+#: One layer's affine maps ``(W_k, b_k, D_k, c_k)``; the skip slope D and the entry fee c
+#: are None except, where switched on, in the last layer.
+AffineMap = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+
 
 def group_max(h: torch.Tensor, group: int) -> torch.Tensor:
     """GroupMax activation (Definition 3.1): (..., G * E) -> (..., G), max within groups.
@@ -118,17 +122,17 @@ class PartialGroupMaxNet(nn.Module):
                     d.weight.mul_(0.1 / math.sqrt(width))
                     d.bias.fill_(init_slope)
                 self.d_heads.append(d)
-        self.c_head = None
+        self.c_head: nn.Linear | None = None
         if fee:
             self.c_head = nn.Linear(width, 1)
             with torch.no_grad():
                 self.c_head.weight.mul_(0.1 / math.sqrt(width))
                 self.c_head.bias.fill_(float(_inv_softplus(torch.tensor(max(init_fee, 1e-4)))))
 
-    def affine(self, y: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    def affine(self, y: torch.Tensor) -> list[AffineMap]:
         """Per-row affine maps from y (R, d_y): [(W_k, b_k, D_k or None)] for k = 0..K."""
         h = self.trunk(y if self.d_y else y.new_zeros(1, 1))
-        params = []
+        params: list[AffineMap] = []
         for k, (o, i) in enumerate(self.shapes):
             w = self.w_heads[k](h).view(-1, o, i)
             if k > 0:
@@ -140,7 +144,10 @@ class PartialGroupMaxNet(nn.Module):
     def _residuals(self, h: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Skip slope ``D`` (R, 1, d_x) and entry fee ``c`` (R, 1) from trunk features h."""
         d = self.d_heads[0](h).view(-1, 1, self.d_x) if self.skip else None
-        c = F.softplus(self.c_head(h)) if self.fee else None
+        c = None
+        if self.fee:
+            assert self.c_head is not None  # built when fee is on
+            c = F.softplus(self.c_head(h))
         return d, c
 
     def residual_heads(self, y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -290,7 +297,7 @@ class TEDIMechanism(Mechanism):
             init_fee,
             init_seed,
         )
-        self.cfg = dict(
+        self.cfg: dict[str, Any] = dict(
             groups=list(groups),
             group_size=group_size,
             pan_hidden=pan_hidden,

@@ -93,7 +93,9 @@ class DynamicEnv(ABC):
 
     def expected_loss(self, types: torch.Tensor, nu: torch.Tensor) -> torch.Tensor:
         """``<nu, q>`` (...,) for occupancy measures ``nu`` (..., S, A)."""
-        return (nu * self.loss_vector(types)).sum((-1, -2))
+        q = self.loss_vector(types)
+        assert q is not None  # only objectives with a loss vector ask for it
+        return (nu * q).sum((-1, -2))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -54,28 +54,26 @@ class TabularMDP:
             raise AutomechError(f"discount must be in (0, 1], got {self.gamma}")
         S, A = self.num_states, self.num_actions
         depth = _depth(self.P)
-        self.horizon = None if depth is None else (max(depth) if depth else 0)
+        self.horizon: int | None = None
         #: finite horizon: state indices grouped by decisions left (1, 2, ..., horizon);
         #: every successor of a state lies in an earlier group (backward-induction order)
-        self.layers = (
-            None
-            if depth is None
-            else [
+        self.layers: list[torch.Tensor] | None = None
+        if depth is not None:
+            self.horizon = max(depth) if depth else 0
+            self.layers = [
                 torch.tensor([s for s in range(S) if depth[s] == k], dtype=torch.long)
                 for k in range(1, self.horizon + 1)
             ]
-        )
         if self.horizon is None and self.gamma >= 1:
             raise AutomechError("an MDP with cycles needs a discount gamma < 1")
         successors = (self.P > 0).sum(-1)
         self.deterministic = bool((successors <= 1).all()) and bool(
             torch.all((self.P == 0) | (self.P == 1))
         )
+        self.next_state: torch.Tensor | None = None
         if self.deterministic:
             nxt = torch.where(successors > 0, self.P.argmax(-1), torch.full((S, A), S))
             self.next_state = nxt.long()
-        else:
-            self.next_state = None
         if not self.labels:
             self.labels = list(range(S))
         if not self.action_labels:

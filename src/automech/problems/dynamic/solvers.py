@@ -66,6 +66,7 @@ def _backward_induction(R: torch.Tensor, mdp: TabularMDP):
     S = mdp.num_states
     V = R.new_zeros(*R.shape[:-2], S + 1)  # index S: the episode has ended
     policy = torch.zeros(R.shape[:-1], dtype=torch.long)
+    assert mdp.layers is not None  # finite horizon
     for layer in mdp.layers:
         R_l = R.index_select(-2, layer)
         if mdp.next_state is not None:
@@ -100,7 +101,7 @@ def evaluate_policy(R: torch.Tensor, policy: torch.Tensor, mdp: TabularMDP) -> t
     """Values (..., S) of a deterministic ``policy`` (..., S) under rewards (..., S, A)."""
     pi = one_hot(policy, mdp.num_actions, R.dtype)
     r_pi = (R * pi).sum(-1)
-    if mdp.finite:
+    if mdp.horizon is not None:  # finite horizon
         V = R.new_zeros(R.shape[:-1])
         for _ in range(mdp.horizon):
             V = r_pi + mdp.gamma * (mdp.expect(V) * pi).sum(-1)
@@ -138,12 +139,18 @@ def solve_lp(c, mdp: TabularMDP) -> tuple[float, np.ndarray]:
     if c.shape != (S, A):
         raise AutomechError(f"reward must have shape ({S}, {A}), got {c.shape}")
     P = mdp.P.numpy()
-    rows, cols, vals = [], [], []
+    rows: list[int | np.integer] = []
+    cols: list[int] = []
+    vals: list[float] = []
     for s in range(S):
         for a in range(A):
-            rows.append(s), cols.append(s * A + a), vals.append(1.0)
+            rows.append(s)
+            cols.append(s * A + a)
+            vals.append(1.0)
             for t in np.nonzero(P[s, a])[0]:
-                rows.append(t), cols.append(s * A + a), vals.append(-mdp.gamma * P[s, a, t])
+                rows.append(t)
+                cols.append(s * A + a)
+                vals.append(-mdp.gamma * P[s, a, t])
     A_eq = coo_matrix((vals, (rows, cols)), shape=(S, S * A)).tocsr()
     res = linprog(-c.reshape(-1), A_eq=A_eq, b_eq=mdp.mu0.numpy(), bounds=(0, None), method="highs")
     if res.status != 0:
@@ -162,7 +169,7 @@ def soft_solve(
     _check(R, mdp)
     if alpha <= 0:
         raise AutomechError(f"regularisation alpha must be positive, got {alpha}")
-    if mdp.finite:
+    if mdp.horizon is not None:  # finite horizon
         V = R.new_zeros(R.shape[:-1])
         Q = R
         for _ in range(mdp.horizon):
@@ -204,7 +211,7 @@ def soft_occupancy(pi: torch.Tensor, mdp: TabularMDP) -> torch.Tensor:
     """Occupancy measure (..., S, A) of a stochastic policy ``pi`` (..., S, A);
     differentiable in ``pi``."""
     mu0 = mdp.mu0.to(pi.dtype)
-    if mdp.finite:
+    if mdp.horizon is not None:  # finite horizon
         d = mu0.expand(pi.shape[:-1])
         nu = torch.zeros_like(pi)
         for _ in range(mdp.horizon):
