@@ -255,3 +255,68 @@ def test_train_refuses_bad_options_up_front(args, fragments, tmp_path):
 
 def test_methods_unknown_name_is_a_clean_error():
     assert_clean_error(invoke("methods", "no-such-method"), "unknown method")
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "gb"
+    result = invoke(
+        "train",
+        "1x2-uniform",
+        "--method",
+        "grand-bundle",
+        "--out",
+        out,
+        "--eval-samples",
+        "500",
+        "--regret-profiles",
+        "10",
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "1x2-uniform", "--method", "grand-bundle", "--eval-samples", "0"], ">= 1"),
+        (["train", "1x2-uniform", "--method", "grand-bundle", "--eval-samples", "-1"], ">= 1"),
+        (["train", "1x2-uniform", "--method", "rochetnet", "--steps", "0"], "'steps'"),
+        (
+            ["train", "1x2-uniform", "--method", "rochetnet", "--steps", "3", "--set", "steps=2.5"],
+            "disagree",
+        ),
+        (["train", "1x2-uniform", "--method", "rochetnet", "--set", "batch_size=0"], "batch_size"),
+        (["train", "1x2-uniform", "--method", "rochetnet", "--set", "lr=-1"], "'lr'"),
+        (["train", "1x2-uniform", "--method", "rochetnet", "--set", "lr=nan"], "'lr'"),
+        (
+            ["train", "1x2-uniform", "--method", "rochetnet", "--set", "temperature=0"],
+            "temperature",
+        ),
+        (["train", "1x2-uniform", "--method", "grid-search"], "does not apply"),
+        (["train", "seq-sales-3x2", "--method", "rochetnet"], "does not apply"),
+        (["evaluate", "RUN", "--samples", "0"], ">= 1"),
+        (["evaluate", "RUN", "--samples", "-5"], ">= 1"),
+        (["evaluate", "RUN", "--setting", "2x2-uniform"], "designed for 1 bidder"),
+        (["evaluate", "RUN", "--setting", "seq-sales-3x2"], "different kinds"),
+        (["evaluate", "RUN", "--regret-profiles", "0"], "profiles must be >= 1"),
+        (["baselines", "1x2-uniform", "--samples", "0"], ">= 1"),
+        (["baselines", "seq-sales-3x2"], "dynamic setting"),
+        (["describe", "RUN", "--samples", "0"], ">= 1"),
+    ],
+)
+def test_bad_inputs_get_one_clean_line(args, fragment, saved_run, tmp_path):
+    args = [str(saved_run) if a == "RUN" else a for a in args]
+    if args[0] == "train":
+        args += ["--out", str(tmp_path / "run")]
+    assert_clean_error(invoke(*args), fragment)
+
+
+def test_a_huge_setting_file_is_refused_at_once(tmp_path):
+    path = tmp_path / "huge.toml"
+    path.write_text('bidders = 1000000000\nitems = 2\n[prior]\nkind = "uniform"\n')
+    assert_clean_error(
+        invoke("train", path, "--method", "grand-bundle", "--out", tmp_path / "r"),
+        "bidders",
+        "at most",
+    )

@@ -134,3 +134,25 @@ def test_evaluation_to_dict_is_complete():
         "seconds",
     ):
         assert key in d
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"samples": 0}, ">= 1"),
+        ({"samples": -3}, ">= 1"),
+        ({"samples": 2.5}, "integer"),
+    ],
+)
+def test_evaluate_refuses_bad_sample_counts(kwargs, fragment):
+    from automech.errors import EvaluationError
+
+    with pytest.raises(EvaluationError, match=fragment):
+        evaluate(cached_mechanism("vcg", "2x2-uniform"), **kwargs)
+
+
+def test_evaluate_refuses_what_is_not_a_mechanism():
+    from automech.errors import EvaluationError
+
+    with pytest.raises(EvaluationError, match="needs an automech mechanism"):
+        evaluate(lambda bids: bids)

@@ -254,6 +254,11 @@ def train(
                     f"method {method!r} takes no --steps (it has no training "
                     f"steps); `automech methods {method}` lists its options"
                 )
+            if "steps" in options and options["steps"] != steps:
+                raise AutomechError(
+                    f"--steps {steps} and the option steps={options['steps']!r} disagree; "
+                    "give the steps once"
+                )
             options["steps"] = steps
         mech, run = train_run(
             s,
@@ -376,6 +381,8 @@ def describe(
     """List what a saved mechanism offers (menu entries or allocations used, with their
     prices or boosts and how often each is chosen); also writes RUN/describe.json."""
     with _clean_errors():
+        if samples < 1:
+            raise AutomechError(f"--samples must be >= 1, got {samples}")
         mech = load(run)
         values = mech.setting.sample(samples, TEST_SEED)
         info = mech.describe(values)

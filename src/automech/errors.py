@@ -31,3 +31,8 @@ class RunError(AutomechError):
 
 class OptionError(AutomechError, ValueError):
     """A method option that is unknown, of the wrong type or out of its range."""
+
+
+class EvaluationError(AutomechError, ValueError):
+    """An evaluation that cannot be made as asked (sample counts, a setting of another
+    shape or kind than the mechanism's, something that is not a mechanism)."""

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from automech._version import __version__
-from automech.errors import AutomechError, NotApplicableError
+from automech.errors import AutomechError, EvaluationError, NotApplicableError
 from automech.evaluation import RegretSearch, evaluate
 from automech.mechanisms.base import Mechanism
 from automech.methods import get_method, mechanism_class
@@ -105,6 +105,8 @@ def train(
     """
     if isinstance(setting, (str, Path)):
         setting = get_setting(setting)
+    if isinstance(eval_samples, bool) or not isinstance(eval_samples, int) or eval_samples < 1:
+        raise EvaluationError(f"eval_samples must be an integer >= 1, got {eval_samples!r}")
     meth = get_method(method)
     kind = getattr(setting, "kind", "static")
     problem = (

@@ -33,9 +33,9 @@ import inspect
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -45,6 +45,9 @@ from automech.evaluation.protocol import TEST_SEED
 from automech.evaluation.regret import RegretSearch
 from automech.mechanisms.base import Mechanism
 from automech.problems.setting import Setting
+
+if TYPE_CHECKING:  # annotations only
+    from automech.mechanisms.learned.gemnet import GemNetMechanism
 
 #: Pixels per inch of saved figures.
 DPI = 110
@@ -260,7 +263,8 @@ def adjustment(
         raise AutomechError(f"{mech.name} has no price adjustment to compare with")
     if setting.num_items < 2 or len(items) != 2 or items[0] == items[1]:
         raise AutomechError(f"items must name two different items; got {list(items)}")
-    rows = [("before adjustment", mech.network()), ("after adjustment", mech)]
+    network = cast("GemNetMechanism", mech).network()  # only GemNet has an adjustment
+    rows = [("before adjustment", network), ("after adjustment", mech)]
     grids = [outcome_grid(m, setting, bidder, items, others, grid) for _, m in rows]
     pays = np.concatenate([g[2].ravel() for g in grids])
     fig = Figure(figsize=(13.5, 8.2), layout="constrained")
@@ -316,9 +320,10 @@ def describe_entries(
     """``mech.describe`` on ``samples`` test profiles (or without profiles for mechanisms
     whose ``describe`` takes none)."""
     setting = setting or mech.setting
-    if not inspect.signature(mech.describe).parameters:
-        return mech.describe()  # type: ignore[call-arg]  (a table needs no profiles)
-    return mech.describe(setting.sample(samples, seed))
+    describe: Callable[..., dict[str, Any]] = mech.describe  # the signature varies
+    if not inspect.signature(describe).parameters:
+        return describe()  # a table needs no profiles
+    return describe(setting.sample(samples, seed))
 
 
 def _entry_fields(entry: dict[str, Any]) -> tuple[np.ndarray, str, float | None, float | None]:
@@ -397,8 +402,8 @@ def menu(
         )
     entries = [_entry_fields(e) for e in info["entries"]]
     if all(e[3] is not None for e in entries):
-        entries.sort(key=lambda e: -e[3])
-    shown = entries[:max_entries]
+        entries.sort(key=lambda e: -cast(float, e[3]))  # every share is known
+    shown: list[tuple] = entries[:max_entries]
     more = len(entries) - len(shown)
     if setting.num_items == 2 and all(e[0].size == 2 for e in entries):
         shown = _merge_points(entries)[:max_entries]
@@ -669,7 +674,7 @@ def regret_histogram(
         labels = [f"bidder {i}" for i in range(n)]
         ax.hist(
             [regrets[:, i] for i in range(n)],
-            bins=edges,
+            bins=edges,  # type: ignore[arg-type]  # matplotlib's stub omits arrays for bins
             stacked=True,
             label=labels if n > 1 else None,
         )

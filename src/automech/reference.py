@@ -18,10 +18,13 @@ import functools
 import json
 from dataclasses import asdict, dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automech.errors import AutomechError
 from automech.problems.setting import Setting
+
+if TYPE_CHECKING:  # annotations only
+    from automech.problems.dynamic import DynamicEnv
 
 KINDS = ("exact", "published")
 
@@ -64,7 +67,7 @@ def reference_settings() -> list[str]:
     return list(dict.fromkeys(r.setting for r in all_references()))
 
 
-def _content(setting: Setting) -> dict[str, Any]:
+def _content(setting: Setting | DynamicEnv) -> dict[str, Any]:
     d = setting.to_dict()
     d.pop("name", None)
     return d

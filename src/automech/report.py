@@ -204,7 +204,9 @@ def _classical_baselines(
         except NotApplicableError as err:
             out[cls.name] = str(err)
             continue
-        out[cls.name] = evaluate(mech, setting, samples=samples, seed=seed, search=search)
+        result = evaluate(mech, setting, samples=samples, seed=seed, search=search)
+        assert isinstance(result, Evaluation)  # a static setting's evaluation
+        out[cls.name] = result
     return out
 
 

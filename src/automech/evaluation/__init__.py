@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from automech.errors import AutomechError
+from automech.errors import AutomechError, EvaluationError
 from automech.evaluation import dynamic, protocol
 from automech.evaluation.dynamic import DEFAULT_SEARCH, DynamicEvaluation, evaluate_dynamic
 from automech.evaluation.protocol import TEST_SEED, Evaluation
@@ -58,14 +58,29 @@ def evaluate(
         AutomechError: when the setting is of another kind than the mechanism's (a
             dynamic AMA on a static setting, or the reverse).
     """
-    own = mechanism.setting
+    own = getattr(mechanism, "setting", None)
+    if own is None or not callable(getattr(mechanism, "outcome", None)):
+        raise EvaluationError(
+            f"evaluate needs an automech mechanism (with .setting and .outcome), "
+            f"got a {type(mechanism).__name__}"
+        )
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise EvaluationError(
+            f"the number of test profiles must be an integer >= 1, got {samples!r}"
+        )
     setting = own if setting is None else setting
     score = protocol_for(setting)
     if protocol_for(own) is not score:
-        raise AutomechError(
+        raise EvaluationError(
             f"cannot evaluate {mechanism.name!r}, designed for "
             f"{own.name or 'a setting'!r}, on {setting.name or 'a setting'!r}: "
             "the settings are of different kinds (static / dynamic)"
+        )
+    shape = getattr(setting, "shape", None)
+    if shape is not None and shape != own.shape:
+        raise EvaluationError(
+            f"{mechanism.name!r} was designed for {own.shape[0]} bidder(s) x {own.shape[1]} "
+            f"item(s); {setting.name or 'the setting'!r} has {shape[0]} x {shape[1]}"
         )
     return score(
         mechanism,

@@ -159,7 +159,7 @@ def evaluate(
     if regrets:
         r = torch.stack(regrets, dim=1).double()  # (P, n)
         per_profile = r.mean(dim=1)
-        regret = dict(
+        regret: dict[str, Any] = dict(
             regret_mean=float(per_profile.mean()),
             regret_max=float(r.max()),
             regret_se=float(per_profile.std() / math.sqrt(len(r))) if len(r) > 1 else 0.0,

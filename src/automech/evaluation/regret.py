@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from automech.errors import EvaluationError
 from automech.mechanisms.base import Mechanism
 from automech.problems.setting import Setting
 
@@ -51,6 +52,20 @@ class RegretSearch:
     ascent_steps: int = 100
     ascent_lr: float = 0.01
     chunk: int = 2**17
+
+    def __post_init__(self) -> None:
+        for key in ("profiles", "max_grid", "chunk"):
+            if getattr(self, key) < 1:
+                raise EvaluationError(
+                    f"regret search: {key} must be >= 1, got {getattr(self, key)}"
+                )
+        for key in ("random", "scales", "grid", "ascent_starts", "ascent_steps"):
+            if getattr(self, key) < 0:
+                raise EvaluationError(
+                    f"regret search: {key} must be >= 0, got {getattr(self, key)}"
+                )
+        if not self.ascent_lr > 0:
+            raise EvaluationError(f"regret search: ascent_lr must be > 0, got {self.ascent_lr}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -200,7 +200,9 @@ def nu_gradients(env: DynamicEnv, w, b, types, r, rp) -> torch.Tensor:
     K, n = r.shape[0], env.n
     g = torch.zeros(K, 1 + n, *r.shape[-2:], dtype=r.dtype)
     if env.objective == "makespan":
-        g[:, 0] = -env.loss_vector(types)
+        q = env.loss_vector(types)
+        assert q is not None  # makespan is a loss <nu, q>
+        g[:, 0] = -q
         return g
     g[:, 0] = r.sum(1)
     if env.objective == "welfare":
@@ -302,14 +304,16 @@ class GridSearch(DynamicMethod):
     name = "grid-search"
     Options = GridSearchOptions
 
-    def resolve(self, setting: DynamicEnv, options: GridSearchOptions) -> GridSearchOptions:
+    def resolve(self, setting: DynamicEnv, options: DynamicOptions) -> GridSearchOptions:
         """``auto`` choices made: whether weights are tuned, and the boost bound."""
         options = super().resolve(setting, options)
+        assert isinstance(options, GridSearchOptions)  # this method's Options
         return options.replace(
             bound=setting.boost_bound if options.bound == "auto" else options.bound
         )
 
-    def fit(self, ctx: FitContext) -> DynamicAMA:
+    # Any, not DynamicAMA: Method.fit is annotated "-> Mechanism" and a DynamicAMA is none
+    def fit(self, ctx: FitContext) -> Any:
         env, o = ctx.setting, ctx.options
         _fresh_history(ctx.run)
         ranked = grid_search(
@@ -347,7 +351,8 @@ class GradientDynamicMethod(DynamicMethod):
         """Estimated gradient of the signed objective in (w, b), and a training score."""
         raise NotImplementedError
 
-    def fit(self, ctx: FitContext) -> DynamicAMA:
+    # Any, not DynamicAMA: Method.fit is annotated "-> Mechanism" and a DynamicAMA is none
+    def fit(self, ctx: FitContext) -> Any:
         env, o, seed, run = ctx.setting, ctx.options, ctx.seed, ctx.run
         _fresh_history(run)
         tune = tune_weights(env, o)
@@ -355,7 +360,7 @@ class GradientDynamicMethod(DynamicMethod):
         validation = env.sample(o.validation_samples, np.random.default_rng([seed, 1]))
         rng = np.random.default_rng([seed, 0])
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        best = (-math.inf, None, None)
+        best: tuple[float, torch.Tensor | None, torch.Tensor | None] = (-math.inf, None, None)
         steps, every = o.steps, o.validate_every
         with _progress(not ctx.progress) as bar:
             task = bar.add_task(f"{self.name} on {env.name}", total=steps * len(starts), status="")

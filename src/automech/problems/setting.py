@@ -13,6 +13,7 @@ constraint (digital goods; costs enter through the objective).
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,32 @@ from automech.problems.priors import Prior, prior_from_dict
 
 VALUATIONS = ("additive", "unit-demand")
 SUPPLIES = ("unit", "unlimited")
+#: Most values (bidders x items) one profile may have.
+MAX_PROFILE_ENTRIES = 100_000
+
+
+def memory_bytes() -> int:
+    """Physical memory of this machine (0 when it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def check_sample_size(num: int, entries: int) -> None:
+    """Refuse ``num`` profiles of ``entries`` float64 values that cannot fit in half of
+    the machine's memory, before allocating them."""
+    if num < 0:
+        raise SettingError("samples", f"must be >= 0, got {num}")
+    need, have = 8 * num * entries, memory_bytes() // 2
+    if have and need > have:
+        raise SettingError(
+            "samples",
+            f"{num:,} profiles of {entries:,} values need {need / 2**30:.1f} GiB; this "
+            f"machine has {2 * have / 2**30:.1f} GiB (use fewer profiles)",
+        )
+
+
 _TOP_KEYS = {"name", "bidders", "items", "valuation", "supply", "objective", "prior"}
 
 
@@ -83,7 +110,15 @@ class Setting:
         return self.supply == "unit"
 
     def sample(self, num: int, seed: int | np.random.Generator) -> np.ndarray:
-        """``num`` valuation profiles (num, n, m) drawn from the prior."""
+        """``num`` valuation profiles (num, n, m) drawn from the prior.
+
+        Raises
+        ------
+        SettingError
+            when ``num`` is negative or the profiles would not fit in half of this
+            machine's memory (checked before anything is allocated).
+        """
+        check_sample_size(num, self.num_bidders * self.num_items)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         return self.prior.sample(num, rng)
 
@@ -141,6 +176,13 @@ class Setting:
                 )
         n = _count(spec, "bidders", source)
         m = _count(spec, "items", source)
+        if n * m > MAX_PROFILE_ENTRIES:
+            raise SettingError(
+                "bidders",
+                f"{n} bidders x {m} items = {n * m:,} values per profile; automech handles "
+                f"at most {MAX_PROFILE_ENTRIES:,} (a batch of profiles must fit in memory)",
+                source,
+            )
         valuation = spec.get("valuation", "additive")
         if valuation not in VALUATIONS:
             raise SettingError(

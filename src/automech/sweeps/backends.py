@@ -252,13 +252,19 @@ class RayBackend:
         self.ray = ray
         self._started = not ray.is_initialized()
         if self._started:
+            # ray.init annotates logging_level as int, but takes level names (its own
+            # default is the string "info"): hence the ignores
             if address:
-                ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+                ray.init(
+                    address=address,
+                    logging_level="WARNING",  # type: ignore[arg-type]
+                    log_to_driver=False,
+                )
             else:
                 ray.init(
                     num_cpus=workers or cpu_count(),
                     include_dashboard=False,
-                    logging_level="WARNING",
+                    logging_level="WARNING",  # type: ignore[arg-type]
                     log_to_driver=False,
                 )
         cpus = int(ray.cluster_resources().get("CPU", 1))

@@ -75,7 +75,7 @@ def _run(
         if row["status"] == "running":
             interrupted += 1
         todo.append((row["id"], job))
-    summary = {
+    summary: dict[str, Any] = {
         "ran": 0,
         "done": 0,
         "failed": 0,
