@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -14,13 +15,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from automech.errors import AutomechError, NotApplicableError
-from automech.evaluation import THOROUGH, Evaluation, RegretSearch, evaluate
+from automech.evaluation import THOROUGH, DynamicEvaluation, Evaluation, RegretSearch, evaluate
 from automech.evaluation.protocol import TEST_SEED
 from automech.experiment import load, options_from_file, parse_assignments, save
 from automech.experiment import train as train_run
 from automech.mechanisms import CLASSICAL
 from automech.methods import METHODS, get_method
-from automech.problems import get_setting, setting_names, setting_tables
+from automech.problems import Setting, get_setting, setting_names, setting_tables
 from automech.runs import Run
 
 app = typer.Typer(
@@ -62,7 +63,7 @@ def _search(regret_profiles: int, thorough: bool, no_regret: bool) -> RegretSear
     return RegretSearch(profiles=regret_profiles)
 
 
-def _row(report: Evaluation | dict) -> dict:
+def _row(report: Evaluation | DynamicEvaluation | dict) -> dict:
     """One mechanism's row: an evaluation (static or dynamic) or its dict form
     (``metrics.json``); figures a kind does not measure are None."""
     data = report if isinstance(report, dict) else report.to_dict()
@@ -78,7 +79,7 @@ def _row(report: Evaluation | dict) -> dict:
     return row
 
 
-def _rows(report: Evaluation | dict) -> dict[str, dict]:
+def _rows(report: Evaluation | DynamicEvaluation | dict) -> dict[str, dict]:
     """The evaluated mechanism's row, then those of the baselines its evaluation scored on
     the same profiles (a dynamic evaluation's dynamic VCG), by mechanism name."""
     data = report if isinstance(report, dict) else report.to_dict()
@@ -161,6 +162,7 @@ def baselines(
                 "VCG, is scored next to every design by `automech train` and "
                 "`automech evaluate`"
             )
+        assert isinstance(s, Setting)  # static
         for cls in CLASSICAL:
             reason = cls.applicable(s)
             if reason:
@@ -171,7 +173,7 @@ def baselines(
             except NotApplicableError as err:
                 skipped[cls.name] = str(err)
                 continue
-            kwargs = {} if seed is None else {"seed": seed}
+            kwargs: dict[str, Any] = {} if seed is None else {"seed": seed}
             report = evaluate(
                 mech, s, samples=samples, search=search, progress=not as_json, **kwargs
             )
@@ -201,7 +203,7 @@ def evaluate_cmd(
     with _clean_errors():
         mech = load(run)
         s = get_setting(setting) if setting else mech.setting
-        kwargs = {} if seed is None else {"seed": seed}
+        kwargs: dict[str, Any] = {} if seed is None else {"seed": seed}
         report = evaluate(
             mech,
             s,
@@ -305,8 +307,8 @@ def sweep(
         with Store(db) as store:
             if dry_run:
                 for job in spec.jobs:
-                    row = store.row(job)
-                    state = "skipped" if job.skip else row["status"] if row else "new"
+                    stored = store.row(job)
+                    state = "skipped" if job.skip else stored["status"] if stored else "new"
                     console.print(f"{state:8} {job.describe()}", markup=False, highlight=False)
                 return
             try:
@@ -495,7 +497,7 @@ def methods(
         candidates = (
             [get_setting(setting)] if setting else [*(get_setting(n) for n in setting_names())]
         )
-        rows = {}
+        rows: dict[str, dict[str, Any]] = {}
         for key in METHODS:
             meth = METHODS[key]
             fits = [

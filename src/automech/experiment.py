@@ -15,7 +15,7 @@ import torch
 from automech._version import __version__
 from automech.errors import AutomechError, EvaluationError, NotApplicableError
 from automech.evaluation import RegretSearch, evaluate
-from automech.mechanisms.base import Mechanism
+from automech.mechanisms.base import Design
 from automech.methods import get_method, mechanism_class
 from automech.problems import get_setting
 from automech.runs import CONFIG, METRICS, Run, open_run, rebuild
@@ -73,7 +73,7 @@ def train(
     search: RegretSearch | None = RegretSearch(),
     progress: bool = False,
     notify: Callable[[str], None] | None = None,
-) -> tuple[Mechanism, Run]:
+) -> tuple[Design, Run]:
     """Fit ``method`` on ``setting``, save it and its evaluation into a run directory.
 
     Parameters
@@ -130,7 +130,7 @@ def train(
     run = open_run(out, config)
     seed_everything(seed)
 
-    def nested(name: str, given: dict[str, Any], path: Any) -> Mechanism:
+    def nested(name: str, given: dict[str, Any], path: Any) -> Design:
         return train(
             setting,
             name,
@@ -159,7 +159,7 @@ def train(
     return mechanism, run
 
 
-def save(mechanism: Mechanism, run_dir: str | Path) -> Run:
+def save(mechanism: Design, run_dir: str | Path) -> Run:
     """Save ``mechanism`` to ``run_dir`` so that :func:`load` can rebuild it."""
     run = Run(run_dir)
     run.save(mechanism)
@@ -175,7 +175,7 @@ def save(mechanism: Mechanism, run_dir: str | Path) -> Run:
     return run
 
 
-def load(run_dir: str | Path) -> Mechanism:
+def load(run_dir: str | Path) -> Design:
     """The mechanism saved in ``run_dir``, rebuilt from ``checkpoint.pt`` alone.
 
     The checkpoint names the mechanism (and the method that fitted it); the class comes

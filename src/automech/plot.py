@@ -758,7 +758,7 @@ def figures(
     run_dir = Path(run_dir)
     mech = load(run_dir)
     setting = mech.setting
-    if getattr(setting, "kind", "static") != "static":
+    if not isinstance(mech, Mechanism):
         raise AutomechError(
             f"automech plot draws static mechanisms; {str(run_dir)!r} holds a "
             f"{mech.name} on the MDP {setting.name!r} (see automech evaluate)"

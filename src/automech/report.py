@@ -149,7 +149,7 @@ def load_run(path: str | Path, samples: int = 10_000) -> RunData:
     evaluated with the shared protocol (``samples`` profiles, default regret search)."""
     path = Path(path)
     mech = load(path)  # RunError for a missing or unreadable run
-    if getattr(mech.setting, "kind", "static") != "static":
+    if not isinstance(mech, Mechanism):
         raise AutomechError(
             f"automech report covers static mechanisms; {str(path)!r} holds a "
             f"{mech.name} on the MDP {mech.setting.name!r} (see automech "

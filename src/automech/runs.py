@@ -24,7 +24,7 @@ from automech.errors import RunError
 from automech.problems import setting_from_dict
 
 if TYPE_CHECKING:
-    from automech.mechanisms.base import Mechanism
+    from automech.mechanisms.base import Design
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -60,7 +60,7 @@ class Run:
 
     def save(
         self,
-        mechanism: Mechanism,
+        mechanism: Design,
         training_state: dict[str, Any] | None = None,
         method: str | None = None,
     ) -> None:
@@ -129,7 +129,7 @@ def open_run(path: str | Path, config: dict[str, Any]) -> Run:
     return run
 
 
-def rebuild(run_dir: str | Path, lookup: Callable[[str, str | None], type | None]) -> Mechanism:
+def rebuild(run_dir: str | Path, lookup: Callable[[str, str | None], type | None]) -> Design:
     """The mechanism saved in ``run_dir``; ``lookup(mechanism, method)`` gives the class
     for the names the checkpoint records (None: unknown).  :func:`automech.load` passes
     the method registry's :func:`~automech.methods.mechanism_class`."""

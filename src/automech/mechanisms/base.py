@@ -7,7 +7,7 @@ A mechanism maps bids (B, n, m) to an allocation (B, n, m) of probabilities and 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -123,3 +123,28 @@ def check_bids(bids: Any, setting: Setting) -> np.ndarray:
             f"{arr[first]} at index {first}"
         )
     return arr
+
+
+@runtime_checkable
+class Design(Protocol):
+    """What a design method returns and a run directory stores: a static
+    :class:`Mechanism` or a dynamic affine maximizer.  ``name`` and ``config()`` rebuild
+    it with its class, ``state_dict()`` holds its parameters."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def setting(self) -> Any: ...
+
+    def config(self) -> dict[str, Any]: ...
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Any, /) -> Any: ...
+
+    def outcome(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def describe(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
+
+    def eval(self) -> Any: ...

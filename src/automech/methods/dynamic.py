@@ -312,8 +312,7 @@ class GridSearch(DynamicMethod):
             bound=setting.boost_bound if options.bound == "auto" else options.bound
         )
 
-    # Any, not DynamicAMA: Method.fit is annotated "-> Mechanism" and a DynamicAMA is none
-    def fit(self, ctx: FitContext) -> Any:
+    def fit(self, ctx: FitContext) -> DynamicAMA:
         env, o = ctx.setting, ctx.options
         _fresh_history(ctx.run)
         ranked = grid_search(
@@ -351,8 +350,7 @@ class GradientDynamicMethod(DynamicMethod):
         """Estimated gradient of the signed objective in (w, b), and a training score."""
         raise NotImplementedError
 
-    # Any, not DynamicAMA: Method.fit is annotated "-> Mechanism" and a DynamicAMA is none
-    def fit(self, ctx: FitContext) -> Any:
+    def fit(self, ctx: FitContext) -> DynamicAMA:
         env, o, seed, run = ctx.setting, ctx.options, ctx.seed, ctx.run
         _fresh_history(run)
         tune = tune_weights(env, o)

@@ -22,7 +22,7 @@ from automech.training.options import Options
 if TYPE_CHECKING:  # annotations only: no import at run time
     import torch
 
-    from automech.mechanisms.base import Mechanism
+    from automech.mechanisms.base import Design
     from automech.runs import Run
 
 #: ``nested(method, options, out)``: train ``method`` with ``options`` on the context's
@@ -87,7 +87,7 @@ class FitContext:
         if self.notify is not None:
             self.notify(line)
 
-    def fit_nested(self, method: str, options: dict[str, Any], name: str) -> Mechanism:
+    def fit_nested(self, method: str, options: dict[str, Any], name: str) -> Design:
         """Train ``method`` on this context's setting and seed into ``RUN/name``."""
         if self.nested is None:
             raise RuntimeError("this fit context cannot train nested methods")
@@ -126,7 +126,7 @@ class Method(ABC):
         return options
 
     @abstractmethod
-    def fit(self, ctx: FitContext) -> Mechanism:
+    def fit(self, ctx: FitContext) -> Design:
         """Design a mechanism for ``ctx.setting``; may resume from ``ctx.run``."""
 
     def describe(self) -> str:
@@ -145,7 +145,7 @@ class Classical(Method):
     def applicable(self, setting: Any) -> str | None:
         return self.mechanism.applicable(setting)  # type: ignore[union-attr]
 
-    def fit(self, ctx: FitContext) -> Mechanism:
+    def fit(self, ctx: FitContext) -> Design:
         return self.mechanism(ctx.setting)  # type: ignore[misc]
 
     def describe(self) -> str:

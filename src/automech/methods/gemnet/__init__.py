@@ -357,7 +357,9 @@ class GemNet(GradientMethod):
             if saved.get("config", {}).get("adjusted") and (saved.get("training_state") or {}).get(
                 "finished"
             ):
-                return rebuild(run.path, _gemnet_class)
+                reused = rebuild(run.path, _gemnet_class)
+                assert isinstance(reused, GemNetMechanism)
+                return reused
         else:  # a fresh run: a bad start fails now
             self._init(ctx.setting, o.init)
         network = super().fit(ctx)
