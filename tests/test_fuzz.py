@@ -314,3 +314,30 @@ def test_broken_run_directories_fail_cleanly(good_run, tmp_path_factory, name, h
         return
     alloc, pay = mech.outcome(mech.setting.sample(4, 0))
     assert np.all(np.isfinite(alloc)) and np.all(np.isfinite(pay))
+
+
+@pytest.mark.parametrize("name", list(MECHANISMS))
+def test_bids_up_to_the_limit_keep_the_mechanisms_outcome(name):
+    """At :func:`max_bid` the mechanism's own precision still gives its float64 outcome
+    to PRECISION of the prior's scale; just above it the bids are refused, naming it."""
+    import copy
+
+    from automech.errors import BidError
+    from automech.mechanisms.base import PRECISION, max_bid
+
+    mech = mechanism(name)
+    s = mech.setting
+    limit = max_bid(s, mech.dtype)
+    rng = np.random.default_rng(0)
+    bids = s.sample(8, 1)
+    bids[:4, 0] = limit * rng.uniform(0.5, 1.0, size=bids[:4, 0].shape)
+    alloc, pay = mech.outcome(bids)
+    twin = copy.deepcopy(mech).double()
+    with torch.no_grad():
+        a64, p64 = twin(torch.as_tensor(bids))
+    scale = float(np.max(s.prior.support()[1]))
+    assert np.max(np.abs(pay - p64.numpy())) <= 10 * PRECISION * scale
+    assert np.max(np.abs(alloc - a64.numpy())) <= 1e-3
+    bids[0, 0, 0] = 1.01 * limit
+    with pytest.raises(BidError, match="must be <="):
+        mech.outcome(bids)

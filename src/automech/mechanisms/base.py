@@ -83,10 +83,14 @@ class Mechanism(torch.nn.Module):
         Raises
         ------
         BidError
-            naming what is wrong when the bids have the wrong shape, are not finite, or
-            are negative.
+            naming what is wrong when the bids have the wrong shape, are not finite, are
+            negative, or exceed :func:`max_bid` (beyond it the mechanism's float
+            precision no longer gives its outcome to 0.1 % of the prior's scale).
         """
-        checked = check_bids(bids, self.setting)
+        checked = check_bids(bids, self.setting, self.dtype)
+        if len(checked) == 0:
+            n, m = self.setting.shape
+            return np.zeros((0, n, m)), np.zeros((0, n))
         with torch.no_grad():
             x = torch.as_tensor(checked, dtype=self.dtype, device=self.device)
             alloc, pay = self(x)
@@ -96,8 +100,9 @@ class Mechanism(torch.nn.Module):
         return f"setting={self.setting.name or self.setting.describe()}"
 
 
-def check_bids(bids: Any, setting: Setting) -> np.ndarray:
-    """Bids as a float64 (B, n, m) array, or a :class:`BidError` naming what is wrong."""
+def check_bids(bids: Any, setting: Setting, dtype: torch.dtype = torch.float64) -> np.ndarray:
+    """Bids as a float64 (B, n, m) array, or a :class:`BidError` naming what is wrong;
+    ``dtype``: the precision the mechanism computes in (:func:`max_bid`)."""
     try:
         arr = np.asarray(bids, dtype=np.float64)
     except (TypeError, ValueError):
@@ -122,7 +127,34 @@ def check_bids(bids: Any, setting: Setting) -> np.ndarray:
             f"bids must be >= 0; {int(neg.sum())} negative value(s), first "
             f"{arr[first]} at index {first}"
         )
+    limit = max_bid(setting, dtype)
+    high = arr > limit
+    if high.any():
+        first = tuple(int(i) for i in np.argwhere(high)[0])
+        raise BidError(
+            f"bids must be <= {limit:.3g} for this mechanism ({str(dtype).removeprefix('torch.')}"
+            f" arithmetic, values up to {limit * PRECISION / _eps(dtype):.3g} in the prior); "
+            f"{int(high.sum())} larger value(s), first {arr[first]:.3g} at index {first}"
+        )
     return arr
+
+
+#: Accuracy :func:`max_bid` keeps: outcomes to this fraction of the prior's scale.
+PRECISION = 1e-3
+
+
+def _eps(dtype: torch.dtype) -> float:
+    return float(torch.finfo(dtype).eps)
+
+
+def max_bid(setting: Setting, dtype: torch.dtype = torch.float64) -> float:
+    """The largest bid :meth:`Mechanism.outcome` accepts from a mechanism computing in
+    ``dtype``: ``h * PRECISION / eps(dtype)``, with ``h`` the largest value of the prior's
+    support box (unbounded laws are cut at a quantile).  A bid b carries a rounding error
+    of about ``eps * b`` into utilities and payments, which this keeps below
+    ``PRECISION * h``: about 8,400 h in float32, 4.5e12 h in float64."""
+    high = float(np.max(setting.prior.support()[1]))
+    return (high if high > 0 else 1.0) * PRECISION / _eps(dtype)
 
 
 @runtime_checkable
