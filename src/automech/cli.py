@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from automech.device import configure_threads, default_device
 from automech.errors import AutomechError, NotApplicableError
 from automech.evaluation import THOROUGH, DynamicEvaluation, Evaluation, RegretSearch, evaluate
 from automech.evaluation.protocol import TEST_SEED
@@ -124,6 +125,18 @@ def _table(title: str, rows: dict[str, dict]) -> Table:
             fmt(r["regret_max"], 5),
         )
     return table
+
+
+@app.callback()
+def _startup() -> None:
+    """Automated mechanism design: settings, mechanisms, one evaluation.
+
+    Torch threads: the cores this process may use, or AUTOMECH_THREADS; the device: CUDA
+    when present, or AUTOMECH_DEVICE (cpu, cuda, cuda:N).
+    """
+    with _clean_errors():
+        configure_threads()
+        default_device()
 
 
 @app.command()

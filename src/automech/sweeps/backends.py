@@ -19,6 +19,8 @@ import time
 import traceback
 from typing import Any
 
+from automech.device import configure_threads
+
 #: ``--backend`` choices.
 BACKENDS = ("local", "ray")
 
@@ -50,8 +52,6 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
         "pid": os.getpid(),
     }
     try:
-        import torch
-
         from automech.errors import NotApplicableError
         from automech.evaluation import RegretSearch
         from automech.experiment import train
@@ -59,7 +59,7 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
         from automech.runs import METRICS
 
         if payload.get("threads"):
-            torch.set_num_threads(int(payload["threads"]))
+            configure_threads(int(payload["threads"]))
         setting = setting_from_dict(payload["setting"])
         profiles = int(payload.get("regret_profiles", 0))
         try:
@@ -145,9 +145,7 @@ def _init_worker(threads: int, driver: int) -> None:
     ).start()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
+    configure_threads(threads)
 
 
 def _watch(driver: int) -> None:
