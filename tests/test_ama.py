@@ -383,8 +383,50 @@ def test_describe_lists_used_allocations(tmp_path):
     assert abs(sum(e["share"] for e in saved["entries"]) - 1.0) < 1e-9
 
 
-def test_surrogate_function_is_exported():
-    assert SoftmaxSurrogate.apply is not None
+@pytest.mark.parametrize(
+    "setting, kind",
+    [
+        ("2x2-uniform", "lottery"),  # unit supply, additive: one logit tensor
+        ("2x2-unit-uniform", "pruned-lottery"),  # two logit tensors, a restricted set
+        ("unlimited-additive", "lottery"),  # sigmoid allocations
+        ("2x2-uniform", "deterministic"),  # fixed allocations: no gradient into them
+    ],
+)
+@pytest.mark.parametrize("loss", ["both", "payments", "allocation"])
+def test_hand_written_backward_equals_autograd(setting, kind, loss):
+    """:class:`SoftmaxSurrogate` (``fused=True``) against plain autograd (``fused=False``)
+    on random parameters, weights learned, two temperatures and random upstream
+    gradients: the same outputs and the same gradient for every parameter (the branches
+    where only the payments or only the allocation carry a gradient included)."""
+    s = unlimited("additive") if setting.startswith("unlimited") else cached_setting(setting)
+    if kind == "deterministic":
+        mech = randomised(DeterministicAMA(s, learn_weights=True), 6, boost_scale=0.3).double()
+    else:
+        mech = random_lottery(s, seed=11, allocations=24).double()
+        if kind == "pruned-lottery":
+            mech.active[::3] = False
+    bids = torch.as_tensor(s.sample(64, 5))
+    gen = torch.Generator().manual_seed(1)
+    g_alloc = torch.randn(64, *s.shape, generator=gen, dtype=torch.float64)
+    g_pay = torch.randn(64, s.num_bidders, generator=gen, dtype=torch.float64)
+    for temperature in (3.0, 50.0):
+        results = []
+        for fused in (False, True):
+            mech.zero_grad()
+            alloc, pay = mech.relaxed(bids, temperature, fused=fused)
+            target = (alloc * g_alloc).sum() if loss != "payments" else 0.0
+            if loss != "allocation":
+                target = target + (pay * g_pay).sum()
+            target.backward()
+            grads = {k: p.grad.clone() for k, p in mech.named_parameters() if p.grad is not None}
+            results.append((alloc.detach(), pay.detach(), grads))
+        (a0, p0, plain), (a1, p1, fused_grads) = results
+        torch.testing.assert_close(a1, a0, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(p1, p0, rtol=1e-10, atol=1e-12)
+        assert set(fused_grads) == set(plain) and "boosts" in plain and "log_weights" in plain
+        for key, grad in plain.items():
+            assert float(grad.abs().max()) > 1e-6, key  # a gradient that can disagree
+            torch.testing.assert_close(fused_grads[key], grad, rtol=1e-9, atol=1e-11, msg=key)
 
 
 # ------------------------------------------------------------------ options, run state

@@ -3,12 +3,14 @@ first-price auction, IR/feasibility accounting, determinism."""
 
 from __future__ import annotations
 
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from automech import Evaluation, RegretSearch, evaluate
+from automech import Evaluation, RegretSearch, Setting, evaluate
 from automech.evaluation.protocol import TEST_SEED
 from automech.mechanisms import FirstPrice, Mechanism, PostedPrice
 from conftest import cached_mechanism, cached_setting
@@ -115,25 +117,36 @@ def test_evaluation_is_deterministic():
     assert other.revenue != first["revenue"]
 
 
-def test_evaluation_to_dict_is_complete():
-    report = evaluate(
-        PostedPrice(cached_setting("2x2-uniform"), prices=[0.5, 0.5]), samples=500, search=SMALL
-    )
+def test_evaluation_values_match_an_independent_computation():
+    """Every figure of the report, recomputed here with NumPy on the same test profiles
+    (``setting.sample(samples, TEST_SEED)``): posted prices 1/2 on 2x2-uniform sell item
+    j whenever some bidder values it at 1/2 or more (bidder 0 first), so revenue is 1/2
+    per item sold and welfare the value of the first bidder at or above the price."""
+    s = cached_setting("2x2-uniform")
+    report = evaluate(PostedPrice(s, prices=[0.5, 0.5]), samples=500, search=SMALL)
     assert isinstance(report, Evaluation)
+    v = s.sample(500, TEST_SEED)  # (B, 2, 2)
+    first, second = v[:, 0] >= 0.5, v[:, 1] >= 0.5  # (B, m)
+    revenue = 0.5 * (first | second).sum(axis=1)
+    welfare = np.where(first, v[:, 0], np.where(second, v[:, 1], 0.0)).sum(axis=1)
     d = report.to_dict()
-    for key in (
-        "revenue",
-        "revenue_se",
-        "welfare",
-        "ir_violation_rate",
-        "regret_mean",
-        "regret_max",
-        "samples",
-        "infeasible_rate",
-        "search",
-        "seconds",
-    ):
-        assert key in d
+    assert json.loads(json.dumps(d)) == d  # the metrics.json form
+    assert d["revenue"] == pytest.approx(revenue.mean(), abs=1e-12)
+    assert d["revenue_se"] == pytest.approx(revenue.std(ddof=1) / math.sqrt(500), rel=1e-9)
+    assert d["welfare"] == pytest.approx(welfare.mean(), abs=1e-12)
+    assert d["welfare_se"] == pytest.approx(welfare.std(ddof=1) / math.sqrt(500), rel=1e-9)
+    assert d["objective"] == "revenue" and d["objective_value"] == d["revenue"]
+    assert d["objective_se"] == d["revenue_se"]
+    # a buyer pays 1/2 only for items it values at 1/2 or more: IR, and feasible
+    assert d["ir_violation_rate"] == 0.0 and d["ir_violation_mean"] == 0.0
+    assert d["infeasible_rate"] == 0.0 and d["infeasibility_max"] == 0.0
+    # the offer a bidder faces does not depend on its bid: no regret on any profile
+    assert d["regret_mean"] == d["regret_max"] == d["regret_se"] == 0.0
+    assert d["regret_per_bidder"] == [0.0, 0.0]
+    assert d["regret_samples"] == SMALL.profiles and d["search"] == SMALL.to_dict()
+    assert d["samples"] == 500 and d["seed"] == TEST_SEED
+    assert d["mechanism"] == "posted-price" and d["setting"] == "2x2-uniform"
+    assert d["seconds"] > 0 and d["extra"] == {}
 
 
 @pytest.mark.parametrize(
@@ -156,3 +169,89 @@ def test_evaluate_refuses_what_is_not_a_mechanism():
 
     with pytest.raises(EvaluationError, match="needs an automech mechanism"):
         evaluate(lambda bids: bids)
+
+
+# ------------------------------------------------------------------ the gradient-ascent stage
+
+
+class SecretRebate(Mechanism):
+    """Sells nothing and pays a rebate ``exp(-|b_i - c|^2 / (2 w^2))`` to every bidder i
+    whose report is near the secret code c: not truthful, differentiable, and the only
+    profitable misreport (b_i = c, gain ``1 - exp(-|v_i - c|^2 / (2 w^2))``) lies in a
+    ball of radius about w that random points, scaled truths and grid points miss."""
+
+    name = "secret-rebate"
+    differentiable = True
+
+    def __init__(self, setting, code: list[float], width: float) -> None:
+        super().__init__(setting)
+        self.code, self.width = code, width
+
+    def forward(self, bids):
+        code = torch.tensor(self.code, dtype=bids.dtype, device=bids.device)
+        rebate = torch.exp(-((bids - code) ** 2).sum(dim=-1) / (2 * self.width**2))
+        return torch.zeros_like(bids), -rebate
+
+
+@pytest.mark.parametrize(
+    "bidders, code, width",
+    [
+        (2, [0.5, 0.5], 0.02),  # 2 items: the code lies between the 16-point grid's points
+        (1, [0.8, 0.2, 0.7, 0.3], 0.08),  # 4 items: 16^4 > max_grid, no grid at all
+    ],
+)
+def test_gradient_ascent_finds_the_regret_candidates_miss(bidders, code, width):
+    """The ascent stage of the misreport search (``ascent_starts`` / ``ascent_steps``) is
+    what finds a narrow profitable misreport: with it the search finds (almost) all of
+    the exact regret, computed here in closed form on the same profiles; without it
+    (``ascent_steps=0``) the candidates find less than half."""
+    m = len(code)
+    s = Setting.from_dict({"bidders": bidders, "items": m, "prior": {"kind": "uniform"}})
+    mech = SecretRebate(s, code, width)
+    v = s.sample(100, TEST_SEED)
+    exact = 1 - np.exp(-((v - np.array(code)) ** 2).sum(axis=-1) / (2 * width**2))  # (P, n)
+    full = evaluate(mech, samples=100, search=RegretSearch(profiles=100))
+    candidates = evaluate(mech, samples=100, search=RegretSearch(profiles=100, ascent_steps=0))
+    assert full.regret_mean == pytest.approx(exact.mean(), abs=1e-3)
+    assert full.regret_per_bidder == pytest.approx(exact.mean(axis=0).tolist(), abs=1e-3)
+    assert full.regret_max <= exact.max() + 1e-9  # never more than the best misreport
+    assert candidates.regret_mean < 0.5 * exact.mean()
+    assert full.regret_mean > candidates.regret_mean + 0.4
+
+
+# ------------------------------------------------------------------ --thorough from the CLI
+
+
+def test_cli_evaluate_thorough_uses_the_thorough_budget(tmp_path, monkeypatch):
+    """``automech evaluate RUN --thorough`` scores with :data:`THOROUGH` (patched here to
+    a small budget, where the CLI reads it): its regret is the library's under that very
+    budget, on its ``profiles`` (37, not the ``--regret-profiles`` default)."""
+    from typer.testing import CliRunner
+
+    import automech
+    import automech.cli
+    import automech.evaluation
+    import automech.evaluation.protocol
+    import automech.evaluation.regret
+    from automech.cli import app
+    from automech.mechanisms.learned.regretnet import RegretNetMechanism
+
+    small = RegretSearch(profiles=37, random=16, scales=4, grid=4, ascent_starts=2, ascent_steps=5)
+    for module in (automech.cli, automech.evaluation, automech.evaluation.protocol):
+        monkeypatch.setattr(module, "THOROUGH", small, raising=False)
+    monkeypatch.setattr(automech.evaluation.regret, "THOROUGH", small)
+    monkeypatch.setenv("AUTOMECH_THREADS", "1")  # the CLI sets torch's threads at start
+    s = cached_setting("2x2-uniform")
+    mech = RegretNetMechanism(s, hidden=8, layers=1, init_seed=3)  # differentiable: ascent too
+    automech.save(mech, tmp_path / "run")
+    result = CliRunner().invoke(
+        app, ["evaluate", str(tmp_path / "run"), "--thorough", "--samples", "300", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)["results"]["regretnet"]
+    assert row["samples"] == 300 and row["regret_samples"] == 37
+    expected = evaluate(mech, samples=300, search=small)
+    assert expected.regret_mean > 1e-3  # a random network is far from truthful
+    assert row["regret_mean"] == pytest.approx(expected.regret_mean, rel=1e-6)
+    assert row["regret_max"] == pytest.approx(expected.regret_max, rel=1e-6)
+    assert row["revenue"] == pytest.approx(expected.revenue, rel=1e-9)
