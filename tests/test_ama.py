@@ -21,7 +21,6 @@ from automech.mechanisms import MECHANISMS
 from automech.mechanisms.learned.affine_maximizer import (
     DeterministicAMA,
     LotteryAMA,
-    SoftmaxSurrogate,
     symmetric_prior,
 )
 from automech.methods import METHODS, mechanism_class

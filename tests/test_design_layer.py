@@ -199,7 +199,7 @@ LAYERS = [
     {"training"},
     {"methods"},
     {"experiment"},
-    {"sweeps", "plot", "report"},
+    {"sweeps", "plot", "report", "export", "audit", "serve", "design"},
     {"cli"},
 ]
 RANK = {room: rank for rank, rooms in enumerate(LAYERS) for room in rooms}

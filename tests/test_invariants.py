@@ -55,6 +55,7 @@ from automech.mechanisms.learned.tedi import TEDIMechanism
 from automech.methods import METHODS
 from automech.methods.gemnet import compatibility
 from automech.problems import Setting, setting_names
+from automech.runs import Run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import interrupt_third_step  # noqa: E402
@@ -140,6 +141,8 @@ TRAIN_CASES: dict[str, tuple[str, dict]] = {
             "langevin_steps": 2,
             "metropolis_steps": 2,
             "solver_steps": 50,
+            "init": "separable",  # a distilled start, kept short (auto: 2000 steps)
+            "init_steps": 20,
             "validation_samples": 64,
         },
     ),
@@ -207,7 +210,9 @@ def misreport_grid(setting: Setting) -> np.ndarray:
         unit = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, m)
     else:
         rng = np.random.default_rng(MISREPORT_SEED)
-        unit = np.concatenate([np.zeros((1, m)), np.ones((1, m)), rng.random((RANDOM_MISREPORTS, m))])
+        unit = np.concatenate(
+            [np.zeros((1, m)), np.ones((1, m)), rng.random((RANDOM_MISREPORTS, m))]
+        )
     return low[:, None, :] + unit[None] * (high - low)[:, None, :]
 
 
@@ -346,9 +351,7 @@ RANDOM_LEARNED: list[tuple[str, str, Callable[[Setting], Mechanism]]] = [
             "tedi",
             name,
             lambda s: seeded(
-                lambda: TEDIMechanism(
-                    s, groups=(4, 4), pan_hidden=8, solver_steps=50, init_seed=2
-                ),
+                lambda: TEDIMechanism(s, groups=(4, 4), pan_hidden=8, solver_steps=50, init_seed=2),
                 2,
             ),
         )
@@ -446,13 +449,21 @@ def _train_root(tmp_path_factory):
     _TRAIN_ROOT.append(tmp_path_factory.mktemp("trained"))
     yield
     _TRAIN_ROOT.clear()
+    _TRAINED.clear()
+    _MECHANISMS.clear()
 
 
 def trained_lp(name: str, grid: int) -> Mechanism:
     key = f"lp-{name}-{grid}"
     if key not in _TRAINED:
         _TRAINED[key], _ = train(
-            name, "lp", {"grid": grid}, seed=0, out=_TRAIN_ROOT[0] / key, eval_samples=256, search=None
+            name,
+            "lp",
+            {"grid": grid},
+            seed=0,
+            out=_TRAIN_ROOT[0] / key,
+            eval_samples=256,
+            search=None,
         )
     return _TRAINED[key]
 
@@ -578,10 +589,10 @@ def test_unadjusted_gemnet_over_allocation_is_real():
 @pytest.mark.parametrize("case", CASES, ids=repr)
 def test_payments_nonnegative(case):
     s, mech = setting_of(case.setting), mechanism_of(case)
-    values = profiles(s)
-    _, pay = mech.outcome(values)
     if mech.name in FREE_PRICES:
         pytest.skip(f"may pay bidders: {FREE_PRICES[mech.name]}")
+    values = profiles(s)
+    _, pay = mech.outcome(values)
     b, i = np.unravel_index(np.argmin(pay), pay.shape)
     assert pay[b, i] >= -relative_tolerance(mech) * value_scale(s), (
         f"bidder {i} of profile {values[b].tolist()} is paid {-pay[b, i]:.3g}"
@@ -613,12 +624,11 @@ def test_dsic_brute_force(case):
     else:
         values = profiles(s, DSIC_PROFILES)
     reports = misreport_grid(s)
-    if case.dsic_on_grid:  # the bidder's own types are misreports too
+    if case.dsic_on_grid:  # the bidder's own types are misreports too (padded: the first)
         types = mech.types.cpu().numpy()
-        reports = np.concatenate(
-            [reports, np.stack([types[i, : mech.num_types[0]] for i in range(s.num_bidders)])],
-            axis=1,
-        )
+        k = max(mech.num_types)
+        own = [types[i, np.minimum(np.arange(k), mech.num_types[i] - 1)] for i in range(len(types))]
+        reports = np.concatenate([reports, np.stack(own)], axis=1)
     regret, best = brute_force_regret(mech, values, reports)
     rel = case.dsic_tolerance or relative_tolerance(mech)
     tol = rel * value_scale(s)
@@ -687,6 +697,17 @@ def test_save_load_gives_identical_outcomes(case, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_save_load_keeps_a_float64_mechanism(tmp_path):
+    s = setting_of("2x2-uniform")
+    mech = GemNetMechanism(s, menu_size=8, hidden=(16,), init_seed=0).double().eval()
+    automech.save(mech, tmp_path / "saved")
+    again = automech.load(tmp_path / "saved")
+    bids = profiles(s, 256)
+    assert again.dtype == mech.dtype
+    for a, b in zip(mech.outcome(bids), again.outcome(bids)):
+        np.testing.assert_array_equal(a, b)
+
+
 # ------------------------------------------------------------------ resume
 
 
@@ -701,9 +722,20 @@ def test_interrupted_run_resumes_to_identical_parameters(method, tmp_path, monke
     with pytest.raises(KeyboardInterrupt):
         train(name, method, opts, seed=0, out=tmp_path / "cut", eval_samples=256, search=None)
     monkeypatch.undo()
+    state = Run(tmp_path / "cut").checkpoint()["training_state"]
+    assert state["step"] == 2 and not state["finished"]
+    said: list[str] = []
     resumed, _ = train(
-        name, method, opts, seed=0, out=tmp_path / "cut", eval_samples=256, search=None
+        name,
+        method,
+        opts,
+        seed=0,
+        out=tmp_path / "cut",
+        eval_samples=256,
+        search=None,
+        notify=said.append,
     )
+    assert any("from its checkpoint at step 2" in line for line in said), said
     want, got = whole.state_dict(), resumed.state_dict()
     assert list(want) == list(got)
     for key in want:

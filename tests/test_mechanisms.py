@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy import integrate
+from scipy import integrate, optimize, stats
 
 from automech import Setting, evaluate, get_setting
 from automech.errors import BidError, NotApplicableError
@@ -334,3 +334,53 @@ def test_bad_bid_messages():
     # valid bids in any numeric container are accepted
     alloc, pay = m.outcome([[[1, 0], [0, 1]]])
     assert alloc.dtype == np.float64 and pay.shape == (1, 2)
+
+
+# ------------------------------------------------------------------ Myerson on other priors
+
+#: Regular laws (log-concave, or lognormal with sigma 1/2) and their scipy.stats twins.
+MYERSON_LAWS = {
+    "beta": ({"a": 2.0, "b": 3.0, "scale": 2.0}, stats.beta(2.0, 3.0, scale=2.0)),
+    "gamma": ({"shape": 2.0, "scale": 0.5}, stats.gamma(2.0, scale=0.5)),
+    "lognormal": ({"mu": 0.0, "sigma": 0.5}, stats.lognorm(0.5)),
+    "truncnormal": (
+        {"mean": 0.3, "std": 0.4, "low": 0.0, "high": 1.0},
+        stats.truncnorm(-0.75, 1.75, loc=0.3, scale=0.4),
+    ),
+}
+
+
+def myerson_optimum(dist, bidders: int) -> tuple[float, float]:
+    """Monopoly price r (maximising r (1 - F(r)), found numerically) and Myerson's optimal
+    revenue for i.i.d. bidders, E[max_i phi(v_i)^+] = int_r^inf phi(v) d(F^n)(v) with
+    phi(v) f(v) = v f(v) - (1 - F(v)); for one bidder r (1 - F(r))."""
+    low, high = dist.support()
+    top = dist.ppf(1 - 1e-12) if not math.isfinite(high) else high
+    r = optimize.minimize_scalar(
+        lambda p: -p * dist.sf(p), bounds=(low, top), method="bounded", options={"xatol": 1e-10}
+    ).x
+    if bidders == 1:
+        return r, r * dist.sf(r)
+
+    def integrand(v):
+        return (v * dist.pdf(v) - dist.sf(v)) * bidders * dist.cdf(v) ** (bidders - 1)
+
+    return r, integrate.quad(integrand, r, top, limit=200)[0]
+
+
+@pytest.mark.parametrize("bidders", [1, 2])
+@pytest.mark.parametrize("law", list(MYERSON_LAWS))
+def test_myerson_revenue_on_beta_gamma_lognormal_truncnormal(law, bidders):
+    """One item, i.i.d. bidders: Myerson's reserve is the monopoly price and its revenue
+    (Monte Carlo, through the evaluator) the optimum computed by numerical integration."""
+    params, dist = MYERSON_LAWS[law]
+    s = Setting.from_dict({"bidders": bidders, "items": 1, "prior": {"kind": law, **params}})
+    mech = Myerson(s)
+    r, exact = myerson_optimum(dist, bidders)
+    np.testing.assert_allclose(mech.reserves.numpy().ravel(), r, atol=1e-3)
+    report = evaluate(mech, samples=100_000, seed=3, search=None)
+    assert_close(report.revenue, exact, report.revenue_se)
+    if bidders == 1:  # a posted price r: each sale earns exactly r
+        _, pay = mech.outcome(s.sample(1_000, 4))
+        sold = pay[:, 0] > 0
+        assert sold.any() and np.allclose(pay[sold, 0], r, atol=1e-3)

@@ -3,10 +3,14 @@ correlated and spherical priors."""
 
 from __future__ import annotations
 
+import math
+from statistics import NormalDist
+
 import numpy as np
 import pytest
+from scipy import optimize
 
-from automech import get_setting
+from automech import Setting, get_setting
 from automech.problems import (
     CorrelatedPrior,
     DiscretePrior,
@@ -223,3 +227,74 @@ def test_spherical_prior_rewards_lotteries():
     assert -randomised.fun == pytest.approx(0.21761, abs=1e-4)
     assert -deterministic.fun == pytest.approx(0.18425, abs=1e-4)
     assert randomised.fun / deterministic.fun >= 1.15
+
+
+# ------------------------------------------------ beta, gamma, lognormal, truncnormal
+
+
+def _normal(x: float) -> tuple[float, float]:
+    """Standard normal density and CDF at x."""
+    return math.exp(-x * x / 2) / math.sqrt(2 * math.pi), 0.5 * math.erfc(-x / math.sqrt(2))
+
+
+def _truncnormal_moments(mean: float, std: float, low: float, high: float):
+    (fa, ca), (fb, cb) = _normal((low - mean) / std), _normal((high - mean) / std)
+    a, b, z = (low - mean) / std, (high - mean) / std, cb - ca
+    shift = (fa - fb) / z
+    return mean + std * shift, std**2 * (1 + (a * fa - b * fb) / z - shift**2)
+
+
+#: law, parameters, closed-form mean and variance, closed-form support box.
+LAW_CASES = {
+    "beta": (
+        {"a": 2.0, "b": 3.0, "scale": 2.0},
+        2.0 * 2 / 5,  # scale a / (a + b)
+        4.0 * 6 / (25 * 6),  # scale^2 a b / ((a + b)^2 (a + b + 1))
+        (0.0, 2.0),
+    ),
+    "gamma": (
+        {"shape": 2.0, "scale": 0.5},
+        1.0,  # k theta
+        0.5,  # k theta^2
+        # shape 2: 1 - F(x) = e^{-x/theta} (1 + x/theta) = 1e-4 at the box's top
+        (0.0, 0.5 * optimize.brentq(lambda y: math.exp(-y) * (1 + y) - 1e-4, 1.0, 30.0)),
+    ),
+    "lognormal": (
+        {"mu": 0.0, "sigma": 0.5},
+        math.exp(0.125),  # e^{mu + sigma^2 / 2}
+        (math.exp(0.25) - 1) * math.exp(0.25),
+        (0.0, math.exp(0.5 * NormalDist().inv_cdf(UNBOUNDED_QUANTILE))),
+    ),
+    "truncnormal": (
+        {"mean": 0.3, "std": 0.4, "low": 0.0, "high": 1.0},
+        *_truncnormal_moments(0.3, 0.4, 0.0, 1.0),
+        (0.0, 1.0),
+    ),
+}
+
+
+@pytest.mark.parametrize("law", list(LAW_CASES))
+def test_law_moments_and_support_match_closed_forms(law):
+    params, mean, var, (low, high) = LAW_CASES[law]
+    s = Setting.from_dict({"bidders": 2, "items": 3, "prior": {"kind": law, **params}})
+    box_low, box_high = s.prior.support()
+    np.testing.assert_allclose(box_low, low, atol=1e-12)
+    np.testing.assert_allclose(box_high, high, rtol=1e-7)
+    assert s.prior.marginal(1, 2).mean() == pytest.approx(mean, rel=1e-9)
+    v = s.sample(40_000, 17).ravel()  # 240,000 independent draws
+    n = len(v)
+    assert abs(v.mean() - mean) < 4 * math.sqrt(var / n), (v.mean(), mean)
+    fourth = ((v - v.mean()) ** 4).mean()
+    assert abs(v.var() - var) < 4 * math.sqrt((fourth - var**2) / n), (v.var(), var)
+    assert v.min() >= low
+    if law in ("beta", "truncnormal"):  # bounded: every draw in the box
+        assert v.max() <= high
+    else:  # cut at the 0.9999 quantile: about 1e-4 of the draws lie above the box
+        assert 0 < (v > high).mean() < 3e-4
+
+
+def test_gamma_virtual_value_closed_form():
+    """Shape 2: (1 - F) / f = theta (theta + x) / x, so phi(x) = x - theta (theta + x) / x."""
+    law = Law1D("gamma", {"shape": 2.0, "scale": 0.5})
+    x = np.array([0.2, 0.5, 1.0, 3.0])
+    np.testing.assert_allclose(law.virtual_value(x), x - 0.5 * (0.5 + x) / x, rtol=1e-9)

@@ -399,7 +399,7 @@ def describe(
         if samples < 1:
             raise AutomechError(f"--samples must be >= 1, got {samples}")
         mech = load(run)
-        values = mech.setting.sample(samples, TEST_SEED)
+        values = mech.setting.test_profiles(samples, TEST_SEED)
         info = mech.describe(values)
         info["samples"] = samples
         Run(run).write_json("describe.json", info)
@@ -538,6 +538,125 @@ def methods(
             )
             table.add_row(key, r["kind"], str(r["options"]), shown or "-", r["description"])
         console.print(table)
+
+
+@app.command(name="export")
+def export_cmd(
+    run: Path = typer.Argument(..., help="run directory"),
+    fmt: str = typer.Option(
+        ..., "--format", help="json (menus, affine maximizers, posted prices) or onnx (networks)"
+    ),
+    out: str | None = typer.Option(
+        None, help="output file (default RUN/mechanism.json or .onnx); - prints the JSON"
+    ),
+) -> None:
+    """Export a saved mechanism to run without automech: a self-contained JSON
+    description (its rule in words and its numbers) or an ONNX graph."""
+    with _clean_errors():
+        from automech.export import FORMATS, describe_json, export_run, to_json
+
+        if out == "-" and fmt in FORMATS:
+            if fmt != "json":
+                raise AutomechError("--out - (standard output) is for --format json only")
+            sys.stdout.write(to_json(describe_json(load(run))))
+            return
+        path = export_run(run, fmt, out)
+        console.print(f"{fmt}: {path}", markup=False, highlight=False)
+
+
+@app.command()
+def serve(
+    run: Path = typer.Argument(..., help="run directory of a static mechanism"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8000, help="port to listen on"),
+    log: Path | None = typer.Option(None, "--log", help="audit log (default RUN/audit.db)"),
+    max_batch: int = typer.Option(1024, help="most bid profiles per request"),
+    fsync: bool = typer.Option(
+        False, help="fsync every commit: the log survives power loss too (slower)"
+    ),
+) -> None:
+    """Serve RUN's mechanism over HTTP: POST /auction, GET /mechanism, GET /health.
+
+    Every auction is committed to the audit log (SQLite) before it is answered;
+    `automech log RUN` lists and verifies it.  One process, one torch thread
+    (AUTOMECH_THREADS overrides); runs whose evaluation shows IR violations or
+    infeasible allocations are refused."""
+    import os
+
+    with _clean_errors():
+        import uvicorn
+
+        from automech.serve import create_app
+
+        if not os.environ.get("AUTOMECH_THREADS"):
+            configure_threads(1)
+        application = create_app(run, log_path=log, max_batch=max_batch, fsync=fsync)
+        where = log or run / "audit.db"
+        err_console.print(
+            f"serving {application.state.mechanism.name} from {run} on http://{host}:{port}"
+            f" (audit log {where})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@app.command(name="log")
+def log_cmd(
+    run: Path = typer.Argument(..., help="run directory"),
+    log: Path | None = typer.Option(None, "--log", help="audit log (default RUN/audit.db)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    verify: bool = typer.Option(
+        True, "--verify/--no-verify", help="recompute every outcome from its bids and seed"
+    ),
+    last: int | None = typer.Option(None, help="print only the last LAST entries"),
+) -> None:
+    """List the auctions in RUN's audit log and verify them: every allocation and payment
+    recomputed from the bids, every realised allocation from its seed, every entry made
+    by RUN's checkpoint (its sha256).  Exit 2 when one does not verify."""
+    from automech.audit import AUDIT_DB, AuditError, checkpoint_sha256, open_log
+    from automech.audit import verify as verify_log
+    from automech.mechanisms.base import Mechanism
+
+    with _clean_errors():
+        path = log or run / AUDIT_DB
+        with open_log(path) as audit:
+            entries = list(audit.entries())
+        checked = None
+        if verify:
+            mech = load(run)
+            if not isinstance(mech, Mechanism):
+                raise AuditError(f"{str(run)!r} holds a dynamic mechanism, which is never served")
+            result = verify_log(entries, mech, checkpoint_sha256(run))
+            if not result.ok:
+                raise AuditError(
+                    f"{len(result.problems)} of {result.entries} entries in {str(path)!r} do "
+                    f"not verify against {str(run)!r}; first: {result.problems[0]}"
+                )
+            checked = result.entries
+        shown = entries if last is None else entries[-last:] if last > 0 else []
+        if as_json:
+            out = {"log": str(path), "entries": len(entries), "verified": checked is not None}
+            out["shown"] = [e.to_dict() for e in shown]
+            print(json.dumps(out, indent=2))
+            return
+        table = Table(title=f"{path}: {len(entries)} auction(s)")
+        for col in ("seq", "time (UTC)", "id", "bids", "payments", "realised", "seed"):
+            table.add_column(col, justify="left" if col in ("time (UTC)", "id") else "right")
+        for e in shown:
+            table.add_row(
+                str(e.seq),
+                e.time[:23],
+                e.id[:12],
+                _cell(e.bids)[:48],
+                _cell(e.payments)[:32],
+                json.dumps(e.realised)[:32],
+                str(e.seed),
+            )
+        console.print(table)
+        if checked is not None:
+            console.print(f"verified: all {checked} entries recompute from their bids and seeds")
 
 
 def main() -> None:  # pragma: no cover - console entry point

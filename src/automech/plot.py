@@ -323,7 +323,7 @@ def describe_entries(
     describe: Callable[..., dict[str, Any]] = mech.describe  # the signature varies
     if not inspect.signature(describe).parameters:
         return describe()  # a table needs no profiles
-    return describe(setting.sample(samples, seed))
+    return describe(setting.test_profiles(samples, seed))
 
 
 def _entry_fields(entry: dict[str, Any]) -> tuple[np.ndarray, str, float | None, float | None]:

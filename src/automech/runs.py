@@ -72,6 +72,7 @@ class Run:
             "config": mechanism.config(),
             "setting": mechanism.setting.to_dict(),
             "state_dict": mechanism.state_dict(),
+            "dtype": str(getattr(mechanism, "dtype", "")).removeprefix("torch."),
             "training_state": training_state,
         }
         tmp = self.path / f".{CHECKPOINT}.tmp"
@@ -149,6 +150,8 @@ def rebuild(run_dir: str | Path, lookup: Callable[[str, str | None], type | None
     setting = setting_from_dict(payload["setting"], source=str(path / CHECKPOINT))
     try:
         mechanism = cls(setting, **payload.get("config", {}))
+        if payload.get("dtype") == "float64" and getattr(mechanism, "dtype", None) != torch.float64:
+            mechanism = mechanism.double()  # rebuilt as saved, not cast down to float32
         mechanism.load_state_dict(payload["state_dict"])
     except (TypeError, ValueError, KeyError, RuntimeError) as err:
         detail = " ".join(str(err).split())

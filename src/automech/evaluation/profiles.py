@@ -47,9 +47,9 @@ def profile_regrets(
     device = default_device()
     mechanism = mechanism.to(device)
     # the protocol draws the whole test set and searches its head: draw the same set
-    values = torch.as_tensor(setting.sample(samples, seed), dtype=mechanism.dtype, device=device)[
-        :profiles
-    ]
+    values = torch.as_tensor(
+        setting.test_profiles(samples, seed), dtype=mechanism.dtype, device=device
+    )[:profiles]
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         truthful = setting.utilities(values, *mechanism(values))

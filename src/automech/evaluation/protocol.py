@@ -1,6 +1,8 @@
 """The one evaluation protocol every mechanism is scored with.
 
-On ``samples`` test profiles drawn from the setting's prior with ``seed``:
+On ``samples`` test profiles drawn from the setting's prior with ``seed``
+(``prior.test_profiles``; a data prior gives all its held-out profiles instead, whatever
+``samples`` is, and the revenue gets a 95 % bootstrap confidence interval):
 
 * revenue (and the setting's objective, when it is not revenue) and welfare, each
   with its standard error ``std / sqrt(samples)``;
@@ -26,7 +28,8 @@ from rich.progress import Progress
 from automech.device import default_device
 from automech.evaluation.regret import THOROUGH, RegretSearch, best_misreport_utility
 from automech.mechanisms.base import Mechanism
-from automech.problems.setting import Setting
+from automech.problems.data import DataPrior
+from automech.problems.setting import Setting, check_sample_size
 
 #: Default seed of the test profiles: fixed, so every method is scored on the same set,
 #: and distinct from any training seed stream.
@@ -34,6 +37,9 @@ TEST_SEED = 987_654_321
 
 #: Profiles per forward pass when computing revenue, welfare, IR and feasibility.
 CHUNK = 2**15
+
+#: Resamples of the bootstrap confidence interval of revenue (data priors).
+BOOTSTRAP_RESAMPLES = 1000
 
 
 @dataclass
@@ -63,6 +69,8 @@ class Evaluation:
     search: dict[str, Any] | None
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    #: 95 % bootstrap confidence interval of the mean revenue, on a data prior only.
+    revenue_ci: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +79,23 @@ class Evaluation:
 def _tolerance(dtype: torch.dtype, setting: Setting) -> float:
     scale = float(np.max(setting.prior.support()[1]))
     return (1e-9 if dtype == torch.float64 else 1e-5) * max(scale, 1.0)
+
+
+def bootstrap_ci(
+    values: np.ndarray, seed: int, resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95
+) -> list[float]:
+    """Percentile bootstrap confidence interval ``[low, high]`` of the mean of
+    ``values``: ``resamples`` resamples with replacement, drawn with ``seed``."""
+    values = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    chunk = max(1, 2**22 // max(len(values), 1))  # resamples per batch: bounded memory
+    for s in range(0, resamples, chunk):
+        k = min(chunk, resamples - s)
+        means[s : s + k] = values[rng.integers(0, len(values), size=(k, len(values)))].mean(1)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return [float(low), float(high)]
 
 
 def evaluate(
@@ -91,7 +116,8 @@ def evaluate(
     setting
         The problem to score on (default: the mechanism's own).
     samples
-        Test profiles for revenue, welfare, IR and feasibility.
+        Test profiles for revenue, welfare, IR and feasibility (ignored on a data prior:
+        its held-out profiles are all used; ``Evaluation.samples`` says how many).
     seed
         Seed of the test profiles and of the random misreports (fixed by default, so
         every design is scored on the same profiles).
@@ -106,8 +132,9 @@ def evaluate(
     -------
     Evaluation
         Revenue with its standard error, welfare, IR violation rate, infeasibility and
-        regret (mean and max over the searched profiles); ``to_dict()`` is the JSON that
-        ``metrics.json`` holds.
+        regret (mean and max over the searched profiles), and on a data prior a 95 %
+        bootstrap confidence interval of revenue (``revenue_ci``); ``to_dict()`` is the
+        JSON that ``metrics.json`` holds.
     """
     setting = setting or mechanism.setting
     if thorough:
@@ -116,7 +143,12 @@ def evaluate(
     device = default_device()
     mechanism = mechanism.to(device)
     dtype = mechanism.dtype
-    values = torch.as_tensor(setting.sample(samples, seed), dtype=dtype, device=device)
+    data = isinstance(setting.prior, DataPrior)
+    if not data:
+        check_sample_size(samples, setting.num_bidders * setting.num_items)
+    profiles = setting.prior.test_profiles(samples, seed)
+    samples = len(profiles)
+    values = torch.as_tensor(profiles, dtype=dtype, device=device)
     tol = _tolerance(dtype, setting)
     regret_profiles = min(search.profiles, samples) if search else 0
     steps = math.ceil(samples / CHUNK) + (setting.num_bidders if search else 0)
@@ -187,4 +219,5 @@ def evaluate(
         regret_samples=regret_profiles,
         search=search.to_dict() if search else None,
         seconds=time.perf_counter() - start,
+        revenue_ci=bootstrap_ci(torch.cat(rev).double().cpu().numpy(), seed) if data else None,
     )

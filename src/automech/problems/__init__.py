@@ -1,6 +1,7 @@
 """Problems: settings, priors over valuation profiles, objectives, dynamic (MDP) settings,
 the named registry of both."""
 
+from automech.problems.data import DataPrior
 from automech.problems.dynamic import DynamicEnv, is_dynamic
 from automech.problems.laws import LAWS, Law1D
 from automech.problems.objectives import OBJECTIVES, Objective
@@ -34,6 +35,7 @@ __all__ = [
     "IndependentDiscretePrior",
     "SphericalPrior",
     "CorrelatedPrior",
+    "DataPrior",
     "Setting",
     "get_setting",
     "register",

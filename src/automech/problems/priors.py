@@ -12,7 +12,9 @@ Kinds (the ``kind`` key of a setting file's ``[prior]`` table):
 * ``discrete``: listed ``profiles`` (each n x m) with ``probabilities``, or independent
   per-bidder ``types`` lists with ``type_probabilities``;
 * ``correlated``: the correlated prior of the TEDI paper, Section 4.1;
-* ``spherical``: the discrete "spherical" prior of the lottery-AMA paper, Section 6.2.
+* ``spherical``: the discrete "spherical" prior of the lottery-AMA paper, Section 6.2;
+* ``data``: observed profiles in a CSV or Parquet file, split into training and held-out
+  profiles (:mod:`automech.problems.data`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ class Prior(ABC):
     def support(self) -> tuple[np.ndarray, np.ndarray]:
         """Box ``(low, high)``, each (n, m), holding the prior's values (misreports are
         searched inside it).  Unbounded laws are cut at their 0.9999 quantile."""
+
+    def test_profiles(self, num: int, seed: int) -> np.ndarray:
+        """The profiles evaluation scores on: ``num`` fresh draws with ``seed`` (a data
+        prior returns its held-out profiles instead)."""
+        return self.sample(num, np.random.default_rng(seed))
 
     def atoms(self, bidder: int) -> np.ndarray | None:
         """Bidder ``bidder``'s finite set of types (k, m), or None for a continuum."""
@@ -533,8 +540,15 @@ def _keyword_parser(cls, keys: dict[str, type], check=None):
     return parse
 
 
+def _parse_data(table: dict, n: int, m: int, source: str | None) -> Prior:
+    from automech.problems.data import parse_data_prior  # imports this module
+
+    return parse_data_prior(table, n, m, source)
+
+
 _PARSERS = {
     "discrete": _parse_discrete,
+    "data": _parse_data,
     "correlated": _keyword_parser(
         CorrelatedPrior,
         {"center_low": float, "center_high": float, "spread": float},

@@ -122,6 +122,11 @@ class Setting:
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         return self.prior.sample(num, rng)
 
+    def test_profiles(self, num: int, seed: int) -> np.ndarray:
+        """The profiles an evaluation scores: ``num`` prior draws, or a data prior's
+        held-out profiles (:meth:`Prior.test_profiles`)."""
+        return self.prior.test_profiles(num, seed)
+
     # ---- quantities of an outcome (torch, batched) -------------------------------------
 
     @staticmethod

@@ -68,6 +68,10 @@ class DynamicEnv(ABC):
     def maximise(self) -> bool:
         return self.objective != "makespan"
 
+    def test_profiles(self, count: int, seed: int) -> torch.Tensor:
+        """The type profiles an evaluation scores: ``count`` prior draws."""
+        return self.sample(count, seed)
+
     def sample(self, count: int, rng: np.random.Generator | int) -> torch.Tensor:
         """``count`` type profiles (count, n, *type_shape) from the prior; ``rng`` is a
         NumPy generator (drawn from) or a seed."""
