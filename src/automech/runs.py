@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,8 +101,8 @@ def read_data(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        needs = " ".join(str(err).split()).partition("Unsupported global: ")[2][:120]
-        needs = f" ({needs.rstrip('. ')})" if needs else ""
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        needs = f" (it names the Python object {found.group(1)})" if found else ""
         raise RunError(
             f"{str(path)!r} is not plain data: loading it would run pickle code{needs}, which "
             "automech never does; if the file is yours and you trust it, convert it once "

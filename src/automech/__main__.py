@@ -1,0 +1,5 @@
+"""``python -m automech.cli``: the command line."""
+
+from automech.cli import main
+
+main()
