@@ -264,7 +264,9 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         root = Path(tmp)
-        report["results"] = {name: bench_one(name, root, args) for name in ("lottery-ama", "menu", "regretnet")}
+        report["results"] = {
+            name: bench_one(name, root, args) for name in ("lottery-ama", "menu", "regretnet")
+        }
         report["results"]["menu-fsync"] = bench_one("menu", root, args, fsync=True)
         report["kill9"] = kill_check(root, args)
     report["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]

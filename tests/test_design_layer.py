@@ -200,7 +200,7 @@ LAYERS = [
     {"methods"},
     {"experiment"},
     {"sweeps", "plot", "report", "export", "audit", "serve", "design"},
-    {"cli"},
+    {"cli", "__main__"},
 ]
 RANK = {room: rank for rank, rooms in enumerate(LAYERS) for room in rooms}
 

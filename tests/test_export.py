@@ -111,6 +111,7 @@ def _randomised_ama(mech):
 RANDOM = {
     "menu-additive": lambda: MenuMechanism(cached_setting("1x2-uniform"), 32, init_seed=1),
     "menu-unit-demand": lambda: MenuMechanism(cached_setting("1x2-unit-uniform"), 32, 2),
+    "menu-float64": lambda: MenuMechanism(cached_setting("1x10-uniform"), 32, 3).double(),
     "lottery-additive": lambda: _randomised_ama(
         LotteryAMA(cached_setting("2x2-uniform"), 32, learn_weights=True)
     ),

@@ -162,7 +162,7 @@ def test_cost_baselines_earn_their_closed_form_optima_on_3x10_cp1():
     separable = evaluate(SeparableOPT(s), s, samples=8192, search=None)
     assert separable.objective == shared.objective == "revenue-minus-cost"
     assert abs(separable.objective_value - 250 / 192) < 4 * separable.objective_se
-    sums = np.random.default_rng(2024).random((2**18, 3, 10)).sum(-1)
+    sums = np.random.default_rng(2024).random((2**17, 3, 10)).sum(-1)
     surplus = np.maximum(_irwin_hall_virtual_value(sums, 10), 0.0).sum(-1)
     optimum = np.maximum(surplus - 10.0, 0.0)
     exact, exact_se = optimum.mean(), optimum.std() / math.sqrt(len(optimum))
@@ -293,7 +293,7 @@ def test_what_holds_for_payments():
     for seed in range(3):
         mech = _mech("U-2x2-cp0-cd0", seed)
         s = mech.setting
-        v = torch.as_tensor(s.sample(200, seed), dtype=torch.float32)
+        v = torch.as_tensor(s.sample(120, seed), dtype=torch.float32)
         with torch.no_grad():
             alloc, pay = mech(v)
         assert (pay <= (v * alloc).sum(-1) + 1e-5).all()  # IR
@@ -303,8 +303,8 @@ def test_what_holds_for_payments():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="bug: a TEDI mechanism may pay a bidder (negative payment; -0.51 and a "
-    "revenue of -1.21 here): its price p(x) = f(x) - f(0) has no lower bound (the skip "
+    reason="bug: a TEDI mechanism may pay a bidder (here 75% of the payments are "
+    "negative, down to -0.91): its price p(x) = f(x) - f(0) has no lower bound (the skip "
     "slope D(y) and the first layer have any sign), and tedi.py documents only "
     "no-buy-no-pay, IR and DSIC, not that payments may be negative",
 )

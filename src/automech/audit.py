@@ -80,6 +80,12 @@ _COLUMNS = (
 )
 
 
+_INSERT = (
+    "INSERT INTO auctions (id, time, mechanism_sha256, bids, allocation, payments, "
+    "realised, seed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 class AuditError(AutomechError):
     """An audit log that cannot be opened or read, or whose entries do not verify."""
 
@@ -102,41 +108,54 @@ def utc_now() -> str:
 
 def realise(allocation: np.ndarray, setting: Setting, seed: int) -> np.ndarray:
     """A deterministic allocation (n, m) of 0/1 drawn from the lottery ``allocation``
-    (n, m) with ``numpy.random.default_rng(seed)``: each bidder gets each item with
-    probability ``allocation[i, j]`` and the draw respects the setting's supply and
-    demand (module docstring).  Sums a little above 1 (float error) are scaled down."""
+    (n, m) with ``rng = numpy.random.default_rng(seed)``: bidder i gets item j with
+    probability ``allocation[i, j]`` (clipped to [0, 1]), and the draw respects the
+    setting's supply and demand:
+
+    * additive, unit supply: ``u = rng.random(m)``; item j goes to the first bidder i
+      with ``u[j] < x[0, j] + ... + x[i, j]``, to nobody if none (a column summing to
+      more than 1, by float error, is divided by its sum first);
+    * unit-demand, unlimited supply, or one bidder: the same along bidder i's row with
+      ``u = rng.random(n)``;
+    * additive, unlimited supply: ``rng.random((n, m)) < x``;
+    * unit-demand, unit supply, several bidders and items: one ``rng.random()`` picks a
+      matching of a Birkhoff-von Neumann decomposition (module docstring).
+    """
     x = np.minimum(np.maximum(np.asarray(allocation, dtype=np.float64), 0.0), 1.0)
     n, m = x.shape
     rng = np.random.default_rng(seed)
-    out = np.zeros((n, m), dtype=np.int64)
     if setting.unit_demand and setting.unit_supply and n > 1 and m > 1:
+        out = np.zeros((n, m), dtype=np.int64)
         pick = _birkhoff(x, rng.random())
         for i in range(n):
             if pick[i] < m:
                 out[i, pick[i]] = 1
         return out
     if setting.unit_demand:  # one item or none per bidder (unit supply holds when n == 1)
-        return _categorical(x, np.asarray(rng.random(n)), axis=1)
+        return np.asarray(_categorical(x.tolist(), rng.random(n).tolist()), dtype=np.int64)
     if setting.unit_supply:  # one bidder or none per item
-        return _categorical(x, np.asarray(rng.random(m)), axis=0)
+        cols = _categorical(x.T.tolist(), rng.random(m).tolist())
+        return np.asarray(cols, dtype=np.int64).reshape(m, n).T.copy()
     return (rng.random((n, m)) < x).astype(np.int64)
 
 
-def _categorical(x: np.ndarray, u: np.ndarray, axis: int) -> np.ndarray:
-    """Along ``axis``, at most one 1, at index k with probability ``x[k]`` (sums <= 1)."""
-    total = x.sum(axis=axis, keepdims=True)
-    if (total > 1.0).any():
-        x = x / np.maximum(total, 1.0)
-    cum = np.cumsum(x, axis=axis)
-    out = np.zeros(x.shape, dtype=np.int64)
-    if axis == 0:
-        chosen = (u >= cum).sum(axis=0)  # (m,): index of the winner, n: nobody
-        cols = np.flatnonzero(chosen < x.shape[0])
-        out[chosen[cols], cols] = 1
-    else:
-        chosen = (u[:, None] >= cum).sum(axis=1)
-        rows = np.flatnonzero(chosen < x.shape[1])
-        out[rows, chosen[rows]] = 1
+def _categorical(rows: list[list[float]], u: list[float]) -> list[list[int]]:
+    """Per row r, a 1 at the first k with ``u[r] < rows[r][0] + ... + rows[r][k]``, none if
+    there is no such k (rows summing to more than 1 are divided by their sums first).
+    Plain Python: the profiles are small, and per-call NumPy overhead would dominate."""
+    out = []
+    for probs, draw in zip(rows, u, strict=True):
+        total = sum(probs)
+        if total > 1.0:
+            probs = [p / total for p in probs]
+        chosen = [0] * len(probs)
+        cum = 0.0
+        for k, p in enumerate(probs):
+            cum += p
+            if draw < cum:
+                chosen[k] = 1
+                break
+        out.append(chosen)
     return out
 
 
@@ -224,13 +243,12 @@ class AuditLog:
             )
             for r in rows
         ]
+        if len(values) == 1:  # autocommit: one statement, its own transaction
+            self.db.execute(_INSERT, values[0])
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.executemany(
-                "INSERT INTO auctions (id, time, mechanism_sha256, bids, allocation, "
-                "payments, realised, seed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
-            )
+            self.db.executemany(_INSERT, values)
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
@@ -238,6 +256,11 @@ class AuditLog:
 
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM auctions").fetchone()[0])
+
+    def last(self) -> int:
+        """The sequence number of the last entry (0: none): the entries written, as
+        entries are never deleted; unlike :meth:`count`, no table scan."""
+        return int(self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM auctions").fetchone()[0])
 
     def entries(self) -> Iterator[Entry]:
         try:

@@ -243,19 +243,26 @@ _DESCRIBERS: dict[type, Callable[[Any], dict[str, Any]]] = {
 }
 
 
+#: Lists whose JSON is at most this long are written on one line.
+_LINE = 100
+
+
 def _compact(obj: Any, indent: int) -> str:
-    """JSON text: dicts one key a line, lists of numbers on one line, lists of such
-    lists one row a line."""
+    """JSON text: dicts one key a line; a list on one line when it is short or holds
+    numbers only, else one element a line."""
     pad, inner = " " * indent, " " * (indent + 2)
     if isinstance(obj, dict):
         if not obj:
             return "{}"
         items = [f"{inner}{json.dumps(k)}: {_compact(v, indent + 2)}" for k, v in obj.items()]
         return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    flat = json.dumps(obj, allow_nan=False)
+    if isinstance(obj, list) and "{" not in flat and len(flat) <= _LINE:
+        return flat
     if isinstance(obj, list) and obj and all(isinstance(x, (list, dict)) for x in obj):
         rows = [f"{inner}{_compact(x, indent + 2)}" for x in obj]
         return "[\n" + ",\n".join(rows) + f"\n{pad}]"
-    return json.dumps(obj, allow_nan=False)
+    return flat
 
 
 def to_json(description: dict[str, Any]) -> str:
@@ -421,7 +428,7 @@ def export_onnx(mechanism: Any, path: str | Path, example_batch: int = 8) -> Pat
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    mech = copy.deepcopy(mechanism).float().eval()
+    mech = copy.deepcopy(mechanism).float().cpu().eval()
     module = _Float32(mech).eval()
     example = torch.as_tensor(mech.setting.sample(example_batch, 0), dtype=torch.float32)
     batch = torch.export.Dim("batch", min=1)
