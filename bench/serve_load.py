@@ -244,7 +244,7 @@ def kill_check(root: Path, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=5000, help="most requests per phase")
-    parser.add_argument("--seconds", type=float, default=8.0, help="most seconds per phase")
+    parser.add_argument("--seconds", type=float, default=5.0, help="most seconds per phase")
     parser.add_argument("--warmup", type=int, default=200, help="requests before timing")
     parser.add_argument("--connections", type=int, default=4, help="of the concurrent phase")
     parser.add_argument("--kill-after", type=float, default=2.0, help="seconds of load")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from automech.mechanisms import MECHANISMS, Mechanism
 from automech.problems import Setting
 
 torch.set_num_threads(1)
+os.environ["AUTOMECH_THREADS"] = "1"  # what the CLI sets when a test invokes it
 
 
 @functools.cache

@@ -36,6 +36,13 @@ from automech.training import FitContext
 D = torch.float64
 
 
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    """The CLI sets torch's threads at start (to the cores, unless AUTOMECH_THREADS):
+    keep this process at the suite's one thread."""
+    monkeypatch.setenv("AUTOMECH_THREADS", "1")
+
+
 def random_mdp(rng, S=6, A=3, gamma=None, layers=None) -> TabularMDP:
     """A random stochastic MDP: layered (finite horizon) when ``layers`` is given, else a
     dense discounted one."""

@@ -99,6 +99,15 @@ def checkpoint_sha256(run_dir: str | Path) -> str:
         raise AuditError(f"cannot read {str(path)!r}: {err.strerror or err}") from None
 
 
+def compact(value: Any, digits: int = 3) -> str:
+    """Nested lists of numbers as short text: ``[[0.7,0.2],[0.8,0.9]]``."""
+    if isinstance(value, list):
+        return "[" + ",".join(compact(v, digits) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
 def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
@@ -132,9 +141,9 @@ def realise(allocation: np.ndarray, setting: Setting, seed: int) -> np.ndarray:
                 out[i, pick[i]] = 1
         return out
     if setting.unit_demand:  # one item or none per bidder (unit supply holds when n == 1)
-        return np.asarray(_categorical(x.tolist(), rng.random(n).tolist()), dtype=np.int64)
+        return np.asarray(_categorical(x.tolist(), rng.random((n,)).tolist()), dtype=np.int64)
     if setting.unit_supply:  # one bidder or none per item
-        cols = _categorical(x.T.tolist(), rng.random(m).tolist())
+        cols = _categorical(x.T.tolist(), rng.random((m,)).tolist())
         return np.asarray(cols, dtype=np.int64).reshape(m, n).T.copy()
     return (rng.random((n, m)) < x).astype(np.int64)
 

@@ -615,7 +615,7 @@ def log_cmd(
     """List the auctions in RUN's audit log and verify them: every allocation and payment
     recomputed from the bids, every realised allocation from its seed, every entry made
     by RUN's checkpoint (its sha256).  Exit 2 when one does not verify."""
-    from automech.audit import AUDIT_DB, AuditError, checkpoint_sha256, open_log
+    from automech.audit import AUDIT_DB, AuditError, checkpoint_sha256, compact, open_log
     from automech.audit import verify as verify_log
     from automech.mechanisms.base import Mechanism
 
@@ -642,16 +642,24 @@ def log_cmd(
             print(json.dumps(out, indent=2))
             return
         table = Table(title=f"{path}: {len(entries)} auction(s)")
+        seq_width = len(str(entries[-1].seq)) if entries else 3
+        fixed = {"seq": seq_width, "time (UTC)": 19, "id": 8, "seed": 19}
         for col in ("seq", "time (UTC)", "id", "bids", "payments", "realised", "seed"):
-            table.add_column(col, justify="left" if col in ("time (UTC)", "id") else "right")
+            table.add_column(
+                col,
+                justify="right" if col in ("seq", "seed") else "left",
+                no_wrap=col in fixed,
+                min_width=fixed.get(col),
+                overflow="ellipsis",
+            )
         for e in shown:
             table.add_row(
                 str(e.seq),
-                e.time[:23],
-                e.id[:12],
-                _cell(e.bids)[:48],
-                _cell(e.payments)[:32],
-                json.dumps(e.realised)[:32],
+                e.time[:19].replace("T", " "),
+                e.id[:8],
+                compact(e.bids),
+                compact(e.payments),
+                compact(e.realised),
                 str(e.seed),
             )
         console.print(table)

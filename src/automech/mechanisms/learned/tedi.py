@@ -12,6 +12,12 @@ no-buy-no-pay and partial convexity and the induced direct mechanism is DSIC and
 projected gradient ascent (:meth:`TEDIMechanism.solve`), batched over profiles and bidders,
 keeping the best candidate under the exact utility and the null outcome (x = 0, u = 0), so
 IR holds exactly and the only loss of truthfulness is the solver's suboptimality.
+
+Prices are not bounded below: Eq. 2 asks only that f be convex in x, and a convex f may
+decrease along some direction (the skip slope D(t_-i) and the first layer take any sign),
+so ``p_i(x) < 0`` is possible: the principal pays a bidder to take x.  That is a
+legitimate menu (IR and DSIC are unaffected) and it costs the principal, so training
+avoids it; clamping the price at 0 would change the menu the network represents.
 """
 
 from __future__ import annotations
