@@ -226,6 +226,9 @@ def test_log_lists_and_verifies_and_finds_tampering(tmp_path):
 
     save(MenuMechanism(get_setting("1x2-uniform"), menu_size=8, init_seed=3), run)  # replaced
     assert_clean_error(invoke("log", run), "6 of 6 entries", "mechanism hash")
+    with pytest.raises(ServeError, match="another mechanism"):
+        create_app(run)  # never mixes two mechanisms' auctions in one log
+    create_app(run, log_path=tmp_path / "new.db")
     assert_clean_error(invoke("log", tmp_path / "nowhere"), "no audit log")
 
 

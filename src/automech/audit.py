@@ -266,6 +266,14 @@ class AuditLog:
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM auctions").fetchone()[0])
 
+    def mechanisms(self) -> list[str]:
+        """The checkpoint hashes the entries name, each once, by first appearance."""
+        rows = self.db.execute(
+            "SELECT mechanism_sha256, MIN(seq) AS first FROM auctions "
+            "GROUP BY mechanism_sha256 ORDER BY first"
+        )
+        return [str(r[0]) for r in rows]
+
     def last(self) -> int:
         """The sequence number of the last entry (0: none): the entries written, as
         entries are never deleted; unlike :meth:`count`, no table scan."""

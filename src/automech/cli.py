@@ -667,5 +667,87 @@ def log_cmd(
             console.print(f"verified: all {checked} entries recompute from their bids and seeds")
 
 
+@app.command(name="design")
+def design_cmd(
+    problem: str = typer.Argument(..., help="setting name or .toml file (a data file of bids too)"),
+    budget: str = typer.Option("10m", help="time budget: 90s, 10m, 1h or plain seconds"),
+    out: Path | None = typer.Option(None, help="design directory (default runs/design-SETTING)"),
+    approximate: bool = typer.Option(
+        False, "--approximate", help="also train RegretNet/ALGNet (shown, never chosen)"
+    ),
+    seed: int = typer.Option(0, help="seed of every training run"),
+    as_json: bool = typer.Option(False, "--json", help="print design.json instead of a table"),
+    samples: int = typer.Option(10_000, hidden=True, help="test profiles"),
+    regret_profiles: int = typer.Option(1_000, hidden=True, help="profiles searched"),
+    max_steps: int | None = typer.Option(None, hidden=True, help="cap every method's steps"),
+    only: list[str] = typer.Option([], hidden=True, help="only these learned methods"),
+) -> None:
+    """Find the best exactly strategyproof mechanism for PROBLEM within a time budget:
+    classical baselines, then the learned methods that apply; writes OUT/design.json,
+    OUT/chosen (for evaluate, serve, export) and OUT/report.html."""
+    from automech.design import design, parse_budget, summary_rows
+
+    with _clean_errors():
+        seconds = parse_budget(budget)
+        result = design(
+            problem,
+            seconds,
+            out=out,
+            include_approximate=approximate,
+            seed=seed,
+            progress=not as_json and sys.stderr.isatty(),
+            notify=None
+            if as_json
+            else lambda line: err_console.print(line, markup=False, highlight=False),
+            samples=samples,
+            regret_profiles=regret_profiles,
+            max_steps=max_steps,
+            methods=only or None,
+        )
+        if as_json:
+            print(json.dumps({"out": str(result.out), **result.to_dict()}, indent=2))
+            return
+        s = result.setting
+        label = "revenue" if s.objective.name == "revenue" else s.objective.name
+        table = Table(title=f"{s.name}: {s.describe()} (budget {seconds:.0f} s)")
+        cols = (label, "95% interval", "regret", "IR viol.", "infeas.", "steps", "time s")
+        table.add_column("candidate", no_wrap=True)
+        for col in cols:
+            table.add_column(col, justify="right", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+
+        def fmt(x, digits=4):
+            return "-" if x is None else f"{x:.{digits}f}"
+
+        kind = None
+        for r in summary_rows(result):
+            if kind is not None and r["kind"] != kind:
+                table.add_section()  # classical above, learned below
+            kind, ci = r["kind"], r["interval"]
+            table.add_row(
+                r["name"],
+                fmt(r["score"]),
+                "-" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}",
+                fmt(r["regret_mean"]),
+                fmt(r["ir_violation_rate"], 3),
+                fmt(r["infeasible_rate"], 3),
+                "-" if r["steps"] is None else str(r["steps"]),
+                f"{r['seconds']:.1f}",
+                r["status_short"],
+                style="bold" if r["chosen"] else None,
+            )
+        console.print(table)
+        console.print(f"chosen: {escape(result.reason)}", soft_wrap=True)
+        for c in result.candidates:
+            if c.status != "evaluated":
+                console.print(
+                    f"[dim]{c.status} {c.name}: {escape(str(c.reason))}[/]", soft_wrap=True
+                )
+        where = f"{result.out}/chosen" + (f", {result.report}" if result.report else "")
+        console.print(
+            f"[dim]saved: {escape(where)} ({result.out}/design.json lists every candidate)[/]"
+        )
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -80,6 +80,8 @@ LEARNED = (
     "tedi",
     *APPROXIMATE,
 )
+#: Learned methods design trains only for several bidders (RochetNet serves one).
+SEVERAL_BIDDERS = frozenset({"myersonnet", "lottery-ama", "deterministic-ama", "gemnet"})
 #: Steps of the timing probe of a gradient method.
 PROBE_STEPS = 6
 #: Fewest steps a method is trained for (fewer: skipped as not fitting in the budget).
@@ -139,6 +141,8 @@ def learned_candidates(
             if meth.kind != kind
             else meth.applicable(setting)
         )
+        if not problem and name in SEVERAL_BIDDERS and setting.num_bidders < 2:
+            problem = "one bidder: design trains RochetNet's menu for it"
         if problem:
             not_applicable[name] = problem
             continue
@@ -152,13 +156,10 @@ def learned_candidates(
 
 def _rule(name: str, setting: Setting, include_approximate: bool) -> str | None:
     """Design's own rule for ``name`` on ``setting`` (the method applies)."""
-    n = setting.num_bidders
     if name in APPROXIMATE and not include_approximate:
         return "only approximately strategyproof (--approximate trains it for comparison)"
     if name == "lp":
         return _lp_problem(setting)
-    if name in ("myersonnet", "lottery-ama", "deterministic-ama", "gemnet") and n < 2:
-        return "one bidder: RochetNet's menu covers it"
     if name == "gemnet":
         from automech.methods.gemnet.compatibility import adjustable
 

@@ -171,7 +171,8 @@ def create_app(
     Raises
     ------
     ServeError
-        for a dynamic run, or one with IR violations or infeasible allocations.
+        for a dynamic run, one with IR violations or infeasible allocations, or a log
+        that holds auctions of another mechanism (checkpoint).
     RunError, AuditError
         when the run or the log cannot be read.
     """
@@ -188,6 +189,13 @@ def create_app(
     check_run(run_dir, mech, check_samples)
     sha = checkpoint_sha256(run_dir)
     log = AuditLog(log_path or run_dir / AUDIT_DB, fsync=fsync)
+    others = [h for h in log.mechanisms() if h != sha]
+    if others:
+        log.close()
+        raise ServeError(
+            f"audit log {str(log.path)!r} holds auctions of another mechanism (checkpoint "
+            f"sha256 {others[0][:12]}, not {sha[:12]}): give a new log with --log"
+        )
     setting = mech.setting
     n, m = setting.shape
     try:
