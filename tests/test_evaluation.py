@@ -255,3 +255,60 @@ def test_cli_evaluate_thorough_uses_the_thorough_budget(tmp_path, monkeypatch):
     assert row["regret_mean"] == pytest.approx(expected.regret_mean, rel=1e-6)
     assert row["regret_max"] == pytest.approx(expected.regret_max, rel=1e-6)
     assert row["revenue"] == pytest.approx(expected.revenue, rel=1e-9)
+
+
+FOUR_PROFILES = {
+    "name": "four-profiles",
+    "bidders": 2,
+    "items": 1,
+    "prior": {
+        "kind": "discrete",
+        "profiles": [[[1.0], [2.0]], [[3.0], [1.0]], [[2.0], [2.0]], [[4.0], [3.0]]],
+        "probabilities": [0.1, 0.2, 0.3, 0.4],
+    },
+}
+
+
+def test_a_finite_prior_is_evaluated_exactly_and_the_lp_optimum_comes_back(tmp_path):
+    """Listed profiles: revenue, welfare, IR and regret are expectations over the
+    support, so the LP's own optimum comes back to 1e-9 (not a Monte Carlo estimate)."""
+    from typer.testing import CliRunner
+
+    from automech.cli import app
+    from automech.experiment import train
+    from automech.problems import Setting
+
+    s = Setting.from_dict(FOUR_PROFILES)
+    _, run = train(s, "lp", {}, seed=0, out=tmp_path / "lp", eval_samples=1000)
+    optimum = run.read_json("lp.json")["objective"]
+    metrics = run.read_json("metrics.json")
+    assert metrics["exact"] and metrics["samples"] == 4 and metrics["revenue_se"] == 0.0
+    assert metrics["revenue"] == pytest.approx(optimum, abs=1e-9)
+    assert metrics["regret_mean"] == pytest.approx(0.0, abs=1e-9)
+    result = CliRunner().invoke(app, ["evaluate", str(run.path), "--json"])
+    assert result.exit_code == 0, result.output
+    row = next(iter(__import__("json").loads(result.stdout)["results"].values()))
+    assert row["revenue"] == pytest.approx(optimum, abs=1e-9)
+
+
+def test_exact_expectations_match_a_hand_computation():
+    from automech.problems import Setting
+
+    s = Setting.from_dict(FOUR_PROFILES)
+    mech = PostedPrice(s, prices=[2.5])
+    report = evaluate(mech, samples=10, search=None)
+    # the price 2.5 sells at profiles 2 (to bidder 0, 3 >= 2.5) and 4 (4 >= 2.5)
+    assert report.exact and report.revenue == pytest.approx(2.5 * (0.2 + 0.4), abs=1e-12)
+    assert report.welfare == pytest.approx(3 * 0.2 + 4 * 0.4, abs=1e-12)
+
+
+def test_a_finite_prior_too_large_to_enumerate_is_sampled_and_says_so():
+    from automech.problems import get_setting
+
+    report = evaluate(cached_mechanism("vcg", "2x2-uniform"), samples=500, search=None)
+    assert not report.exact and report.note is None  # a continuous prior
+    big = get_setting("B-3x10-cp1-cd0")  # 2^30 Bernoulli profiles
+    from automech.mechanisms import SeparableOPT
+
+    report = evaluate(SeparableOPT(big), samples=500, search=None)
+    assert not report.exact and "1,073,741,824 profiles" in report.note

@@ -127,6 +127,19 @@ def _table(title: str, rows: dict[str, dict]) -> Table:
     return table
 
 
+def _print_basis(report: Any) -> None:
+    """Say what the figures are: exact expectations over a finite support, or sample
+    estimates of a finite prior too large to enumerate."""
+    data = report if isinstance(report, dict) else report.to_dict()
+    if data.get("exact"):
+        console.print(
+            f"[dim]exact expectations over the prior's {data['samples']:,} "
+            "profiles (standard errors 0)[/]"
+        )
+    elif data.get("note"):
+        console.print(f"[dim]note: {escape(str(data['note']))}[/]")
+
+
 @app.callback()
 def _startup() -> None:
     """Automated mechanism design: settings, mechanisms, one evaluation.
@@ -229,6 +242,7 @@ def evaluate_cmd(
             print(json.dumps({"setting": s.name, "results": _rows(report)}, indent=2))
             return
         console.print(_table(f"{s.name}: {s.describe()}", _rows(report)))
+        _print_basis(report)
 
 
 @app.command()
@@ -291,6 +305,7 @@ def train(
             print(json.dumps({"run": str(run.path), "results": _rows(report)}, indent=2))
             return
         console.print(_table(f"{s.name}: {method}, seed {seed}", _rows(report)))
+        _print_basis(report)
         console.print(f"run directory: {run.path}")
 
 

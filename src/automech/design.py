@@ -13,6 +13,8 @@ strategyproof mechanism that a time budget allows.
    timing probe (:data:`PROBE_STEPS` steps) says how many of its default ``steps`` fit in
    that share, and the steps are scaled down when they do not all fit (a method for which
    not even :data:`MIN_STEPS` fit is skipped, with the reason);
+   RochetNet's step sizes and temperatures are scaled to the values (its defaults are
+   tuned on values in [0, 1]; :func:`value_scale`);
 3. the choice: the candidate with the best held-out revenue (the setting's objective when
    it is not revenue) among the **exactly strategyproof** ones with no IR violation and
    no infeasible outcome on the test profiles (:data:`EXACT_LEARNED`; every classical
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -94,6 +97,9 @@ GEMNET_CELLS = 64
 #: Runs in the report at most (the chosen one first), and the seconds kept for each.
 REPORT_RUNS = 3
 REPORT_SECONDS_PER_RUN = 8.0
+#: Prior draws that measure the values' scale (:func:`value_scale`), and their seed.
+SCALE_SAMPLES = 16_384
+SCALE_SEED = 12_345
 #: Profiles of the probe's evaluation, and of its regret search.
 PROBE_SAMPLES = 1_000
 PROBE_REGRET_PROFILES = 100
@@ -168,24 +174,52 @@ def _rule(name: str, setting: Setting, include_approximate: bool) -> str | None:
 
 
 def _lp_problem(setting: Setting) -> str | None:
-    """Why the LP is not solved with its defaults on ``setting`` (None: it is)."""
+    """Why the LP is not solved with its defaults on ``setting`` (None: it is).  The type
+    space is counted before it is built (a product of many atoms is too large to build)."""
     from automech.methods.lp import _estimated_nonzeros
     from automech.problems.finite_types import finite_types
 
-    try:
-        space = finite_types(setting.prior, 0)
-    except AutomechError:
+    counts = _type_counts(setting.prior)
+    if counts is None:
         return (
-            "the prior is continuous: the LP needs a finite type space "
-            "(`automech train --method lp --set grid=N` discretises it)"
+            "the prior is not a finite type space (the LP with its defaults needs a "
+            "discrete prior; `automech train --method lp --set grid=N` discretises others)"
         )
-    nonzeros = _estimated_nonzeros(setting, space, "dsic")
-    if nonzeros > LP_MAX_NONZEROS:
+    profiles = math.prod(counts)
+    bound = 2 * (setting.num_items + 1) * profiles * sum(k - 1 for k in counts)
+    if bound <= LP_MAX_NONZEROS:
+        bound = _estimated_nonzeros(setting, finite_types(setting.prior, 0), "dsic")
+    if bound > LP_MAX_NONZEROS:
         return (
-            f"the LP on {space.num_profiles:,} type profiles would have about {nonzeros:,} "
+            f"the LP on {profiles:,} type profiles would have about {bound:,} "
             f"nonzeros; design solves up to {LP_MAX_NONZEROS:,}"
         )
     return None
+
+
+def _type_counts(prior: Any) -> list[int] | None:
+    """Each bidder's number of types of a finite prior, None for any other prior."""
+    from automech.problems.priors import DiscretePrior, IndependentDiscretePrior
+
+    n, m = prior.num_bidders, prior.num_items
+    if isinstance(prior, DiscretePrior):
+        rows = np.asarray(prior.profiles, dtype=float)
+        return [len(np.unique(rows[:, i, :], axis=0)) for i in range(n)]
+    if isinstance(prior, IndependentDiscretePrior):
+        return [len(t) for t in prior.types]
+    if not prior.independent:
+        return None
+    counts = []
+    for i in range(n):
+        k = 1
+        for j in range(m):
+            law = prior.marginal(i, j)
+            atoms = law.atoms() if law is not None else None
+            if atoms is None:
+                return None
+            k *= len(atoms)
+        counts.append(k)
+    return counts
 
 
 # ---------------------------------------------------------------------- candidates
@@ -675,6 +709,8 @@ def _learned(
     meth = get_method(name)
     defaults = meth.Options.defaults()
     options: dict[str, Any] = {}
+    if name == "rochetnet":
+        options.update(_rescaled(s, defaults))
     if name == "lp":
         options["time_limit"] = float(min(defaults["time_limit"], max(1.0, share)))
     if name == "gemnet":
@@ -750,6 +786,28 @@ def _learned(
     cand.metrics, cand.run, cand.status = run.read_json(METRICS), str(path), "evaluated"
     cand.seconds = time.perf_counter() - began
     return cand
+
+
+def value_scale(s: Setting) -> float:
+    """The setting's values relative to those the methods' defaults are tuned on (U[0, 1],
+    mean 0.5): the mean value of :data:`SCALE_SAMPLES` prior draws over 0.5."""
+    mean = float(np.mean(s.sample(SCALE_SAMPLES, SCALE_SEED)))
+    return mean / 0.5 if mean > 0 else 1.0
+
+
+def _rescaled(s: Setting, defaults: dict[str, Any]) -> dict[str, Any]:
+    """RochetNet's step sizes and softmax temperatures for values on another scale than
+    [0, 1] (prices move ``scale`` times as far, utilities are ``scale`` times larger);
+    nothing when the scale is within a factor of 2 of it."""
+    scale = value_scale(s)
+    if 0.5 <= scale <= 2.0:
+        return {}
+    return {
+        "lr": defaults["lr"] * scale,
+        "lr_final": defaults["lr_final"] * scale,
+        "temperature": defaults["temperature"] / scale,
+        "temperature_final": defaults["temperature_final"] / scale,
+    }
 
 
 def _init_steps(name: str, s: Setting, options: dict[str, Any]) -> int | None:
@@ -850,7 +908,7 @@ def _choose(result: DesignResult) -> None:
             )
     others = sorted((c for c in eligible if c is not best), key=lambda c: -(c.score() or 0.0))
     runner = f"; next: {others[0].name} {others[0].score():.4f}" if others else ""
-    kind = "interval" if ci[2] == "bootstrap" else "95% CI"
+    kind = "95% bootstrap CI" if ci[2] == "bootstrap" else "95% CI"
     result.chosen = best
     result.reason = (
         f"{best.name} ({best.kind}): {label} {top:.4f}, {kind} [{ci[0]:.4f}, {ci[1]:.4f}], "

@@ -2,7 +2,12 @@
 
 On ``samples`` test profiles drawn from the setting's prior with ``seed``
 (``prior.test_profiles``; a data prior gives all its held-out profiles instead, whatever
-``samples`` is, and the revenue gets a 95 % bootstrap confidence interval):
+``samples`` is, and the revenue gets a 95 % bootstrap confidence interval), or, when the
+prior is finite with at most :data:`MAX_EXACT_PROFILES` profiles (listed profiles,
+per-bidder type lists, Bernoulli values), on every profile of its support weighted by its
+probability: the figures are then expectations, not estimates (``exact``, standard
+errors 0), and regret is the expectation over the support when it has at most
+``search.profiles`` profiles (else over the most likely ones, renormalised):
 
 * revenue (and the setting's objective, when it is not revenue) and welfare, each
   with its standard error ``std / sqrt(samples)``;
@@ -29,6 +34,7 @@ from automech.device import default_device
 from automech.evaluation.regret import THOROUGH, RegretSearch, best_misreport_utility
 from automech.mechanisms.base import Mechanism
 from automech.problems.data import DataPrior
+from automech.problems.finite_types import enumerate_support, support_size
 from automech.problems.setting import Setting, check_sample_size
 
 #: Default seed of the test profiles: fixed, so every method is scored on the same set,
@@ -40,6 +46,9 @@ CHUNK = 2**15
 
 #: Resamples of the bootstrap confidence interval of revenue (data priors).
 BOOTSTRAP_RESAMPLES = 1000
+
+#: Largest finite support evaluated exactly (every profile, weighted by its probability).
+MAX_EXACT_PROFILES = 65_536
 
 
 @dataclass
@@ -71,6 +80,10 @@ class Evaluation:
     extra: dict[str, Any] = field(default_factory=dict)
     #: 95 % bootstrap confidence interval of the mean revenue, on a data prior only.
     revenue_ci: list[float] | None = None
+    #: Expectations over a finite prior's whole support rather than sample means.
+    exact: bool = False
+    #: Why the figures are estimates when the prior is finite but too large to enumerate.
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,9 +157,23 @@ def evaluate(
     mechanism = mechanism.to(device)
     dtype = mechanism.dtype
     data = isinstance(setting.prior, DataPrior)
-    if not data:
-        check_sample_size(samples, setting.num_bidders * setting.num_items)
-    profiles = setting.prior.test_profiles(samples, seed)
+    support = None if data else enumerate_support(setting.prior, MAX_EXACT_PROFILES)
+    size = None if data else support_size(setting.prior)
+    note = None
+    weights: torch.Tensor | None = None
+    if support is not None:
+        order = np.argsort(-support[1], kind="stable")  # most likely first (regret)
+        profiles, probs = support[0][order], support[1][order]
+        weights = torch.as_tensor(probs, dtype=torch.float64, device=device)
+    else:
+        if not data:
+            check_sample_size(samples, setting.num_bidders * setting.num_items)
+        if size is not None:
+            note = (
+                f"the prior is finite but has {size:,} profiles (more than "
+                f"{MAX_EXACT_PROFILES:,}): figures are sample estimates"
+            )
+        profiles = setting.prior.test_profiles(samples, seed)
     samples = len(profiles)
     values = torch.as_tensor(profiles, dtype=dtype, device=device)
     tol = _tolerance(dtype, setting)
@@ -183,7 +210,12 @@ def evaluate(
 
     def mean_se(parts):
         x = torch.cat(parts).double()
+        if weights is not None:  # an expectation over the support: no error
+            return float((x * weights).sum()), 0.0
         return float(x.mean()), float(x.std() / math.sqrt(len(x))) if len(x) > 1 else 0.0
+
+    def mean(parts):
+        return mean_se(parts)[0]
 
     revenue, revenue_se = mean_se(rev)
     welfare, welfare_se = mean_se(wel)
@@ -191,12 +223,21 @@ def evaluate(
     if regrets:
         r = torch.stack(regrets, dim=1).double()  # (P, n)
         per_profile = r.mean(dim=1)
-        regret: dict[str, Any] = dict(
-            regret_mean=float(per_profile.mean()),
-            regret_max=float(r.max()),
-            regret_se=float(per_profile.std() / math.sqrt(len(r))) if len(r) > 1 else 0.0,
-            regret_per_bidder=[float(x) for x in r.mean(dim=0)],
-        )
+        if weights is not None:
+            w = weights[: len(r)] / weights[: len(r)].sum()
+            regret: dict[str, Any] = dict(
+                regret_mean=float((per_profile * w).sum()),
+                regret_max=float(r.max()),
+                regret_se=0.0 if len(r) == samples else None,
+                regret_per_bidder=[float(x) for x in (r * w[:, None]).sum(dim=0)],
+            )
+        else:
+            regret = dict(
+                regret_mean=float(per_profile.mean()),
+                regret_max=float(r.max()),
+                regret_se=float(per_profile.std() / math.sqrt(len(r))) if len(r) > 1 else 0.0,
+                regret_per_bidder=[float(x) for x in r.mean(dim=0)],
+            )
     else:
         regret = dict(regret_mean=None, regret_max=None, regret_se=None, regret_per_bidder=None)
     return Evaluation(
@@ -211,13 +252,15 @@ def evaluate(
         objective=setting.objective.name,
         objective_value=objective,
         objective_se=objective_se,
-        ir_violation_rate=float(torch.cat(ir_bad).mean()),
-        ir_violation_mean=float(torch.cat(ir_size).double().mean()),
-        infeasible_rate=float(torch.cat(infeasible).mean()),
+        ir_violation_rate=mean(ir_bad),
+        ir_violation_mean=mean(ir_size),
+        infeasible_rate=mean(infeasible),
         infeasibility_max=worst,
         **regret,
         regret_samples=regret_profiles,
         search=search.to_dict() if search else None,
         seconds=time.perf_counter() - start,
         revenue_ci=bootstrap_ci(torch.cat(rev).double().cpu().numpy(), seed) if data else None,
+        exact=weights is not None,
+        note=note,
     )

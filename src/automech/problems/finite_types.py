@@ -33,7 +33,12 @@ import numpy as np
 
 from automech.errors import AutomechError, SettingError
 from automech.problems.laws import Law1D
-from automech.problems.priors import DiscretePrior, IndependentDiscretePrior, Prior
+from automech.problems.priors import (
+    DiscretePrior,
+    IndependentDiscretePrior,
+    IndependentPrior,
+    Prior,
+)
 
 POINTS = ("mid", "low")
 HISTOGRAM_SAMPLES = 2**22
@@ -219,3 +224,36 @@ def _drop_null_types(types: list[np.ndarray], joint: np.ndarray) -> FiniteTypes:
             np.take(out.joint, keep, axis=i),
         )
     return out
+
+
+def support_size(prior: Prior) -> int | None:
+    """How many profiles a finite prior has (listed profiles, per-bidder type lists, or
+    independent laws with atoms such as Bernoulli), counted without building them; None
+    for a prior with a continuous part."""
+    if isinstance(prior, DiscretePrior):
+        return len(prior.profiles)
+    if isinstance(prior, IndependentDiscretePrior):
+        return int(np.prod([len(t) for t in prior.types], dtype=np.float64))
+    if isinstance(prior, IndependentPrior):
+        counts = [law.atoms() for row in prior.laws for law in row]
+        if any(a is None for a in counts):
+            return None
+        return int(np.prod([len(a) for a in counts if a is not None], dtype=np.float64))
+    return None
+
+
+def enumerate_support(prior: Prior, limit: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every profile of a finite prior with positive probability, (T, n, m), and its
+    probability (T,), in a fixed order; None when the prior is not finite or has more
+    than ``limit`` profiles (then an evaluation samples instead)."""
+    size = support_size(prior)
+    if size is None or size > limit:
+        return None
+    if isinstance(prior, DiscretePrior):
+        probs = _checked(prior.probabilities, len(prior.profiles), "prior.probabilities")
+        keep = probs > 0
+        return np.asarray(prior.profiles, dtype=float)[keep], probs[keep]
+    space = finite_types(prior, 0)
+    probs = space.joint.reshape(-1)
+    keep = probs > 0
+    return space.profile_values()[keep], probs[keep]
