@@ -40,7 +40,8 @@ TRUTHFUL = [
 @pytest.mark.parametrize("setting, mechanism", TRUTHFUL)
 def test_truthful_mechanisms_have_zero_regret(setting, mechanism):
     report = evaluate(cached_mechanism(mechanism, setting), samples=2_000, search=SMALL)
-    assert report.regret_samples == 100
+    # a finite prior is evaluated on its whole support (25 profiles for the spherical one)
+    assert report.regret_samples == min(100, report.samples)
     assert report.search == SMALL.to_dict()
     assert report.regret_max <= 1e-9 and report.regret_mean <= 1e-9
     assert len(report.regret_per_bidder) == cached_setting(setting).num_bidders
