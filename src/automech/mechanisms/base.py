@@ -87,22 +87,34 @@ class Mechanism(torch.nn.Module):
             negative, or exceed :func:`max_bid` (beyond it the mechanism's float
             precision no longer gives its outcome to 0.1 % of the prior's scale).
         """
-        checked = check_bids(bids, self.setting, self.dtype)
+        dtype, device = self.dtype, self.device
+        checked = check_bids(bids, self.setting, dtype, self._bid_limit(dtype))
         if len(checked) == 0:
             n, m = self.setting.shape
             return np.zeros((0, n, m)), np.zeros((0, n))
         with torch.no_grad():
-            x = torch.as_tensor(checked, dtype=self.dtype, device=self.device)
+            x = torch.as_tensor(checked, dtype=dtype, device=device)
             alloc, pay = self(x)
         return (alloc.detach().cpu().double().numpy(), pay.detach().cpu().double().numpy())
+
+    def _bid_limit(self, dtype: torch.dtype) -> float:
+        """:func:`max_bid` for this mechanism's setting, computed once per precision (the
+        support box of some laws costs scipy calls; ``outcome`` runs per auction)."""
+        limits = self.__dict__.setdefault("_bid_limits", {})
+        if dtype not in limits:
+            limits[dtype] = max_bid(self.setting, dtype)
+        return limits[dtype]
 
     def extra_repr(self) -> str:
         return f"setting={self.setting.name or self.setting.describe()}"
 
 
-def check_bids(bids: Any, setting: Setting, dtype: torch.dtype = torch.float64) -> np.ndarray:
+def check_bids(
+    bids: Any, setting: Setting, dtype: torch.dtype = torch.float64, limit: float | None = None
+) -> np.ndarray:
     """Bids as a float64 (B, n, m) array, or a :class:`BidError` naming what is wrong;
-    ``dtype``: the precision the mechanism computes in (:func:`max_bid`)."""
+    ``dtype``: the precision the mechanism computes in, ``limit`` its :func:`max_bid`
+    when the caller has it."""
     try:
         arr = np.asarray(bids, dtype=np.float64)
     except (TypeError, ValueError):
@@ -127,7 +139,7 @@ def check_bids(bids: Any, setting: Setting, dtype: torch.dtype = torch.float64) 
             f"bids must be >= 0; {int(neg.sum())} negative value(s), first "
             f"{arr[first]} at index {first}"
         )
-    limit = max_bid(setting, dtype)
+    limit = max_bid(setting, dtype) if limit is None else limit
     high = arr > limit
     if high.any():
         first = tuple(int(i) for i in np.argwhere(high)[0])
