@@ -269,8 +269,20 @@ class AffineMaximizer(Mechanism):
     # ------------------------------------------------------------ exact mechanism
 
     def forward(self, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        alloc, boosts, _ = self.table()
+        alloc, boosts = self._exact_table()
         return self._exact(bids, alloc, boosts)[:2]
+
+    def _exact_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`table`'s allocations and boosts, detached, in float64 (what
+        :meth:`_exact` uses), rebuilt only when a parameter or buffer changed (their
+        version counters), so a served AMA does not rebuild its table per auction."""
+        key = tuple((id(t), t._version) for t in (*self.parameters(), *self.buffers()))
+        cached = self.__dict__.get("_table_cache")
+        if cached is None or cached[0] != key:
+            alloc, boosts, _ = self.table()
+            value = (alloc.detach().to(torch.float64), boosts.detach().to(torch.float64))
+            self.__dict__["_table_cache"] = cached = (key, value)
+        return cached[1]
 
     def choices(self, bids: torch.Tensor) -> torch.Tensor:
         """Index into :meth:`table`'s allocations of the one chosen for each profile (B,)."""
