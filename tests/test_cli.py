@@ -320,3 +320,49 @@ def test_a_huge_setting_file_is_refused_at_once(tmp_path):
         "bidders",
         "at most",
     )
+
+
+def test_train_says_when_a_design_earns_less_than_a_classical_mechanism(tmp_path):
+    """An under-trained menu (2 steps) is compared with the best strategyproof classical
+    mechanism on the same profiles; the table shows both, stderr says it in plain
+    words, and metrics.json records the comparison."""
+    result = invoke(
+        "train",
+        "1x2-uniform",
+        "--method",
+        "rochetnet",
+        "--steps",
+        "2",
+        "--set",
+        "menu_size=4",
+        "--out",
+        tmp_path / "r",
+        "--eval-samples",
+        "5000",
+        "--regret-profiles",
+        "10",
+    )
+    assert result.exit_code == 0, result.output
+    assert "grand-bundle (best" in result.stdout
+    assert "earns less than a classical mechanism" in result.stderr
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["below_baseline"] and metrics["baseline"]["mechanism"] == "grand-bundle"
+    assert metrics["baseline"]["samples"] == metrics["samples"]
+    assert metrics["revenue"] < metrics["baseline"]["revenue"]
+
+
+def test_a_design_at_the_optimum_is_not_flagged(tmp_path):
+    """The LP on a finite prior is the optimum: never below a classical mechanism."""
+    path = tmp_path / "four.toml"
+    path.write_text(
+        'bidders = 2\nitems = 1\n[prior]\nkind = "discrete"\n'
+        "profiles = [[[1.0], [2.0]], [[3.0], [1.0]], [[2.0], [2.0]], [[4.0], [3.0]]]\n"
+        "probabilities = [0.1, 0.2, 0.3, 0.4]\n"
+    )
+    result = invoke(
+        "train", path, "--method", "lp", "--out", tmp_path / "lp", "--regret-profiles", "10"
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "lp" / "metrics.json").read_text())
+    assert not metrics["below_baseline"] and metrics["gap_to_baseline"] >= -1e-9
+    assert "earns less" not in result.stderr

@@ -86,6 +86,9 @@ def _rows(report: Evaluation | DynamicEvaluation | dict) -> dict[str, dict]:
     data = report if isinstance(report, dict) else report.to_dict()
     rows = {data["mechanism"]: _row(data)}
     rows.update({name: _row(row) for name, row in (data.get("baselines") or {}).items()})
+    if data.get("baseline"):  # the best classical mechanism, on the same profiles
+        best = data["baseline"]
+        rows[f"{best['mechanism']} (best classical)"] = _row(best)
     return rows
 
 
@@ -265,8 +268,17 @@ def train(
     eval_samples: int = typer.Option(10_000, help="test profiles for the final evaluation"),
     regret_profiles: int = typer.Option(1_000, help="profiles searched for misreports"),
     as_json: bool = typer.Option(False, "--json", help="print the final evaluation as JSON"),
+    baseline: bool = typer.Option(
+        True,
+        "--baseline/--no-baseline",
+        help="also score the best strategyproof classical mechanism on the same profiles",
+    ),
 ) -> None:
     """Design a mechanism for SETTING with METHOD; write a run directory.
+
+    The result is printed next to the best strategyproof classical mechanism scored on the
+    same test profiles (recorded in metrics.json), with a warning when the design earns
+    less.
 
     Rerunning with the same --out resumes from the run's last checkpoint (written every
     checkpoint_every steps and at least every checkpoint_seconds; the command says from
@@ -299,6 +311,7 @@ def train(
             search=RegretSearch(profiles=regret_profiles),
             progress=not as_json and sys.stderr.isatty(),
             notify=lambda line: err_console.print(line, markup=False, highlight=False),
+            baseline=baseline,
         )
         report = run.read_json("metrics.json")
         if as_json:
@@ -306,6 +319,16 @@ def train(
             return
         console.print(_table(f"{s.name}: {method}, seed {seed}", _rows(report)))
         _print_basis(report)
+        if report.get("below_baseline"):
+            best = report["baseline"]
+            what = "revenue" if report.get("objective") == "revenue" else report["objective"]
+            err_console.print(
+                f"[bold yellow]warning:[/] this design earns less than a classical "
+                f"mechanism: {what} {report['objective_value']:.4f} against "
+                f"{best['mechanism']}'s {best['objective_value']:.4f} on the same profiles; "
+                "train longer or use the classical mechanism",
+                soft_wrap=True,
+            )
         console.print(f"run directory: {run.path}")
 
 

@@ -14,7 +14,8 @@ import torch
 
 from automech._version import __version__
 from automech.errors import AutomechError, EvaluationError, NotApplicableError
-from automech.evaluation import RegretSearch, evaluate
+from automech.evaluation import Evaluation, RegretSearch, evaluate
+from automech.evaluation.baselines import best_classical, comparison
 from automech.mechanisms.base import Design
 from automech.methods import get_method, mechanism_class
 from automech.problems import get_setting
@@ -73,6 +74,7 @@ def train(
     search: RegretSearch | None = RegretSearch(),
     progress: bool = False,
     notify: Callable[[str], None] | None = None,
+    baseline: bool = False,
 ) -> tuple[Design, Run]:
     """Fit ``method`` on ``setting``, save it and its evaluation into a run directory.
 
@@ -96,6 +98,10 @@ def train(
         (:func:`automech.evaluation.evaluate`); ``search=None`` skips regret.
     progress, notify
         Show progress bars; where to send lines for the user (a resumed or reused run).
+    baseline
+        Also score the best strategyproof classical mechanism on the same test profiles
+        (:func:`automech.evaluation.baselines.best_classical`) and record it in
+        ``metrics.json`` with ``below_baseline`` (the CLI does this by default).
 
     Returns
     -------
@@ -155,7 +161,12 @@ def train(
     mechanism = meth.fit(ctx)
     run.save(mechanism, training_state={"finished": True}, method=method)
     report = evaluate(mechanism, setting, samples=eval_samples, search=search, progress=progress)
-    run.write_json(METRICS, report.to_dict())
+    metrics = report.to_dict()
+    if baseline and isinstance(report, Evaluation):
+        found = best_classical(setting, samples=eval_samples, seed=report.seed)
+        if found is not None:
+            metrics.update(comparison(report, found))
+    run.write_json(METRICS, metrics)
     return mechanism, run
 
 
