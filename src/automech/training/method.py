@@ -130,8 +130,16 @@ class Method(ABC):
         """Design a mechanism for ``ctx.setting``; may resume from ``ctx.run``."""
 
     def describe(self) -> str:
-        """One line for ``automech methods``: the first line of the class docstring."""
-        return self.summary or (type(self).__doc__ or "").strip().splitlines()[0]
+        """One line for ``automech methods``: the first sentence of the class docstring."""
+        return self.summary or first_sentence(type(self).__doc__)
+
+
+def first_sentence(doc: str | None) -> str:
+    """The first sentence of a docstring's first paragraph, on one line."""
+    paragraph = " ".join((doc or "").strip().split("\n\n")[0].split())
+    head, dot, _ = paragraph.partition(". ")
+    sentence = head + "." if dot else paragraph
+    return sentence[:-1] + "." if sentence.endswith(":") else sentence
 
 
 class Classical(Method):
@@ -149,5 +157,4 @@ class Classical(Method):
         return self.mechanism(ctx.setting)  # type: ignore[misc]
 
     def describe(self) -> str:
-        doc = (self.mechanism.__doc__ or "").strip().splitlines()  # type: ignore[union-attr]
-        return f"classical: {doc[0] if doc else self.name}"
+        return f"classical: {first_sentence(self.mechanism.__doc__) or self.name}"
