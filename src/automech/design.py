@@ -13,8 +13,6 @@ strategyproof mechanism that a time budget allows.
    timing probe (:data:`PROBE_STEPS` steps) says how many of its default ``steps`` fit in
    that share, and the steps are scaled down when they do not all fit (a method for which
    not even :data:`MIN_STEPS` fit is skipped, with the reason);
-   RochetNet's step sizes and temperatures are scaled to the values (its defaults are
-   tuned on values in [0, 1]; :func:`value_scale`);
 3. the choice: the candidate with the best held-out revenue (the setting's objective when
    it is not revenue) among the **exactly strategyproof** ones with no IR violation and
    no infeasible outcome on the test profiles (:data:`EXACT_LEARNED`; every classical
@@ -97,9 +95,6 @@ GEMNET_CELLS = 64
 #: Runs in the report at most (the chosen one first), and the seconds kept for each.
 REPORT_RUNS = 3
 REPORT_SECONDS_PER_RUN = 8.0
-#: Prior draws that measure the values' scale (:func:`value_scale`), and their seed.
-SCALE_SAMPLES = 16_384
-SCALE_SEED = 12_345
 #: Profiles of the probe's evaluation, and of its regret search.
 PROBE_SAMPLES = 1_000
 PROBE_REGRET_PROFILES = 100
@@ -709,8 +704,6 @@ def _learned(
     meth = get_method(name)
     defaults = meth.Options.defaults()
     options: dict[str, Any] = {}
-    if name == "rochetnet":
-        options.update(_rescaled(s, defaults))
     if name == "lp":
         options["time_limit"] = float(min(defaults["time_limit"], max(1.0, share)))
     if name == "gemnet":
@@ -786,28 +779,6 @@ def _learned(
     cand.metrics, cand.run, cand.status = run.read_json(METRICS), str(path), "evaluated"
     cand.seconds = time.perf_counter() - began
     return cand
-
-
-def value_scale(s: Setting) -> float:
-    """The setting's values relative to those the methods' defaults are tuned on (U[0, 1],
-    mean 0.5): the mean value of :data:`SCALE_SAMPLES` prior draws over 0.5."""
-    mean = float(np.mean(s.sample(SCALE_SAMPLES, SCALE_SEED)))
-    return mean / 0.5 if mean > 0 else 1.0
-
-
-def _rescaled(s: Setting, defaults: dict[str, Any]) -> dict[str, Any]:
-    """RochetNet's step sizes and softmax temperatures for values on another scale than
-    [0, 1] (prices move ``scale`` times as far, utilities are ``scale`` times larger);
-    nothing when the scale is within a factor of 2 of it."""
-    scale = value_scale(s)
-    if 0.5 <= scale <= 2.0:
-        return {}
-    return {
-        "lr": defaults["lr"] * scale,
-        "lr_final": defaults["lr_final"] * scale,
-        "temperature": defaults["temperature"] / scale,
-        "temperature_final": defaults["temperature_final"] / scale,
-    }
 
 
 def _init_steps(name: str, s: Setting, options: dict[str, Any]) -> int | None:

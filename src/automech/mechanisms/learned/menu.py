@@ -38,9 +38,19 @@ class MenuMechanism(Mechanism):
         gen = torch.Generator().manual_seed(init_seed)
         width = m + 1 if setting.unit_demand else m
         self.logits = torch.nn.Parameter(torch.randn(menu_size, width, generator=gen))
-        top = float(np.sum(setting.prior.support()[1]))
-        self.prices = torch.nn.Parameter(torch.rand(menu_size, generator=gen) * top / 2)
+        high = setting.prior.support()[1]
+        #: The values' unit: prices are learned as ``unit_prices`` in it and the softmax
+        #: of :meth:`relaxed` sees utilities in it, so training on values scaled by c
+        #: follows the same path as on the unscaled ones and ends with c times the prices.
+        self.price_scale = float(np.max(high)) if float(np.max(high)) > 0 else 1.0
+        top = float(np.sum(high)) / self.price_scale
+        self.unit_prices = torch.nn.Parameter(torch.rand(menu_size, generator=gen) * top / 2)
         self.menu_size, self.init_seed = menu_size, init_seed
+
+    @property
+    def prices(self) -> torch.Tensor:
+        """The entries' prices (K,), in the values' units."""
+        return self.unit_prices * self.price_scale
 
     @classmethod
     def applicable(cls, setting: Setting) -> str | None:
@@ -70,9 +80,10 @@ class MenuMechanism(Mechanism):
         return alloc[choice].unsqueeze(1), prices[choice].unsqueeze(1)
 
     def relaxed(self, bids: torch.Tensor, temperature: float):
-        """Softmax-weighted menu choice: differentiable surrogate used in training."""
+        """Softmax-weighted menu choice, ``softmax(temperature * u / price_scale)``: the
+        differentiable surrogate used in training (the temperature is per unit of value)."""
         util, alloc, prices = self._utilities(bids)
-        weights = torch.softmax(temperature * util, dim=1)
+        weights = torch.softmax(temperature * util / self.price_scale, dim=1)
         return (weights @ alloc).unsqueeze(1), (weights @ prices).unsqueeze(1)
 
     def describe(self, values: np.ndarray) -> dict[str, Any]:
