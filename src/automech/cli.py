@@ -551,11 +551,7 @@ def methods(
         rows: dict[str, dict[str, Any]] = {}
         for key in METHODS:
             meth = METHODS[key]
-            fits = [
-                s.name
-                for s in candidates
-                if getattr(s, "kind", "static") == meth.kind and not meth.applicable(s)
-            ]
+            fits = [s.name for s in candidates if not meth.refusal(s)]
             if setting and not fits:
                 continue
             rows[key] = {

@@ -129,7 +129,6 @@ def learned_candidates(
     (in training order); those it leaves out by its own rules, with the reason (the LP on
     a continuous prior, RegretNet unless ``include_approximate``...); and those that do
     not apply to ``setting`` at all, with the method's reason."""
-    kind = getattr(setting, "kind", "static")
     plan: list[str] = []
     skipped: dict[str, str] = {}
     not_applicable: dict[str, str] = {}
@@ -137,11 +136,7 @@ def learned_candidates(
         if name not in METHODS:
             continue
         meth = METHODS[name]
-        problem = (
-            f"it designs {meth.kind} mechanisms and the setting is {kind}"
-            if meth.kind != kind
-            else meth.applicable(setting)
-        )
+        problem = meth.refusal(setting)
         if not problem and name in SEVERAL_BIDDERS and setting.num_bidders < 2:
             problem = "one bidder: design trains RochetNet's menu for it"
         if problem:

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from automech._version import __version__
-from automech.errors import AutomechError, EvaluationError, NotApplicableError
-from automech.evaluation import Evaluation, RegretSearch, evaluate
+from automech.errors import AutomechError, NotApplicableError
+from automech.evaluation import Evaluation, RegretSearch, check_samples, evaluate
 from automech.evaluation.baselines import best_classical, comparison
 from automech.mechanisms.base import Design
 from automech.methods import get_method, mechanism_class
@@ -111,15 +111,9 @@ def train(
     """
     if isinstance(setting, (str, Path)):
         setting = get_setting(setting)
-    if isinstance(eval_samples, bool) or not isinstance(eval_samples, int) or eval_samples < 1:
-        raise EvaluationError(f"eval_samples must be an integer >= 1, got {eval_samples!r}")
+    check_samples(eval_samples, "eval_samples")  # up front, not after training
     meth = get_method(method)
-    kind = getattr(setting, "kind", "static")
-    problem = (
-        f"it designs {meth.kind} mechanisms and the setting is {kind}"
-        if kind != meth.kind
-        else meth.applicable(setting)
-    )
+    problem = meth.refusal(setting)
     if problem:
         raise NotApplicableError(
             f"method {method!r} does not apply to {setting.name or 'this setting'}: {problem}"

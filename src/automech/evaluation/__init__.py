@@ -26,6 +26,12 @@ PROTOCOLS: dict[type, Callable[..., Any]] = {
 }
 
 
+def check_samples(samples: Any, name: str) -> None:
+    """Refuse a profile count that is not an integer >= 1, naming it as ``name``."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise EvaluationError(f"{name} must be an integer >= 1, got {samples!r}")
+
+
 def protocol_for(setting: Any) -> Callable[..., Any]:
     """The evaluation protocol of ``setting``'s type (the nearest registered base)."""
     for cls in type(setting).__mro__:
@@ -64,10 +70,7 @@ def evaluate(
             f"evaluate needs an automech mechanism (with .setting and .outcome), "
             f"got a {type(mechanism).__name__}"
         )
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise EvaluationError(
-            f"the number of test profiles must be an integer >= 1, got {samples!r}"
-        )
+    check_samples(samples, "the number of test profiles")
     setting = own if setting is None else setting
     score = protocol_for(setting)
     if protocol_for(own) is not score:

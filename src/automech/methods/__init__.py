@@ -89,9 +89,6 @@ def mechanism_class(name: str, method: str | None = None) -> type | None:
         cls = METHODS[key].mechanism
         if cls is not None and getattr(cls, "name", None) == name:
             return cls
-        for extra in getattr(METHODS[key], "mechanisms", ()):
-            if extra.name == name:
-                return extra
     return None
 
 

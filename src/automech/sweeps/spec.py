@@ -391,11 +391,7 @@ def _option_names(method: str) -> set[str]:
 def _applicable(method: str, setting: Any) -> str | None:
     """None if ``method`` applies to ``setting``, else why not (the check
     :func:`automech.experiment.train` makes: the kinds first, then the method's own)."""
-    meth = METHODS[method]
-    kind = getattr(setting, "kind", "static")
-    if kind != meth.kind:
-        return f"it designs {meth.kind} mechanisms and the setting is {kind}"
-    return meth.applicable(setting)
+    return METHODS[method].refusal(setting)
 
 
 def _int(data: dict, key: str, default: int, low: int, err) -> int:

@@ -120,6 +120,14 @@ class Method(ABC):
         """None if the method applies to ``setting``, else the reason it does not."""
         return None
 
+    def refusal(self, setting: Any) -> str | None:
+        """Why the method cannot design for ``setting``, None if it can: a setting of the
+        other kind (static / dynamic) first, then :meth:`applicable`'s reason."""
+        kind = getattr(setting, "kind", "static")
+        if kind != self.kind:
+            return f"it designs {self.kind} mechanisms and the setting is {kind}"
+        return self.applicable(setting)
+
     def resolve(self, setting: Any, options: Any) -> Any:
         """Options with setting-dependent choices made (an ``auto`` recipe), before they
         are written to the run's config; by default unchanged."""
