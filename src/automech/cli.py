@@ -17,7 +17,7 @@ from rich.table import Table
 from automech.device import configure_threads, default_device
 from automech.errors import AutomechError, NotApplicableError
 from automech.evaluation import THOROUGH, DynamicEvaluation, Evaluation, RegretSearch, evaluate
-from automech.evaluation.protocol import TEST_SEED
+from automech.evaluation.protocol import TEST_PROFILES, TEST_SEED
 from automech.experiment import load, options_from_file, parse_assignments, save
 from automech.experiment import train as train_run
 from automech.mechanisms import CLASSICAL
@@ -30,6 +30,9 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Automated mechanism design: settings, mechanisms, one evaluation.",
 )
+#: Default misreport-search profiles, the same for every command (the protocol's default).
+REGRET_PROFILES = RegretSearch().profiles
+
 console = Console(width=None if sys.stdout.isatty() else 110)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 110)
 
@@ -170,9 +173,9 @@ def settings() -> None:
 @app.command()
 def baselines(
     setting: str = typer.Argument(..., help="setting name or .toml file"),
-    samples: int = typer.Option(100_000, help="test profiles"),
+    samples: int = typer.Option(TEST_PROFILES, help="test profiles"),
     seed: int | None = typer.Option(None, help="seed of the test profiles"),
-    regret_profiles: int = typer.Option(2_000, help="profiles searched for misreports"),
+    regret_profiles: int = typer.Option(REGRET_PROFILES, help="profiles searched for misreports"),
     thorough: bool = typer.Option(False, help="the papers' regret budget (slow)"),
     no_regret: bool = typer.Option(False, help="skip the misreport search"),
     save_dir: Path | None = typer.Option(
@@ -221,9 +224,9 @@ def baselines(
 def evaluate_cmd(
     run: Path = typer.Argument(..., help="run directory"),
     setting: str | None = typer.Option(None, help="evaluate on another setting"),
-    samples: int = typer.Option(10_000, help="test profiles"),
+    samples: int = typer.Option(TEST_PROFILES, help="test profiles"),
     seed: int | None = typer.Option(None, help="seed of the test profiles"),
-    regret_profiles: int = typer.Option(2_000, help="profiles searched for misreports"),
+    regret_profiles: int = typer.Option(REGRET_PROFILES, help="profiles searched for misreports"),
     thorough: bool = typer.Option(False, help="the papers' regret budget (slow)"),
     no_regret: bool = typer.Option(False, help="skip the misreport search"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
@@ -265,8 +268,8 @@ def train(
         "defaults and ranges)",
     ),
     config: Path | None = typer.Option(None, help="TOML file of method options"),
-    eval_samples: int = typer.Option(10_000, help="test profiles for the final evaluation"),
-    regret_profiles: int = typer.Option(1_000, help="profiles searched for misreports"),
+    eval_samples: int = typer.Option(TEST_PROFILES, help="test profiles for the final evaluation"),
+    regret_profiles: int = typer.Option(REGRET_PROFILES, help="profiles searched for misreports"),
     as_json: bool = typer.Option(False, "--json", help="print the final evaluation as JSON"),
     baseline: bool = typer.Option(
         True,
@@ -711,8 +714,8 @@ def design_cmd(
     ),
     seed: int = typer.Option(0, help="seed of every training run"),
     as_json: bool = typer.Option(False, "--json", help="print design.json instead of a table"),
-    samples: int = typer.Option(10_000, hidden=True, help="test profiles"),
-    regret_profiles: int = typer.Option(1_000, hidden=True, help="profiles searched"),
+    samples: int = typer.Option(TEST_PROFILES, hidden=True, help="test profiles"),
+    regret_profiles: int = typer.Option(REGRET_PROFILES, hidden=True, help="profiles searched"),
     max_steps: int | None = typer.Option(None, hidden=True, help="cap every method's steps"),
     only: list[str] = typer.Option([], hidden=True, help="only these learned methods"),
 ) -> None:

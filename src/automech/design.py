@@ -54,7 +54,7 @@ from rich.text import Text
 
 from automech._version import __version__
 from automech.errors import AutomechError, NotApplicableError
-from automech.evaluation import RegretSearch, evaluate
+from automech.evaluation import TEST_PROFILES, RegretSearch, evaluate
 from automech.experiment import load, resolve_options, save, train
 from automech.mechanisms import CLASSICAL
 from automech.methods import METHODS, get_method
@@ -495,8 +495,8 @@ def design(
     seed: int = 0,
     progress: bool = False,
     notify: Callable[[str], None] | None = None,
-    samples: int = 10_000,
-    regret_profiles: int = 1_000,
+    samples: int = TEST_PROFILES,
+    regret_profiles: int = RegretSearch().profiles,
     max_steps: int | None = None,
     methods: Sequence[str] | None = None,
 ) -> DesignResult:

@@ -14,7 +14,7 @@ import torch
 
 from automech._version import __version__
 from automech.errors import AutomechError, NotApplicableError
-from automech.evaluation import Evaluation, RegretSearch, check_samples, evaluate
+from automech.evaluation import TEST_PROFILES, Evaluation, RegretSearch, check_samples, evaluate
 from automech.evaluation.baselines import best_classical, comparison
 from automech.mechanisms.base import Design
 from automech.methods import get_method, mechanism_class
@@ -70,7 +70,7 @@ def train(
     options: Mapping[str, Any] | None = None,
     seed: int = 0,
     out: str | Path | None = None,
-    eval_samples: int = 10_000,
+    eval_samples: int = TEST_PROFILES,
     search: RegretSearch | None = RegretSearch(),
     progress: bool = False,
     notify: Callable[[str], None] | None = None,

@@ -41,7 +41,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from automech.errors import AutomechError
-from automech.evaluation.protocol import TEST_SEED
+from automech.evaluation.protocol import TEST_PROFILES, TEST_SEED
 from automech.evaluation.regret import RegretSearch
 from automech.mechanisms.base import Mechanism
 from automech.problems.setting import Setting
@@ -626,7 +626,7 @@ def regret_histogram(
     setting: Setting | None = None,
     search: RegretSearch | None = None,
     seed: int = TEST_SEED,
-    samples: int = 10_000,
+    samples: int = TEST_PROFILES,
     bins: int = 40,
     title: str | None = None,
 ) -> Figure:
@@ -726,7 +726,7 @@ def run_regrets(
         mech.setting,
         search,
         seed=metrics.get("seed", TEST_SEED),
-        samples=metrics.get("samples", 10_000),
+        samples=metrics.get("samples", TEST_PROFILES),
     )
 
 

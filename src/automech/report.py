@@ -28,7 +28,7 @@ import numpy as np
 from automech._version import __version__
 from automech.errors import AutomechError, NotApplicableError
 from automech.evaluation import Evaluation, RegretSearch, evaluate
-from automech.evaluation.protocol import TEST_SEED
+from automech.evaluation.protocol import TEST_PROFILES, TEST_SEED
 from automech.experiment import load
 from automech.mechanisms import CLASSICAL
 from automech.mechanisms.base import Mechanism
@@ -144,7 +144,7 @@ class RunData:
         return f"{self.method} on {self.setting.name or 'setting'} ({self.path.name})"
 
 
-def load_run(path: str | Path, samples: int = 10_000) -> RunData:
+def load_run(path: str | Path, samples: int = TEST_PROFILES) -> RunData:
     """A run's mechanism, config, metrics and history; a run saved without metrics is
     evaluated with the shared protocol (``samples`` profiles, default regret search)."""
     path = Path(path)

@@ -14,7 +14,7 @@ from typing import Any
 from automech.errors import AutomechError, EvaluationError
 from automech.evaluation import dynamic, protocol
 from automech.evaluation.dynamic import DEFAULT_SEARCH, DynamicEvaluation, evaluate_dynamic
-from automech.evaluation.protocol import TEST_SEED, Evaluation
+from automech.evaluation.protocol import TEST_PROFILES, TEST_SEED, Evaluation
 from automech.evaluation.regret import THOROUGH, RegretSearch, best_misreport_utility
 from automech.problems.dynamic import DynamicEnv
 from automech.problems.setting import Setting
@@ -43,7 +43,7 @@ def protocol_for(setting: Any) -> Callable[..., Any]:
 def evaluate(
     mechanism: Any,
     setting: Any = None,
-    samples: int = 10_000,
+    samples: int = TEST_PROFILES,
     seed: int = TEST_SEED,
     search: RegretSearch | None = DEFAULT_SEARCH,
     thorough: bool = False,
@@ -105,5 +105,7 @@ __all__ = [
     "protocol_for",
     "RegretSearch",
     "THOROUGH",
+    "TEST_PROFILES",
+    "TEST_SEED",
     "best_misreport_utility",
 ]

@@ -29,7 +29,7 @@ import torch
 from rich.progress import Progress
 
 from automech.errors import AutomechError, NotApplicableError
-from automech.evaluation.protocol import TEST_SEED
+from automech.evaluation.protocol import TEST_PROFILES, TEST_SEED
 from automech.evaluation.regret import THOROUGH, RegretSearch
 from automech.mechanisms.learned.dynamic_ama import DynamicAMA
 from automech.problems.dynamic.envs import DynamicEnv
@@ -117,7 +117,7 @@ def _mean_se(x: torch.Tensor) -> tuple[float, float]:
 
 def evaluate_dynamic(
     mechanism: DynamicAMA,
-    samples: int = 10_000,
+    samples: int = TEST_PROFILES,
     seed: int = TEST_SEED,
     ic_profiles: int = 200,
     ic_misreports: int = IC_MISREPORTS,
@@ -179,7 +179,7 @@ def evaluate_dynamic(
 def evaluate(
     mechanism: DynamicAMA,
     setting: DynamicEnv | None = None,
-    samples: int = 10_000,
+    samples: int = TEST_PROFILES,
     seed: int = TEST_SEED,
     search: RegretSearch | None = DEFAULT_SEARCH,
     thorough: bool = False,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from automech.device import default_device
-from automech.evaluation.protocol import TEST_SEED
+from automech.evaluation.protocol import TEST_PROFILES, TEST_SEED
 from automech.evaluation.regret import RegretSearch, best_misreport_utility
 from automech.mechanisms.base import Mechanism
 from automech.problems.setting import Setting
@@ -27,7 +27,7 @@ def profile_regrets(
     setting: Setting | None = None,
     search: RegretSearch | None = None,
     seed: int = TEST_SEED,
-    samples: int = 10_000,
+    samples: int = TEST_PROFILES,
 ) -> np.ndarray:
     """Regret of every bidder at each of the first ``search.profiles`` test profiles.
 

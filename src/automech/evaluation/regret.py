@@ -43,7 +43,7 @@ class RegretSearch:
         chunk: (profile x candidate) rows per forward pass; bounds memory.
     """
 
-    profiles: int = 2_000
+    profiles: int = 1_000
     random: int = 256
     scales: int = 16
     grid: int = 16

@@ -6,8 +6,8 @@ A sweep file is TOML::
     settings = ["1x2-uniform", "2x2-uniform"]  # names or setting .toml files
     methods = ["rochetnet", "lottery-ama"]     # pairs that do not apply are skipped
     seeds = [0, 1, 2, 3]                       # or a count: seeds = 4
-    eval_samples = 10000                       # test profiles of each job's evaluation
-    regret_profiles = 500                      # profiles searched for misreports (0: none)
+    eval_samples = 100000                      # test profiles of each job's evaluation
+    regret_profiles = 1000                     # profiles searched for misreports (0: none)
     runs_root = "runs"                         # run dirs: runs_root/name/SETTING-METHOD-seedS
 
     [options]              # for every method that has the option; skipped (noted) otherwise
@@ -42,12 +42,13 @@ from pathlib import Path
 from typing import Any
 
 from automech.errors import AutomechError
+from automech.evaluation import TEST_PROFILES, RegretSearch
 from automech.methods import METHODS
 from automech.problems import get_setting
 
 #: Defaults of the per-job evaluation budget (small: a sweep has many jobs).
-EVAL_SAMPLES = 10_000
-REGRET_PROFILES = 500
+EVAL_SAMPLES = TEST_PROFILES
+REGRET_PROFILES = RegretSearch().profiles
 
 _TOP_KEYS = {
     "name",

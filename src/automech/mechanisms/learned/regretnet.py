@@ -1,7 +1,8 @@
 """RegretNet networks (Duetting et al., "Optimal Auctions through Deep Learning", Section 5).
 
-Two feed-forward networks read the flattened bid profile ``b`` (n x m, divided by the
-prior's support box so that inputs are O(1)):
+Two feed-forward networks read the flattened bid profile mapped onto the prior's support
+box, ``x = (b - low) / (high - low)`` (n x m), so that inputs are O(1) in any unit and on
+any offset support:
 
 * the **allocation network** outputs per-item scores for the n bidders plus a dummy
   bidder ("the item stays unsold"). Additive bidders get the per-item softmax over the
@@ -71,11 +72,21 @@ def misreport_utilities(
     return (own_alloc * values).sum(dim=-1) - own_pay
 
 
+def input_box(setting: Setting) -> tuple[np.ndarray, np.ndarray]:
+    """The affine map ``x = (b - shift) / scale`` (each (n, m)) onto the support box: shift
+    the box's lower corner, scale its width (the upper corner where the box is a point)."""
+    low, high = (np.asarray(a, dtype=np.float64) for a in setting.prior.support())
+    width = high - low
+    scale = np.where(width > 0, width, np.where(high > 0, high, 1.0))
+    return np.where(width > 0, low, 0.0), scale
+
+
 class RegretNetMechanism(Mechanism):
     """RegretNet allocation and payment networks (additive or unit-demand, unit supply)."""
 
     name = "regretnet"
     differentiable = True
+    shift: torch.Tensor
     scale: torch.Tensor
 
     def __init__(
@@ -92,8 +103,8 @@ class RegretNetMechanism(Mechanism):
             heads = (n + 1) * m + (n * (m + 1) if setting.unit_demand else 0)
             self.allocation = mlp(n * m, heads, hidden, layers)
             self.payment = mlp(n * m, n, hidden, layers)
-        high = np.asarray(setting.prior.support()[1], dtype=np.float64)
-        scale = np.where(high > 0, high, 1.0)
+        shift, scale = input_box(setting)
+        self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.float32), persistent=False)
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32), persistent=False)
 
     @classmethod
@@ -109,7 +120,7 @@ class RegretNetMechanism(Mechanism):
 
     def forward(self, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, n, m = bids.shape
-        x = (bids / self.scale.to(bids.dtype)).reshape(b, n * m)
+        x = ((bids - self.shift.to(bids.dtype)) / self.scale.to(bids.dtype)).reshape(b, n * m)
         scores = self.allocation(x)
         alloc = torch.softmax(scores[:, : (n + 1) * m].view(b, n + 1, m), dim=1)[:, :n]
         if self.setting.unit_demand:
