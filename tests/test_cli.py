@@ -299,7 +299,7 @@ def saved_run(tmp_path_factory):
         (["evaluate", "RUN", "--samples", "-5"], ">= 1"),
         (["evaluate", "RUN", "--setting", "2x2-uniform"], "designed for 1 bidder"),
         (["evaluate", "RUN", "--setting", "seq-sales-3x2"], "different kinds"),
-        (["evaluate", "RUN", "--regret-profiles", "0"], "profiles must be >= 1"),
+        (["evaluate", "RUN", "--regret-profiles", "0"], "profiles must be an integer >= 1"),
         (["baselines", "1x2-uniform", "--samples", "0"], ">= 1"),
         (["baselines", "seq-sales-3x2"], "dynamic setting"),
         (["describe", "RUN", "--samples", "0"], ">= 1"),

@@ -212,7 +212,9 @@ def test_gradient_ascent_finds_the_regret_candidates_miss(bidders, code, width):
     v = s.sample(100, TEST_SEED)
     exact = 1 - np.exp(-((v - np.array(code)) ** 2).sum(axis=-1) / (2 * width**2))  # (P, n)
     full = evaluate(mech, samples=100, search=RegretSearch(profiles=100))
-    candidates = evaluate(mech, samples=100, search=RegretSearch(profiles=100, ascent_steps=0))
+    # the Gaussian rebate is separable: the per-item line search alone finds most of it
+    no_ascent = RegretSearch(profiles=100, ascent_steps=0, line_points=0)
+    candidates = evaluate(mech, samples=100, search=no_ascent)
     assert full.regret_mean == pytest.approx(exact.mean(), abs=1e-3)
     assert full.regret_per_bidder == pytest.approx(exact.mean(axis=0).tolist(), abs=1e-3)
     assert full.regret_max <= exact.max() + 1e-9  # never more than the best misreport

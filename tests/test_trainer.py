@@ -174,3 +174,46 @@ def test_checkpoints_come_by_time_as_well_as_by_steps(tmp_path, monkeypatch):
     saved.clear()
     _fit(tmp_path, "steps", checkpoint_every=100)
     assert saved == [None]  # 4 steps in well under a minute: only the end
+
+
+def test_stopping_rule_stops_a_flat_curve_and_spares_a_rising_one():
+    from automech.training.trainer import Stopping
+
+    gen = torch.Generator().manual_seed(0)
+    base = torch.rand(4096, generator=gen)
+    flat = Stopping(patience=3, min_gain=2.0)
+    verdicts = [flat.update(base + 1e-4 * torch.randn(4096, generator=gen)) for _ in range(4)]
+    assert verdicts == [False, False, False, True]  # reference, then 3 stale validations
+    rising = Stopping(patience=2, min_gain=2.0)
+    # +0.01 a validation against per-profile noise 0.05: ~18 paired se, a real gain
+    assert not any(
+        rising.update(base + 0.01 * k + 0.05 * torch.randn(4096, generator=gen))
+        for k in range(8)
+    )
+    assert rising.stale == 0
+
+
+def test_training_stops_when_validation_is_flat_and_says_how_many_steps(tmp_path):
+    options = {**TINY, "steps": 400, "validate_every": 10, "lr": 0.05, "patience": 2}
+    options["lr_schedule"] = "constant"
+    _, run = train(
+        cached_setting("1x2-uniform"),
+        "rochetnet",
+        {**options, "lr": 1e-9},  # the menu cannot move: every validation is the same
+        seed=0,
+        out=tmp_path / "flat",
+        search=None,
+        eval_samples=256,
+    )
+    training = run.read_json("metrics.json")["training"]
+    assert training == {"steps_used": 30, "steps": 400, "stopped_early": True}
+    _, run = train(
+        cached_setting("1x2-uniform"),
+        "rochetnet",
+        {**options, "patience": 0},
+        seed=0,
+        out=tmp_path / "off",
+        search=None,
+        eval_samples=256,
+    )
+    assert run.read_json("metrics.json")["training"]["steps_used"] == 400

@@ -40,10 +40,15 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 110)
 JSON_KEYS = (
     "revenue",
     "revenue_se",
+    "revenue_adjusted",
     "welfare",
     "ir_violation_rate",
     "regret_mean",
+    "regret_se",
     "regret_max",
+    "regret_converged",
+    "regret_budget",
+    "regret_ladder",
     "samples",
 )
 
@@ -97,14 +102,34 @@ def _rows(report: Evaluation | DynamicEvaluation | dict) -> dict[str, dict]:
 
 def _table(title: str, rows: dict[str, dict]) -> Table:
     """One row per mechanism; an objective column first when the setting's objective is
-    not revenue (e.g. revenue minus production cost), since that is what is optimised."""
+    not revenue (e.g. revenue minus production cost), since that is what is optimised;
+    regret-adjusted revenue next to revenue where regret was measured; under the table,
+    whether the budget ladder's regret converged."""
     objective = bool({r.get("objective") for r in rows.values()} - {None, "revenue"})
-    table = Table(title=title)
+    # regret-adjusted revenue, (sqrt(P) - sqrt(R))^2, where regret was measured
+    adjusted = any(r.get("revenue_adjusted") is not None for r in rows.values())
+    # under the table, for each row searched with the budget ladder: the budget at which
+    # regret converged, or that it did not, with the last two rungs
+    lines = []
+    for name, r in rows.items():
+        rungs = r.get("regret_ladder") or []
+        if r.get("regret_converged") is None or not rungs:
+            continue
+        if r["regret_converged"]:
+            lines.append(
+                f"{name}: regret converged at budget x{r.get('regret_budget')} "
+                f"({len(rungs)} rungs, {sum(x['seconds'] for x in rungs):.1f} s)"
+            )
+        else:
+            last = ", ".join(f"x{x['budget']}: {x['regret_mean']:.5f}" for x in rungs[-2:])
+            lines.append(f"{name}: regret NOT converged after {len(rungs)} rungs ({last})")
+    table = Table(title=title, caption="\n".join(lines) or None)
     cols = [
         "mechanism",
         *(["objective"] if objective else []),
         "revenue",
         "± se",
+        *(["adj. rev."] if adjusted else []),
         "welfare",
         "IR viol.",
         "infeasible",
@@ -112,7 +137,10 @@ def _table(title: str, rows: dict[str, dict]) -> Table:
         "regret max",
     ]
     for col in cols:
-        table.add_column(col, justify="left" if col == "mechanism" else "right")
+        if col == "mechanism":  # never wrapped: "grand-bundle (best classical)" on one line
+            table.add_column(col, justify="left", no_wrap=True)
+        else:
+            table.add_column(col, justify="right")
 
     def fmt(x, digits=4):
         return "-" if x is None else f"{x:.{digits}f}"
@@ -124,6 +152,7 @@ def _table(title: str, rows: dict[str, dict]) -> Table:
             *shown,
             fmt(r["revenue"]),
             fmt(r["revenue_se"]),
+            *([fmt(r.get("revenue_adjusted"))] if adjusted else []),
             fmt(r["welfare"]),
             fmt(r["ir_violation_rate"], 3),
             fmt(r["infeasible_rate"], 3),
@@ -230,6 +259,12 @@ def evaluate_cmd(
     thorough: bool = typer.Option(False, help="the papers' regret budget (slow)"),
     no_regret: bool = typer.Option(False, help="skip the misreport search"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    ladder: bool = typer.Option(
+        True,
+        "--ladder/--fixed-budget",
+        help="double the search budget until regret converges (default), or one fixed "
+        "budget (--thorough is always a fixed budget)",
+    ),
 ) -> None:
     """Evaluate a saved mechanism with the shared protocol."""
     with _clean_errors():
@@ -242,6 +277,7 @@ def evaluate_cmd(
             samples=samples,
             search=_search(regret_profiles, thorough, no_regret),
             progress=not as_json,
+            ladder=ladder and not thorough,
             **kwargs,
         )
         if as_json:
@@ -249,6 +285,108 @@ def evaluate_cmd(
             return
         console.print(_table(f"{s.name}: {s.describe()}", _rows(report)))
         _print_basis(report)
+
+
+def _audit_target(target: str, setting: str | None, torch_: bool, black_box: bool) -> tuple:
+    """The mechanism TARGET names and the setting to audit it on: a run directory (its
+    own setting by default), ``module:callable`` (``--setting`` required) or an ONNX file
+    (default: the setting its ``automech export`` metadata records)."""
+    from automech.mechanisms import Mechanism
+    from automech.mechanisms.external import (
+        ONNX_SUFFIX,
+        BlackBox,
+        external_mechanism,
+        is_callable_spec,
+        onnx_setting,
+    )
+
+    path = Path(target)
+    if target.lower().endswith(ONNX_SUFFIX):
+        s = get_setting(setting) if setting else onnx_setting(path)
+        if s is None:
+            raise AutomechError(
+                f"{target} records no setting (no automech.setting metadata): give --setting"
+            )
+    elif path.is_dir():
+        if torch_:
+            raise AutomechError("--torch is for a module:callable target, not a run directory")
+        run_mech = load(path)
+        s = get_setting(setting) if setting else run_mech.setting
+    elif is_callable_spec(target):
+        if setting is None:
+            raise AutomechError(f"auditing {target} needs --setting (a name or .toml file)")
+        s = get_setting(setting)
+    else:
+        raise AutomechError(
+            f"TARGET {target!r} is none of: a run directory, module:callable "
+            f"(e.g. mypackage.auctions:first_price), a file ending in {ONNX_SUFFIX}"
+        )
+    if path.is_dir() and not target.lower().endswith(ONNX_SUFFIX):
+        mech: Any = run_mech
+    else:
+        if not isinstance(s, Setting):
+            raise AutomechError(
+                f"{s.name} is a dynamic setting: a callable or ONNX file is audited on a "
+                "static setting (bidders x items)"
+            )
+        mech = external_mechanism(target, s, torch_callable=torch_)
+    if black_box and getattr(mech, "differentiable", False):
+        if not isinstance(mech, Mechanism):
+            raise AutomechError(f"--black-box is for static mechanisms; {target} is dynamic")
+        mech = BlackBox(mech)
+    return mech, s
+
+
+@app.command()
+def audit(
+    target: str = typer.Argument(
+        ..., help="a run directory, module:callable on the Python path, or a FILE.onnx"
+    ),
+    setting: str | None = typer.Option(
+        None,
+        help="setting name or .toml file (default: the run's, or the ONNX file's metadata)",
+    ),
+    torch_: bool = typer.Option(
+        False,
+        "--torch",
+        help="the callable takes and returns torch tensors (the search uses gradients)",
+    ),
+    black_box: bool = typer.Option(
+        False, "--black-box", help="search without gradients, as for a NumPy callable or ONNX"
+    ),
+    samples: int = typer.Option(TEST_PROFILES, help="test profiles"),
+    seed: int | None = typer.Option(None, help="seed of the test profiles"),
+    regret_profiles: int = typer.Option(REGRET_PROFILES, help="profiles searched for misreports"),
+    thorough: bool = typer.Option(False, help="the papers' regret budget (slow)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Audit any mechanism with the shared protocol: revenue, IR, feasibility and regret.
+
+    TARGET is a saved run; or `module:callable`, a function of bids, a float64 array
+    (B, n, m), returning (allocation (B, n, m), payments (B, n)) as NumPy arrays (with
+    --torch: torch tensors, differentiable, so the misreport search uses gradient
+    ascent), imported from the Python path or the current directory; or an ONNX file
+    with that signature (run by onnxruntime; `automech export RUN --format onnx` writes
+    one).  --json prints the same JSON as `automech evaluate --json`.
+    """
+    with _clean_errors():
+        mech, s = _audit_target(target, setting, torch_, black_box)
+        kwargs: dict[str, Any] = {} if seed is None else {"seed": seed}
+        report = evaluate(
+            mech,
+            s,
+            samples=samples,
+            search=_search(regret_profiles, thorough, False),
+            progress=not as_json and sys.stderr.isatty(),
+            **kwargs,
+        )
+        if as_json:
+            print(json.dumps({"setting": s.name, "results": _rows(report)}, indent=2))
+            return
+        console.print(_table(f"{s.name}: {s.describe()}", _rows(report)))
+        _print_basis(report)
+        if not getattr(mech, "differentiable", True):
+            console.print("[dim]no gradients: the misreport search used no gradient stage[/]")
 
 
 @app.command()

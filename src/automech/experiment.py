@@ -156,6 +156,13 @@ def train(
     run.save(mechanism, training_state={"finished": True}, method=method)
     report = evaluate(mechanism, setting, samples=eval_samples, search=search, progress=progress)
     metrics = report.to_dict()
+    used = [r for r in run.history() if "steps_used" in r]
+    if used:  # what the stopping rule left of the planned steps
+        metrics["training"] = {
+            "steps_used": used[-1]["steps_used"],
+            "steps": getattr(opts, "steps", None),
+            "stopped_early": used[-1]["stopped_early"],
+        }
     if baseline and isinstance(report, Evaluation):
         found = best_classical(setting, samples=eval_samples, seed=report.seed)
         if found is not None:

@@ -14,6 +14,7 @@ from typing import Any
 from automech.errors import AutomechError, EvaluationError
 from automech.evaluation import dynamic, protocol
 from automech.evaluation.dynamic import DEFAULT_SEARCH, DynamicEvaluation, evaluate_dynamic
+from automech.evaluation.ladder import Ladder, LadderResult, converged_regret
 from automech.evaluation.protocol import TEST_PROFILES, TEST_SEED, Evaluation
 from automech.evaluation.regret import THOROUGH, RegretSearch, best_misreport_utility
 from automech.problems.dynamic import DynamicEnv
@@ -48,6 +49,7 @@ def evaluate(
     search: RegretSearch | None = DEFAULT_SEARCH,
     thorough: bool = False,
     progress: bool = False,
+    ladder: Ladder | bool | None = None,
 ) -> Evaluation | DynamicEvaluation:
     """Score ``mechanism`` on ``setting`` (its own by default) with the protocol of the
     setting's type.
@@ -59,6 +61,9 @@ def evaluate(
             IC check on ``search.profiles`` profiles).
         thorough: use the papers' budget :data:`THOROUGH` (overrides ``search``).
         progress: show a Rich progress bar.
+        ladder: search regret with the budget ladder (:func:`converged_regret`, True for
+            the default :class:`Ladder`) instead of the fixed budget ``search``; static
+            settings only (a dynamic setting's IC check keeps its fixed budget).
 
     Raises:
         AutomechError: when the setting is of another kind than the mechanism's (a
@@ -85,6 +90,7 @@ def evaluate(
             f"{mechanism.name!r} was designed for {own.shape[0]} bidder(s) x {own.shape[1]} "
             f"item(s); {setting.name or 'the setting'!r} has {shape[0]} x {shape[1]}"
         )
+    static = score is protocol.evaluate
     return score(
         mechanism,
         setting,
@@ -93,6 +99,7 @@ def evaluate(
         search=search,
         thorough=thorough,
         progress=progress,
+        **({"ladder": ladder} if ladder and static else {}),
     )
 
 
@@ -108,4 +115,7 @@ __all__ = [
     "TEST_PROFILES",
     "TEST_SEED",
     "best_misreport_utility",
+    "Ladder",
+    "LadderResult",
+    "converged_regret",
 ]

@@ -16,7 +16,13 @@ errors 0), and regret is the expectation over the support when it has at most
   unit demand, 0 <= x <= 1), and the worst excess;
 * regret per bidder, by the misreport search of :mod:`automech.evaluation.regret` on the
   first ``search.profiles`` profiles, reported as the mean over profiles and bidders,
-  the maximum, and per bidder, with the search budget used.
+  the maximum, and per bidder, with the search budget used; with a ``ladder``
+  (:mod:`automech.evaluation.ladder`) the search is rerun with its budget doubled until
+  the mean stops moving, and every rung's figures are kept (``regret_ladder``);
+* regret-adjusted revenue (Rahme, Jelassi, Weinberg, "Auction Learning as a Two-Player
+  Game", ICLR 2021, section 3): ``(sqrt(P) - sqrt(R))^2`` with P the mean revenue and R
+  the mean regret summed over bidders, the revenue of a truthful auction the authors
+  derive from one with revenue P and total regret R (0 when R >= P).
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ import torch
 from rich.progress import Progress
 
 from automech.device import default_device
-from automech.evaluation.regret import THOROUGH, RegretSearch, best_misreport_utility
+from automech.errors import EvaluationError
+from automech.evaluation.ladder import Ladder, converged_regret, regret_summary
+from automech.evaluation.regret import THOROUGH, RegretSearch, search_regrets, tolerance
 from automech.mechanisms.base import Mechanism
 from automech.problems.data import DataPrior
 from automech.problems.finite_types import enumerate_support, support_size
@@ -89,14 +97,36 @@ class Evaluation:
     exact: bool = False
     #: Why the figures are estimates when the prior is finite but too large to enumerate.
     note: str | None = None
+    #: ``(sqrt(revenue) - sqrt(R))^2``, R the mean regret summed over bidders (ALGNet's
+    #: score, :func:`adjusted_revenue`); None when regret is not measured.
+    revenue_adjusted: float | None = None
+    #: The budget ladder's rungs (budget, regret_mean, regret_se, regret_max, seconds),
+    #: when regret was searched with a ladder; the regret fields are the last rung's.
+    regret_ladder: list[dict[str, Any]] | None = None
+    #: Whether the ladder converged (None for a fixed budget).
+    regret_converged: bool | None = None
+    #: The budget (multiplier of ``search``) at which the ladder converged.
+    regret_budget: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _tolerance(dtype: torch.dtype, setting: Setting) -> float:
-    scale = float(np.max(setting.prior.support()[1]))
-    return (1e-9 if dtype == torch.float64 else 1e-5) * max(scale, 1.0)
+_tolerance = tolerance
+
+
+def adjusted_revenue(revenue: float, regret_total: float | None) -> float | None:
+    """Regret-adjusted revenue ``(sqrt(P) - sqrt(R))^2`` for ``P = revenue`` and ``R =
+    regret_total`` (mean regret summed over bidders), as ALGNet scores a mechanism
+    (Rahme et al., ICLR 2021, section 3: an auction with revenue P and total regret R
+    yields a truthful one with revenue ``(sqrt(P) - sqrt(R))^2``, exactly for one
+    bidder); 0 when ``R >= P`` (and P is taken as 0 when negative); None without R."""
+    if regret_total is None:
+        return None
+    if regret_total <= 0:  # exactly the revenue, not a rounded square of its root
+        return max(revenue, 0.0)
+    gap = math.sqrt(max(revenue, 0.0)) - math.sqrt(max(regret_total, 0.0))
+    return gap**2 if gap > 0 else 0.0
 
 
 def bootstrap_ci(
@@ -124,6 +154,7 @@ def evaluate(
     search: RegretSearch | None = RegretSearch(),
     thorough: bool = False,
     progress: bool = False,
+    ladder: Ladder | bool | None = None,
 ) -> Evaluation:
     """Score ``mechanism`` on ``setting`` (its own by default) with the shared protocol.
 
@@ -142,21 +173,36 @@ def evaluate(
     search
         Misreport search budget (:class:`RegretSearch`); None skips regret.
     thorough
-        Use the papers' budget :data:`THOROUGH` (overrides ``search``).
+        Use the papers' budget :data:`THOROUGH` (overrides ``search``; a fixed budget,
+        so it cannot be combined with ``ladder``).
     progress
         Show a Rich progress bar.
+    ladder
+        Search regret with the budget ladder of :func:`converged_regret` from ``search``
+        (True: the default :class:`Ladder`); None or False: the fixed budget ``search``.
 
     Returns
     -------
     Evaluation
-        Revenue with its standard error, welfare, IR violation rate, infeasibility and
-        regret (mean and max over the searched profiles), and on a data prior a 95 %
-        bootstrap confidence interval of revenue (``revenue_ci``); ``to_dict()`` is the
-        JSON that ``metrics.json`` holds.
+        Revenue with its standard error, welfare, IR violation rate, infeasibility,
+        regret (mean and max over the searched profiles), regret-adjusted revenue, with a
+        ladder its rungs and whether it converged, and on a data prior a 95 % bootstrap
+        confidence interval of revenue (``revenue_ci``); ``to_dict()`` is the JSON that
+        ``metrics.json`` holds.
     """
     setting = setting or mechanism.setting
+    if ladder is True:
+        ladder = Ladder()
     if thorough:
+        if ladder:
+            raise EvaluationError(
+                "thorough is the papers' fixed budget: use it without a ladder, or give "
+                "the ladder's first rung as the search"
+            )
         search = THOROUGH
+    if ladder is not None and ladder is not False and not isinstance(ladder, Ladder):
+        raise EvaluationError(f"ladder must be a Ladder, True or None, got {ladder!r}")
+    steps_per_bidder = ladder.max_rungs if isinstance(ladder, Ladder) else 1
     start = time.perf_counter()
     device = default_device()
     mechanism = mechanism.to(device)
@@ -183,7 +229,7 @@ def evaluate(
     values = torch.as_tensor(profiles, dtype=dtype, device=device)
     tol = _tolerance(dtype, setting)
     regret_profiles = min(search.profiles, samples) if search else 0
-    steps = math.ceil(samples / CHUNK) + (setting.num_bidders if search else 0)
+    steps = math.ceil(samples / CHUNK) + (setting.num_bidders * steps_per_bidder if search else 0)
 
     with Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task(f"evaluating {mechanism.name}", total=steps)
@@ -202,16 +248,30 @@ def evaluate(
                 infeasible.append((excess > tol).double())
                 worst = max(worst, float(excess.max()))
                 bar.advance(task)
-        regrets = []
-        if search:
-            generator = torch.Generator().manual_seed(seed)
-            v = values[:regret_profiles]
-            with torch.no_grad():
-                truthful = setting.utilities(v, *mechanism(v))
-            for i in range(setting.num_bidders):
-                best = best_misreport_utility(mechanism, v, i, setting, search, generator)
-                regrets.append((best - truthful[:, i]).clamp_min(0))
-                bar.advance(task)
+        r: torch.Tensor | None = None
+        climbed = None
+        if search and isinstance(ladder, Ladder):
+            climbed = converged_regret(
+                mechanism,
+                setting,
+                values[:regret_profiles],
+                search,
+                ladder,
+                seed=seed,
+                weights=weights,
+                total=samples,
+                on_rung=lambda _: bar.advance(task, setting.num_bidders),
+            )
+            r = torch.as_tensor(climbed.regrets)
+        elif search:
+            r = search_regrets(
+                mechanism,
+                setting,
+                values[:regret_profiles],
+                search,
+                seed,
+                on_bidder=lambda _: bar.advance(task),
+            )
 
     def mean_se(parts):
         x = torch.cat(parts).double()
@@ -225,26 +285,11 @@ def evaluate(
     revenue, revenue_se = mean_se(rev)
     welfare, welfare_se = mean_se(wel)
     objective, objective_se = mean_se(obj)
-    if regrets:
-        r = torch.stack(regrets, dim=1).double()  # (P, n)
-        per_profile = r.mean(dim=1)
-        if weights is not None:
-            w = weights[: len(r)] / weights[: len(r)].sum()
-            regret: dict[str, Any] = dict(
-                regret_mean=float((per_profile * w).sum()),
-                regret_max=float(r.max()),
-                regret_se=0.0 if len(r) == samples else None,
-                regret_per_bidder=[float(x) for x in (r * w[:, None]).sum(dim=0)],
-            )
-        else:
-            regret = dict(
-                regret_mean=float(per_profile.mean()),
-                regret_max=float(r.max()),
-                regret_se=float(per_profile.std() / math.sqrt(len(r))) if len(r) > 1 else 0.0,
-                regret_per_bidder=[float(x) for x in r.mean(dim=0)],
-            )
+    if r is not None:
+        regret: dict[str, Any] = regret_summary(r, weights, samples)
     else:
         regret = dict(regret_mean=None, regret_max=None, regret_se=None, regret_per_bidder=None)
+    per_bidder = regret["regret_per_bidder"]
     return Evaluation(
         mechanism=mechanism.name,
         setting=setting.name or setting.describe(),
@@ -268,4 +313,8 @@ def evaluate(
         revenue_ci=bootstrap_ci(torch.cat(rev).double().cpu().numpy(), seed) if data else None,
         exact=weights is not None,
         note=note,
+        revenue_adjusted=adjusted_revenue(revenue, None if per_bidder is None else sum(per_bidder)),
+        regret_ladder=None if climbed is None else climbed.rungs,
+        regret_converged=None if climbed is None else climbed.converged,
+        regret_budget=None if climbed is None else climbed.budget,
     )

@@ -12,7 +12,7 @@ Each training step, on a batch of fresh prior profiles:
    ``-(1/B) sum_b sum_i u_i(v_i; (M_phi(v)_i, v_-i))`` (the auctioneer frozen);
 2. the auctioneer takes one Adam step on the hyperparameter-free loss
 
-       L(w) = -( sqrt(P) - sqrt(R) ) + R,
+       L(w) = -( sqrt(P) - sqrt(R) ) + R,     (P and R in the values' unit)
 
    with ``P = (1/B) sum_b sum_i p_i(v)`` the revenue and
    ``R = (1/B) sum_b sum_i max(0, u_i(v_i; (M_phi(v)_i, v_-i)) - u_i(v_i; v))`` the total
@@ -106,6 +106,8 @@ class ALGNetOptions(TrainerOptions):
         0.05, "their step size, times the support width", low=0, low_open=True
     )
     steps: int = 4_000
+    #: no stopping rule: the validated revenue ignores regret (see RegretNetOptions)
+    patience: int = 0
     batch_size: int = 256
     lr: float = 2e-3
     lr_final: float = 1e-4
@@ -275,7 +277,8 @@ class ALGNet(GradientMethod):
                     rgt, pay = regrets(mechanism, values[part], pool[part])
                     revenue += weight * float(pay.sum(dim=-1).mean())
                     regret += weight * float(rgt.sum(dim=-1).mean())
-            state.totals = (revenue, regret)
+            unit = mechanism.setting.value_unit
+            state.totals = (revenue / unit, regret / unit)
         return pool
 
     def loss(
@@ -288,8 +291,11 @@ class ALGNet(GradientMethod):
             raise AutomechError(f"{self.name}: loss called before step computed the reports")
         reports = state.reports if ctx.indices is None else state.reports[ctx.indices]
         rgt, pay = regrets(mechanism, values, reports)  # (B, n)
-        revenue = pay.sum(dim=-1).mean()
-        regret = rgt.sum(dim=-1).mean()
+        # P and R in the values' unit: L mixes sqrt(P) with R, so only in a fixed unit
+        # does it weigh revenue against regret the same way in every currency
+        unit = mechanism.setting.value_unit
+        revenue = pay.sum(dim=-1).mean() / unit
+        regret = rgt.sum(dim=-1).mean() / unit
         if state.totals is None:
             loss = -(revenue.clamp_min(FLOOR).sqrt() - regret.clamp_min(FLOOR).sqrt()) + regret
         else:
@@ -299,8 +305,8 @@ class ALGNet(GradientMethod):
             d_r = (0.5 / R**0.5 if R > FLOOR else 0.0) + 1.0
             loss = d_p * revenue + d_r * regret + (value - d_p * P - d_r * R)
         return loss, {
-            "train_revenue": float(revenue.detach()),
-            "train_regret": float(regret.detach()) / mechanism.setting.num_bidders,
+            "train_revenue": float(revenue.detach()) * unit,
+            "train_regret": float(regret.detach()) * unit / mechanism.setting.num_bidders,
             "misreporter_resets": state.resets,
         }
 

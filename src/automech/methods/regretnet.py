@@ -39,6 +39,12 @@ so a chunk's loss carries it linearised at the batch's regret ``R`` (computed wi
 gradient between the two passes): ``-rev_c + sum_i (lambda_i + rho R_i) rgt_c,i - (rho/2)
 |R|^2``, whose chunk-weighted sum has the value and the gradient of ``C_rho``.
 
+``activation="relu"`` with ``allocation="sparsemax"`` trains the piecewise-linear variant
+of the networks (ReLU layers, sparsemax allocation, payment capped by a piecewise-linear
+IR bound; see :mod:`automech.mechanisms.learned.regretnet`) whose exact regret at a
+profile is a mixed-integer linear program, solved by ``automech certify``
+(:mod:`automech.evaluation.certify`; Curry et al., NeurIPS 2020).
+
 The fixed sample, the misreport cache, the multipliers and rho are the run state
 (:class:`RegretTrainingState`, ``ctx.state``, built by :meth:`RegretNet.start`); the
 cache, multipliers and rho go into checkpoints through the ``training_state`` hook, so a
@@ -50,7 +56,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -189,6 +195,16 @@ class RegretNetOptions(TrainerOptions):
     method = "regretnet"
     hidden: int = option(100, "units per hidden layer (both networks)", low=1)
     layers: int = option(2, "hidden layers (both networks)", low=1)
+    activation: Literal["tanh", "relu"] = option(
+        "tanh",
+        "hidden layers; relu also makes the payment piecewise linear "
+        "(min(|output|, an IR cap)), as `automech certify` needs",
+    )
+    allocation: Literal["softmax", "sparsemax"] = option(
+        "softmax",
+        "per-item map over bidders + dummy; sparsemax is piecewise linear, "
+        "as `automech certify` needs",
+    )
     train_profiles: int = option(
         128_000, "fixed training sample, cycled in shuffled batches (paper: 640,000)", low=1
     )
@@ -207,6 +223,9 @@ class RegretNetOptions(TrainerOptions):
     rho_every: int = option(100, "steps between increases of rho", low=1)
     lagrange_every: int = option(25, "steps between multiplier updates", low=1)
     steps: int = 4_000  # paper: 400,000 steps of batch 128
+    #: no stopping rule: the validated revenue ignores regret, which the Lagrangian
+    #: trades against it late in training (revenue may fall while regret falls)
+    patience: int = 0
     batch_size: int = 256
     lr: float = 2e-3
     lr_final: float = 1e-4
@@ -280,7 +299,14 @@ class RegretNet(GradientMethod):
 
     def build(self, ctx: FitContext) -> RegretNetMechanism:
         o = ctx.options
-        return RegretNetMechanism(ctx.setting, hidden=o.hidden, layers=o.layers, init_seed=ctx.seed)
+        return RegretNetMechanism(
+            ctx.setting,
+            hidden=o.hidden,
+            layers=o.layers,
+            init_seed=ctx.seed,
+            activation=o.activation,
+            allocation=o.allocation,
+        )
 
     def start(self, mechanism: Mechanism, ctx: FitContext) -> RegretTrainingState:
         """The fixed sample, its misreport cache (prior draws), lambda and rho at step 0."""
@@ -332,7 +358,7 @@ class RegretNet(GradientMethod):
                 for p in parts:
                     rgt = regrets(mechanism, values[p], state.misreports[indices[p]])[0]
                     total += rgt.sum(dim=0)
-                state.batch_regret = total / len(values)
+                state.batch_regret = total / len(values) / mechanism.setting.value_unit
 
     def step(
         self,
@@ -364,8 +390,11 @@ class RegretNet(GradientMethod):
                 "of the training sample (ctx.indices)"
             )
         rgt_profile, pay = regrets(mechanism, values, state.misreports[ctx.indices])
-        rgt = rgt_profile.mean(dim=0)  # (n,)
-        revenue = pay.sum(dim=-1).mean()
+        # revenue and regret in the values' unit, so that the multipliers, rho and its
+        # schedule mean the same in any currency (values x c: the same training path)
+        unit = mechanism.setting.value_unit
+        rgt = rgt_profile.mean(dim=0) / unit  # (n,)
+        revenue = pay.sum(dim=-1).mean() / unit
         lagrange = state.lagrange.to(rgt.dtype)
         if state.batch_regret is None:
             loss = -revenue + (lagrange * rgt).sum() + 0.5 * state.rho * (rgt**2).sum()
@@ -378,8 +407,8 @@ class RegretNet(GradientMethod):
             )
         state.regret_sum += (len(values) / (state.batch_rows or len(values))) * rgt.detach()
         return loss, {
-            "train_revenue": float(revenue.detach()),
-            "train_regret": float(rgt.detach().mean()),
+            "train_revenue": float(revenue.detach()) * unit,
+            "train_regret": float(rgt.detach().mean()) * unit,
             "lagrange_mean": float(lagrange.mean()),
             "rho": state.rho,
         }

@@ -447,7 +447,9 @@ class TEDI(GradientMethod):
         o, setting = ctx.options, ctx.setting
         start: dict[str, Any] = {}
         if o.init == "bundle":
-            start = {"init_slope": 0.0, "init_fee": best_bundle_price(setting)[0]}
+            # the network adds the floor's linear price: the fee makes up the rest
+            floor = float(np.sum(setting.value_floor))
+            start = {"init_slope": 0.0, "init_fee": best_bundle_price(setting)[0] - floor}
         return TEDIMechanism(
             setting,
             groups=o.groups,
@@ -513,7 +515,11 @@ class TEDI(GradientMethod):
         """Minus the surrogate of Eq. (12) on the chunk's profiles and their chains
         (pool rows ``ctx.indices``) at beta = ``ctx.temperature``."""
         chains = ctx.state.chains[:, ctx.indices]
-        surrogate, u0 = covariance_loss(mechanism, values, chains, ctx.temperature)
+        # beta applies to utilities in the values' unit (mechanism.unit), so it means the
+        # same in any currency; so does eta (the drift is eta / unit times a utility slope)
+        surrogate, u0 = covariance_loss(
+            mechanism, values, chains, ctx.temperature / mechanism.unit
+        )
         return -surrogate, {"train_objective": float(u0.detach())}
 
     def after_step(
@@ -524,7 +530,8 @@ class TEDI(GradientMethod):
         """Move the chains of the whole batch at the step's beta and eta."""
         o = ctx.options
         eta = schedule("exponential", o.langevin_step, o.langevin_step_final, ctx.step, o.steps)
-        move_chains(mechanism, ctx.state, o, ctx.state.indices, ctx.temperature, eta)
+        unit = mechanism.unit
+        move_chains(mechanism, ctx.state, o, ctx.state.indices, ctx.temperature / unit, eta / unit)
 
     def training_state(self, ctx: FitContext) -> dict[str, Any]:
         st = ctx.state

@@ -109,6 +109,29 @@ class Setting:
     def unit_supply(self) -> bool:
         return self.supply == "unit"
 
+    @property
+    def value_unit(self) -> float:
+        """The values' unit: the largest width ``high - low`` of the prior's support box
+        (its largest upper end where every width is 0; 1 where that is 0 too).  Learned
+        mechanisms keep their prices, boosts and softmax inputs in this unit, so values
+        multiplied by c train along the same path and end with c times the prices
+        (revenue is homogeneous of degree one in values), and a support far from 0
+        (U[4, 5]) is resolved at its own width, not at its distance from 0."""
+        low, high = self.prior.support()
+        for top in (float(np.max(high - low)), float(np.max(high))):
+            if top > 0 and np.isfinite(top):
+                return top
+        return 1.0
+
+    @property
+    def value_floor(self) -> np.ndarray:
+        """The lowest value of each item over bidders (m,), the lower corner of the
+        support box: every bidder values a bundle x at least ``value_floor . x``, so
+        menus price ``value_floor . x`` plus a learned surplus price in
+        :attr:`value_unit` (an exact reparametrisation that starts prices at the support
+        instead of at 0)."""
+        return np.asarray(self.prior.support()[0], dtype=np.float64).min(axis=0)
+
     def sample(self, num: int, seed: int | np.random.Generator) -> np.ndarray:
         """``num`` valuation profiles (num, n, m) drawn from the prior.
 

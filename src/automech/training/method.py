@@ -63,6 +63,8 @@ class FitContext:
         The method's own run state (built by ``GradientMethod.start``).
     best
         What ``keep_best`` keeps: step, validation objective and parameters.
+    stopping
+        The trainer's stopping rule (:class:`~automech.training.trainer.Stopping`), or None.
     notify
         Where :meth:`say` sends a line for the user (the CLI prints it on stderr).
     """
@@ -80,6 +82,7 @@ class FitContext:
     indices: torch.Tensor | None = None
     state: Any = None
     best: dict[str, Any] | None = None
+    stopping: Any = None
     notify: Callable[[str], None] | None = None
 
     def say(self, line: str) -> None:

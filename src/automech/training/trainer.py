@@ -19,8 +19,14 @@ loop is the same for all of them:
   with the same run directory resumes from it (and says so), and a finished run is not
   retrained;
 * with ``keep_best``, the mechanism returned is the one with the best validation
-  objective seen, the starting one included (early stopping on held-out profiles), not
-  the last one; the step it was taken from is logged as ``selected_step``.
+  objective seen, the starting one included, not the last one; the step it was taken
+  from is logged as ``selected_step``;
+* a stopping rule on the validation curve (:class:`Stopping`): with ``patience`` k > 0,
+  training stops after k validations in a row without a significant gain over the
+  reference (the last validation that gained), a gain being significant when the paired
+  mean difference of the per-profile objective on the validation profiles exceeds
+  ``min_gain`` standard errors of that difference.  The steps used are logged
+  (``steps_used``) and reach ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -83,6 +89,13 @@ class TrainerOptions(Options):
     )
     log_every: int = option(10, "steps between history lines", low=1)
     keep_best: bool = option(False, "return the best validated mechanism, not the last")
+    patience: int = option(
+        3, "validations in a row without a significant gain before training stops (0: never)",
+        low=0,
+    )
+    min_gain: float = option(
+        2.0, "a gain is significant above this many standard errors (paired, validation)", low=0
+    )
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,42 @@ class SoftmaxOptions(Options):
     )
     temperature_final: float = option(100.0, "... and at the last step", low=0, low_open=True)
     temperature_schedule: Schedule = option("exponential", "temperature schedule")
+
+
+class Stopping:
+    """The stopping rule on the validation curve (see the module docstring).
+
+    The reference is the per-profile validation objective ``r`` (V,) of the last
+    validation that gained; a new one ``o`` gains when ``mean(o - r) > min_gain *
+    std(o - r) / sqrt(V)``.  Pairing on the same validation profiles removes the
+    profiles' own spread from the comparison, so a flat curve is told apart from a
+    slowly rising one at a fraction of the unpaired standard error."""
+
+    def __init__(self, patience: int, min_gain: float) -> None:
+        self.patience, self.min_gain = patience, min_gain
+        self.reference: torch.Tensor | None = None
+        self.stale = 0
+
+    def update(self, objective: torch.Tensor) -> bool:
+        """Record a validation's per-profile objective; True when training should stop."""
+        objective = objective.detach().double().cpu()
+        if self.reference is None:
+            self.reference, self.stale = objective, 0
+            return False
+        diff = objective - self.reference
+        se = float(diff.std() / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
+        if float(diff.mean()) > self.min_gain * se and float(diff.mean()) > 0:
+            self.reference, self.stale = objective, 0
+        else:
+            self.stale += 1
+        return self.stale >= self.patience
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reference": self.reference, "stale": self.stale}
+
+    def load(self, saved: dict[str, Any] | None) -> None:
+        if saved:
+            self.reference, self.stale = saved["reference"], int(saved["stale"])
 
 
 def _snapshot(mechanism: Mechanism, record: dict[str, Any]) -> dict[str, Any]:
@@ -192,6 +241,14 @@ class GradientMethod(Method):
             objective = mechanism.setting.objective.value(values, alloc, pay).mean()
         return {"val_objective": float(objective), "val_revenue": float(pay.sum(-1).mean())}
 
+    def validation_objective(self, mechanism: Mechanism, values: torch.Tensor) -> torch.Tensor:
+        """The exact mechanism's objective at each validation profile (V,): what the
+        stopping rule compares between validations."""
+        mechanism.eval()
+        with torch.no_grad():
+            alloc, pay = mechanism(values)
+            return mechanism.setting.objective.value(values, alloc, pay)
+
     # ---------------------------------------------------------------- the loop
 
     def fit(self, ctx: FitContext) -> Mechanism:
@@ -201,6 +258,8 @@ class GradientMethod(Method):
         optimizer = torch.optim.Adam(mechanism.parameters(), lr=options.lr)
         ctx.rng = np.random.default_rng([ctx.seed, 0])
         ctx.state = self.start(mechanism, ctx)
+        stopping = Stopping(options.patience, options.min_gain) if options.patience else None
+        ctx.stopping = stopping
         start_step = self._resume(ctx, mechanism, optimizer)
         if start_step is None:
             return mechanism.eval()
@@ -216,6 +275,7 @@ class GradientMethod(Method):
             run.log(record)
             ctx.best = _snapshot(mechanism, record)
         steps, started = options.steps, time.perf_counter()
+        used = steps  # the steps the run ends at (fewer when the stopping rule stops it)
         saved_at = started
         softmax = isinstance(options, SoftmaxOptions)
         columns = (
@@ -262,6 +322,13 @@ class GradientMethod(Method):
                         ctx.best is None or record["val_objective"] > ctx.best["val_objective"]
                     ):
                         ctx.best = _snapshot(mechanism, record)
+                    if stopping is not None and not last:
+                        done = stopping.update(self.validation_objective(mechanism, validation))
+                        record["val_stale"] = stopping.stale
+                        if done:
+                            used, last = step + 1, True
+                if last:  # the final record says how many of the planned steps ran
+                    record.update(steps_used=used, stopped_early=used < steps)
                 if (step + 1) % options.log_every == 0 or "val_objective" in record:
                     record["seconds"] = time.perf_counter() - started
                     run.log(record)
@@ -272,6 +339,8 @@ class GradientMethod(Method):
                     self._checkpoint(ctx, mechanism, optimizer, step + 1)
                     saved_at = time.perf_counter()
                 bar.advance(task)
+                if last:
+                    break
         if ctx.best is not None:
             mechanism.load_state_dict(ctx.best["state_dict"])
             run.log(
@@ -297,6 +366,7 @@ class GradientMethod(Method):
                 "rng": ctx.rng.bit_generator.state,
                 "extra": self.training_state(ctx),
                 "best": ctx.best,
+                "stopping": None if ctx.stopping is None else ctx.stopping.to_dict(),
             },
         )
 
@@ -329,6 +399,8 @@ class GradientMethod(Method):
         if state.get("extra") is not None:
             self.load_training_state(ctx, state["extra"])
         ctx.best = state.get("best")
+        if ctx.stopping is not None:
+            ctx.stopping.load(state.get("stopping"))
         step = int(state["step"])
         ctx.say(f"resuming {run.path} from its checkpoint at step {step} of {ctx.options.steps}")
         kept = [r for r in run.history() if r.get("step", 0) <= step]

@@ -47,6 +47,10 @@ tensors instead of autograd's many.  The exact mechanism (:meth:`forward`, used 
 validation and evaluation) takes the true maxima, in float64, ties broken towards the
 empty allocation and then the lowest index.
 
+Units: the ``boosts`` parameter and the surrogate's scores are in the values' unit
+(:attr:`~automech.problems.Setting.value_unit`), so the paper's temperature and step sizes
+mean the same on U[0, 100] as on U[0, 1].
+
 Starting boosts: :meth:`reset_boosts` sets ``lambda_k = -r * sum(a_k)``, a per-unit reserve
 r (with weights 1 and all deterministic allocations this is VCG with reserve r per item,
 i.e. separate Myerson for r = 1/2 on U[0, 1]); :meth:`tune_reserve` picks r on a sample.
@@ -198,6 +202,10 @@ class AffineMaximizer(Mechanism):
         if problem:
             raise NotApplicableError(f"{self.name}: {problem}")
         self.learn_weights = bool(learn_weights)
+        #: The values' unit (:attr:`Setting.value_unit`): the ``boosts`` parameter holds
+        #: boosts in it and the surrogate's softmax sees scores in it (temperature / unit),
+        #: so values scaled by c train along the same path and end with c times the boosts.
+        self.unit = setting.value_unit
         log_w = torch.zeros(setting.num_bidders)
         if self.learn_weights:
             self.log_weights = torch.nn.Parameter(log_w)
@@ -224,7 +232,7 @@ class AffineMaximizer(Mechanism):
         each in the full set (-1 for the empty allocation, which comes first)."""
         index = torch.nonzero(self.active).flatten()
         alloc = self.allocations(index)
-        boosts = self.boosts[index]
+        boosts = self.boosts[index] * self.unit
         empty = alloc.new_zeros(1, *alloc.shape[1:])
         return (
             torch.cat([empty, alloc]),
@@ -244,7 +252,7 @@ class AffineMaximizer(Mechanism):
     def reset_boosts(self, reserve: float) -> None:
         """Boosts ``-reserve * (total quantity allocated by a_k)``: with weights 1 and
         every deterministic allocation this is VCG with a per-item reserve price."""
-        self.boosts.copy_(-reserve * self.allocations().sum(dim=(1, 2)))
+        self.boosts.copy_(-(reserve / self.unit) * self.allocations().sum(dim=(1, 2)))
 
     @torch.no_grad()
     def tune_reserve(self, bids: torch.Tensor, points: int = 21, tolerance: float = 0.05) -> float:
@@ -351,6 +359,7 @@ class AffineMaximizer(Mechanism):
         """
         alloc, boosts, _ = self.table()
         w = self.weights()
+        temperature = temperature / self.unit  # the temperature applies to scores in units
         if softmax_gap > 0 and len(alloc) > 1:
             keep = self._within_gap(bids, alloc, boosts, w, softmax_gap / temperature)
             alloc, boosts = alloc[keep], boosts[keep]
@@ -382,6 +391,7 @@ class AffineMaximizer(Mechanism):
         without the empty allocation."""
         alloc, boosts, _ = self.table()
         w = self.weights()
+        temperature = temperature / self.unit
         mass = alloc.new_zeros(len(alloc))
         for s0 in range(0, len(bids), chunk):
             _, s, s_minus = self._scores(bids[s0 : s0 + chunk], alloc, boosts, w)

@@ -85,7 +85,10 @@ class GemNetMechanism(Mechanism):
         self.register_buffer("high", high)
         others = [[j for j in range(n) if j != i] for i in range(n)]
         self.register_buffer("others", torch.tensor(others, dtype=torch.long).reshape(n, n - 1))
-        self.top = float(high.sum(dim=1).max())
+        self.top = float((high - low).sum(dim=1).max())
+        #: The values' unit (:attr:`Setting.value_unit`): the softmax choice sees
+        #: utilities in it, so a temperature means the same in any currency.
+        self.unit = setting.value_unit
 
         gen = torch.Generator().manual_seed(init_seed)
         sizes = [max((n - 1) * m, 1), *self.hidden, menu_size * (self.width + 1)]
@@ -168,7 +171,10 @@ class GemNetMechanism(Mechanism):
             alloc = torch.softmax(logits, dim=-1)[..., :m]
         else:
             alloc = torch.sigmoid(logits)
-        prices = out[..., k * self.width :] * self.top
+        # an entry x of bidder i's menu is priced low_i . x (the least any type in the
+        # support values it at) plus a learned surplus price in the box's width
+        floor = (alloc * self.low.to(alloc.dtype).view(1, n, 1, m)).sum(-1)
+        prices = floor + out[..., k * self.width :] * self.top
         alloc = torch.cat([alloc.new_zeros(b, n, 1, m), alloc], dim=2)
         prices = torch.cat([prices.new_zeros(b, n, 1), prices], dim=2)
         return alloc, prices
@@ -191,7 +197,7 @@ class GemNetMechanism(Mechanism):
 
     def relaxed(self, bids: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Softmax-weighted choice from each network menu (training surrogate)."""
-        return self.soft_choice(*self.network_utilities(bids), temperature)
+        return self.soft_choice(*self.network_utilities(bids), temperature / self.unit)
 
     # ------------------------------------------------------------------ the adjusted form
 

@@ -39,18 +39,23 @@ class MenuMechanism(Mechanism):
         width = m + 1 if setting.unit_demand else m
         self.logits = torch.nn.Parameter(torch.randn(menu_size, width, generator=gen))
         high = setting.prior.support()[1]
-        #: The values' unit: prices are learned as ``unit_prices`` in it and the softmax
-        #: of :meth:`relaxed` sees utilities in it, so training on values scaled by c
-        #: follows the same path as on the unscaled ones and ends with c times the prices.
-        self.price_scale = float(np.max(high)) if float(np.max(high)) > 0 else 1.0
-        top = float(np.sum(high)) / self.price_scale
+        #: The values' unit (:attr:`Setting.value_unit`): an entry x is priced
+        #: ``floor . x + price_scale * unit_prices`` (``floor`` the support's lower corner,
+        #: :attr:`Setting.value_floor`) and the softmax of :meth:`relaxed` sees utilities in
+        #: this unit, so training on values scaled by c follows the same path and ends with
+        #: c times the prices, and a support far from 0 starts priced at its floor.
+        self.price_scale = setting.value_unit
+        self.register_buffer(
+            "floor", torch.as_tensor(setting.value_floor, dtype=torch.float32), persistent=False
+        )
+        top = float(np.sum(high - setting.value_floor)) / self.price_scale
         self.unit_prices = torch.nn.Parameter(torch.rand(menu_size, generator=gen) * top / 2)
         self.menu_size, self.init_seed = menu_size, init_seed
 
     @property
     def prices(self) -> torch.Tensor:
         """The entries' prices (K,), in the values' units."""
-        return self.unit_prices * self.price_scale
+        return self.entries()[1][1:]
 
     @classmethod
     def applicable(cls, setting: Setting) -> str | None:
@@ -68,7 +73,8 @@ class MenuMechanism(Mechanism):
         else:
             alloc = torch.sigmoid(self.logits)
         zero = alloc.new_zeros(1, alloc.shape[1])
-        return torch.cat([zero, alloc]), torch.cat([self.prices.new_zeros(1), self.prices])
+        prices = alloc @ self.floor.to(alloc.dtype) + self.unit_prices * self.price_scale
+        return torch.cat([zero, alloc]), torch.cat([prices.new_zeros(1), prices])
 
     def _utilities(self, bids: torch.Tensor):
         alloc, prices = self.entries()

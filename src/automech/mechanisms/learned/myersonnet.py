@@ -4,11 +4,15 @@ A single-item auction that is exactly DSIC and IR for every parameter value. Eac
 i has a strictly increasing piecewise-linear "virtual value" function, a min over K
 groups of a max over J lines,
 
-    phibar_i(b) = min_k max_j ( exp(alpha_ikj) * b + beta_ikj ),
+    phibar_i(b) = min_k max_j ( exp(alpha_ikj) * (b - f) + u * beta_ikj ),
 
 whose inverse is again min-max form with the roles swapped,
 
-    phibar_i^-1(y) = max_k min_j exp(-alpha_ikj) * (y - beta_ikj).
+    phibar_i^-1(y) = f + max_k min_j exp(-alpha_ikj) * (y - u * beta_ikj),
+
+with ``u`` the values' unit (the support's width) and ``f`` its floor, so that the learned
+parameters and the relaxation's temperature mean the same in any currency and on any
+offset (the same family of functions, reparametrised).
 
 The item goes to the highest *non-negative* virtual bid ("SPA-0": a second-price auction
 with reserve 0 on the virtual bids; ties to the lowest index). The winner pays the
@@ -47,11 +51,17 @@ class MyersonNetMechanism(Mechanism):
             raise NotApplicableError(f"{self.name}: {problem}")
         n = setting.num_bidders
         gen = torch.Generator().manual_seed(init_seed)
-        high = float(np.max(setting.prior.support()[1]))
         self.groups, self.lines, self.init_seed = groups, lines, init_seed
+        #: The values' unit (:attr:`Setting.value_unit`): the ``beta`` parameter holds the
+        #: offsets in it and the relaxation's softmax sees virtual bids in it, so values
+        #: scaled by c train along the same path and end with c times the offsets.
+        self.unit = setting.value_unit
+        #: ... and the lines are anchored at the support's floor (``b - floor``): the same
+        #: family of functions, with offsets that start near the support, not near 0.
+        self.floor = float(setting.value_floor[0])
         # Near the identity at the start: slopes exp(alpha) ~ 1, small offsets.
         self.alpha = torch.nn.Parameter(0.1 * torch.randn(n, groups, lines, generator=gen))
-        self.beta = torch.nn.Parameter(-0.1 * high * torch.rand(n, groups, lines, generator=gen))
+        self.beta = torch.nn.Parameter(-0.1 * torch.rand(n, groups, lines, generator=gen))
 
     @classmethod
     def applicable(cls, setting: Setting) -> str | None:
@@ -69,13 +79,13 @@ class MyersonNetMechanism(Mechanism):
     def virtual_bids(self, bids: torch.Tensor) -> torch.Tensor:
         """phibar_i(b_i) for bids (B, n, 1): (B, n)."""
         b = bids[..., 0].unsqueeze(-1).unsqueeze(-1)  # (B, n, 1, 1)
-        lines = torch.exp(self.alpha) * b + self.beta  # (B, n, K, J)
+        lines = torch.exp(self.alpha) * (b - self.floor) + self.beta * self.unit  # (B, n, K, J)
         return lines.amax(dim=-1).amin(dim=-1)
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         """phibar_i^-1(y_i) for y (B, n): (B, n)."""
-        lines = torch.exp(-self.alpha) * (y.unsqueeze(-1).unsqueeze(-1) - self.beta)
-        return lines.amin(dim=-1).amax(dim=-1)
+        lines = torch.exp(-self.alpha) * (y.unsqueeze(-1).unsqueeze(-1) - self.beta * self.unit)
+        return lines.amin(dim=-1).amax(dim=-1) + self.floor
 
     def _thresholds(self, phi: torch.Tensor) -> torch.Tensor:
         """max(0, highest virtual bid among the other bidders), per bidder: (B, n)."""
@@ -98,7 +108,8 @@ class MyersonNetMechanism(Mechanism):
     def relaxed(self, bids: torch.Tensor, temperature: float):
         phi = self.virtual_bids(bids)
         dummy = torch.zeros_like(phi[:, :1])
-        z = torch.softmax(temperature * torch.cat([phi, dummy], dim=1), dim=1)[:, :-1]
+        t = temperature / self.unit  # the temperature applies to virtual bids in units
+        z = torch.softmax(t * torch.cat([phi, dummy], dim=1), dim=1)[:, :-1]
         return z.unsqueeze(-1), z * self.inverse(self._thresholds(phi)).clamp_min(0.0)
 
     def describe(self, values: np.ndarray) -> dict[str, Any]:

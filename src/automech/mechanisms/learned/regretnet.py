@@ -9,10 +9,36 @@ any offset support:
   n + 1 rows, ``z_ij = softmax_i(s_.j)`` so ``sum_i z_ij <= 1``. Unit-demand bidders
   get the doubly stochastic form: a second score matrix ``s'`` with a dummy item,
   softmax over items per bidder, and ``z_ij = min(softmax_i(s_.j), softmax_j(s'_i.))``,
-  so each row and each column sums to at most 1;
-* the **payment network** outputs a fraction ``p~_i = sigmoid(.)`` in (0, 1) for each
-  bidder and charges ``p_i = p~_i * sum_j z_ij b_ij``, a share of the bidder's *reported*
-  value for what it receives: a truthful bidder never pays more than its value (IR).
+  so each row and each column sums to at most 1. With ``allocation="sparsemax"`` every
+  softmax is a sparsemax (:func:`sparsemax`, Martins and Astudillo, ICML 2016): the
+  Euclidean projection of the scores onto the simplex, piecewise linear, and exactly 0
+  or 1 on whole regions of bids;
+* the **payment network** (``activation="tanh"``, the paper's) outputs a fraction
+  ``p~_i = sigmoid(t_i)`` in (0, 1) for each bidder and charges
+  ``p_i = p~_i * sum_j z_ij b_ij``, a share of the bidder's *reported* value for what it
+  receives: a truthful bidder never pays more than its value (IR).
+
+With ``activation="relu"`` the hidden layers are ReLUs and the payment is piecewise
+linear too, so that the whole mechanism is a mixed-integer-linear-representable function
+of the bids (:mod:`automech.evaluation.certify` solves for its exact regret). The product
+``p~_i * (z_i . b_i)`` of two functions of the misreport is not piecewise linear, and
+Curry, Chiang, Goldstein and Dickerson ("Certifying Strategyproof Auction Networks",
+NeurIPS 2020) either let the payment network output the payment directly (IR is then
+not guaranteed by the architecture) or keep the product and use a non-convex quadratic
+solver. Here the network outputs the amount and it is capped by a piecewise-linear lower
+bound of the reported value:
+
+    p_i = min( c_i |t_i|, sum_j g_ij ),
+    g_ij = max( L_ij z_ij - relu(L_ij - b_ij),  H_ij z_ij + min(b_ij, H_ij) - H_ij ),
+
+with ``[L, H]`` the support box and ``c_i = sum_j scale_ij`` the value unit (``|t|``, not
+``relu(t)``: a ReLU output unit can be negative on the whole box from the start and then
+never gets a gradient; ``|t| = 2 relu(t) - t`` is as piecewise linear). For z in
+[0, 1] and any b, ``g_ij <= z_ij b_ij`` (``L z - (L - b)_+ <= z b`` and
+``z b - (H z + b - H) = (H - b)(1 - z) >= 0`` for b <= H, ``H z <= z b`` above), so
+``p_i <= z_i . b_i`` and IR holds by construction; inside the box g is the McCormick
+envelope of ``z b`` (its convex envelope), equal to ``z_ij b_ij`` wherever the
+allocation is deterministic (z in {0, 1}), so the cap only bites on lotteries.
 
 Feasibility and IR hold by construction for every parameter value; strategyproofness does
 not and is only approximated in training (regret penalty, see
@@ -25,7 +51,7 @@ forward pass over a (B, n, n, m) tensor.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -36,12 +62,21 @@ from automech.mechanisms.base import Mechanism
 from automech.problems.setting import Setting
 
 
-def mlp(inputs: int, outputs: int, hidden: int, layers: int) -> nn.Sequential:
-    """``layers`` tanh hidden layers of width ``hidden``, Glorot-uniform weights, zero bias."""
+#: Hidden-layer activations of the networks.
+ACTIVATIONS = ("tanh", "relu")
+#: Per-item allocation maps of the allocation network.
+ALLOCATIONS = ("softmax", "sparsemax")
+
+
+def mlp(
+    inputs: int, outputs: int, hidden: int, layers: int, activation: str = "tanh"
+) -> nn.Sequential:
+    """``layers`` hidden layers of width ``hidden`` (tanh or ReLU), Glorot-uniform
+    weights, zero bias."""
     mods: list[nn.Module] = []
     width = inputs
     for _ in range(layers):
-        mods += [nn.Linear(width, hidden), nn.Tanh()]
+        mods += [nn.Linear(width, hidden), nn.ReLU() if activation == "relu" else nn.Tanh()]
         width = hidden
     mods.append(nn.Linear(width, outputs))
     for mod in mods:
@@ -49,6 +84,22 @@ def mlp(inputs: int, outputs: int, hidden: int, layers: int) -> nn.Sequential:
             nn.init.xavier_uniform_(mod.weight)
             nn.init.zeros_(mod.bias)
     return nn.Sequential(*mods)
+
+
+def sparsemax(scores: torch.Tensor, dim: int) -> torch.Tensor:
+    """Euclidean projection of ``scores`` onto the probability simplex along ``dim``
+    (Martins and Astudillo, "From Softmax to Sparsemax", ICML 2016, Section 2):
+    ``z_k = max(s_k - tau, 0)`` with tau the unique threshold making ``sum_k z_k = 1``;
+    with the scores sorted decreasingly, ``tau = (sum_{l <= K} s_(l) - 1) / K`` for the
+    largest K such that ``1 + K s_(K) > sum_{l <= K} s_(l)``."""
+    s = scores.movedim(dim, -1)
+    d = s.shape[-1]
+    ordered = s.sort(dim=-1, descending=True).values
+    cum = ordered.cumsum(dim=-1)
+    k = torch.arange(1, d + 1, dtype=s.dtype, device=s.device)
+    support = (1 + k * ordered > cum).to(s.dtype).sum(dim=-1, keepdim=True)  # K >= 1
+    tau = (cum.gather(-1, support.long() - 1) - 1) / support
+    return (s - tau).clamp_min(0).movedim(-1, dim)
 
 
 def substitute(values: torch.Tensor, misreports: torch.Tensor) -> torch.Tensor:
@@ -89,23 +140,41 @@ class RegretNetMechanism(Mechanism):
     shift: torch.Tensor
     scale: torch.Tensor
 
+    low: torch.Tensor
+    high: torch.Tensor
+
     def __init__(
-        self, setting: Setting, hidden: int = 100, layers: int = 2, init_seed: int = 0
+        self,
+        setting: Setting,
+        hidden: int = 100,
+        layers: int = 2,
+        init_seed: int = 0,
+        activation: Literal["tanh", "relu"] = "tanh",
+        allocation: Literal["softmax", "sparsemax"] = "softmax",
     ) -> None:
         super().__init__(setting)
         problem = self.applicable(setting)
         if problem:
             raise NotApplicableError(f"{self.name}: {problem}")
+        if activation not in ACTIVATIONS or allocation not in ALLOCATIONS:
+            raise NotApplicableError(
+                f"{self.name}: activation must be one of {', '.join(ACTIVATIONS)} and "
+                f"allocation one of {', '.join(ALLOCATIONS)}, got {activation!r}, {allocation!r}"
+            )
         n, m = setting.shape
         self.hidden, self.layers, self.init_seed = hidden, layers, init_seed
+        self.activation, self.allocation_map = activation, allocation
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             heads = (n + 1) * m + (n * (m + 1) if setting.unit_demand else 0)
-            self.allocation = mlp(n * m, heads, hidden, layers)
-            self.payment = mlp(n * m, n, hidden, layers)
+            self.allocation = mlp(n * m, heads, hidden, layers, activation)
+            self.payment = mlp(n * m, n, hidden, layers, activation)
         shift, scale = input_box(setting)
-        self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.float32), persistent=False)
-        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32), persistent=False)
+        low, high = (np.asarray(a, dtype=np.float64) for a in setting.prior.support())
+        for name, value in (("shift", shift), ("scale", scale), ("low", low), ("high", high)):
+            self.register_buffer(
+                name, torch.as_tensor(value, dtype=torch.float32), persistent=False
+            )
 
     @classmethod
     def applicable(cls, setting: Setting) -> str | None:
@@ -116,18 +185,40 @@ class RegretNetMechanism(Mechanism):
         return None
 
     def config(self) -> dict[str, Any]:
-        return {"hidden": self.hidden, "layers": self.layers, "init_seed": self.init_seed}
+        return {
+            "hidden": self.hidden,
+            "layers": self.layers,
+            "init_seed": self.init_seed,
+            "activation": self.activation,
+            "allocation": self.allocation_map,
+        }
+
+    @property
+    def piecewise_linear(self) -> bool:
+        """ReLU layers, sparsemax allocation and the capped payment: the outcome is a
+        piecewise-linear function of the bids (what :mod:`automech.evaluation.certify`
+        needs)."""
+        return self.activation == "relu" and self.allocation_map == "sparsemax"
 
     def forward(self, bids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, n, m = bids.shape
         x = ((bids - self.shift.to(bids.dtype)) / self.scale.to(bids.dtype)).reshape(b, n * m)
         scores = self.allocation(x)
-        alloc = torch.softmax(scores[:, : (n + 1) * m].view(b, n + 1, m), dim=1)[:, :n]
+        simplex = sparsemax if self.allocation_map == "sparsemax" else torch.softmax
+        alloc = simplex(scores[:, : (n + 1) * m].view(b, n + 1, m), dim=1)[:, :n]
         if self.setting.unit_demand:
-            rows = torch.softmax(scores[:, (n + 1) * m :].view(b, n, m + 1), dim=2)[..., :m]
+            rows = simplex(scores[:, (n + 1) * m :].view(b, n, m + 1), dim=2)[..., :m]
             alloc = torch.minimum(alloc, rows)
-        fraction = torch.sigmoid(self.payment(x))  # (B, n)
-        return alloc, fraction * (alloc * bids).sum(dim=-1)
+        out = self.payment(x)  # (B, n)
+        if self.activation == "tanh":
+            return alloc, torch.sigmoid(out) * (alloc * bids).sum(dim=-1)
+        low, high = self.low.to(bids.dtype), self.high.to(bids.dtype)
+        cap = torch.maximum(
+            low * alloc - (low - bids).clamp_min(0),
+            high * alloc + torch.minimum(bids, high) - high,
+        ).sum(dim=-1)
+        unit = self.scale.to(bids.dtype).sum(dim=-1)  # (n,)
+        return alloc, torch.minimum(unit * out.abs(), cap)
 
     def relaxed(self, bids: torch.Tensor, temperature: float):
         """The networks are smooth already: the relaxation is the mechanism itself."""

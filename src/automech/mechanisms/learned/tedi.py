@@ -94,9 +94,22 @@ class PartialGroupMaxNet(nn.Module):
         fee: bool = True,
         init_fee: float = 0.25,
         seed: int = 0,
+        scale: float = 1.0,
+        shift: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
+        #: The values' unit: the network reads y / scale and prices in units of scale
+        #: (f = scale * f_raw), so its weights, the smoothing tau and the init constants
+        #: below are unit-free.
+        self.scale = float(scale)
+        #: ... plus the linear term ``shift . x`` (the support's floor: every type values x
+        #: at least that), so that a support far from 0 starts priced at its floor.
+        self.register_buffer(
+            "shift",
+            torch.as_tensor(np.zeros(d_x) if shift is None else shift, dtype=torch.float32),
+            persistent=False,
+        )
         self.d_x, self.d_y, self.groups, self.group_size = d_x, d_y, tuple(groups), group_size
         self.skip, self.fee = skip, fee
         trunk, width = [], max(d_y, 1)
@@ -137,7 +150,7 @@ class PartialGroupMaxNet(nn.Module):
 
     def affine(self, y: torch.Tensor) -> list[AffineMap]:
         """Per-row affine maps from y (R, d_y): [(W_k, b_k, D_k or None)] for k = 0..K."""
-        h = self.trunk(y if self.d_y else y.new_zeros(1, 1))
+        h = self.trunk(y / self.scale if self.d_y else y.new_zeros(1, 1))
         params: list[AffineMap] = []
         for k, (o, i) in enumerate(self.shapes):
             w = self.w_heads[k](h).view(-1, o, i)
@@ -159,8 +172,13 @@ class PartialGroupMaxNet(nn.Module):
     def residual_heads(self, y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Only the residual terms of :meth:`affine` for rows y (R, d_y): the skip slope
         ``D(y)`` (R, 1, d_x) and the entry fee ``c(y)`` (R, 1), None where switched off
-        (what fitting a start to classical prices needs, without the GroupMax heads)."""
-        return self._residuals(self.trunk(y if self.d_y else y.new_zeros(1, 1)))
+        (what fitting a start to classical prices needs, without the GroupMax heads), in
+        the values' unit."""
+        d, c = self._residuals(self.trunk(y / self.scale if self.d_y else y.new_zeros(1, 1)))
+        return (
+            None if d is None else d * self.scale + self.shift.to(d.dtype),
+            None if c is None else c * self.scale,
+        )
 
     def evaluate(self, x: torch.Tensor, params, tau: float = 0.0) -> torch.Tensor:
         """f(x, y) for x (R, S, d_x) (S points per row) and the rows' affine maps: (R, S).
@@ -196,7 +214,7 @@ class PartialGroupMaxNet(nn.Module):
                 else flat_x.amax(-1, keepdim=True)
             )
             z = z + top * (fee[0] if shared else fee.unsqueeze(1))
-        return z.reshape(r, s_)
+        return self.scale * z.reshape(r, s_) + x @ self.shift.to(x.dtype)
 
     def value_and_grad(
         self, x: torch.Tensor, params, tau: float = 0.0
@@ -250,7 +268,11 @@ class PartialGroupMaxNet(nn.Module):
                 wts = F.one_hot(arg.squeeze(-1), flat_x.shape[-1]).to(flat_x.dtype)
             z = z + top * c
             g = g + c * wts
-        return z.reshape(r, s_), g.reshape(r, s_, -1)
+        shift = self.shift.to(x.dtype)
+        return (
+            self.scale * z.reshape(r, s_) + x @ shift,
+            self.scale * g.reshape(r, s_, -1) + shift,
+        )
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """f(x, y) for x (R, d_x), y (R, d_y): (R,)."""
@@ -286,8 +308,11 @@ class TEDIMechanism(Mechanism):
         if problem:
             raise NotApplicableError(f"{self.name}: {problem}")
         n, m = setting.shape
+        #: The values' unit (:attr:`Setting.value_unit`); ``init_slope`` and ``init_fee``
+        #: are in value units, the network's parameters in this unit.
+        self.unit = unit = setting.value_unit
         if init_slope is None:
-            init_slope = 0.5 * float(np.max(setting.prior.support()[1]))
+            init_slope = 0.5 * unit
         if init_fee is None:
             init_fee = 0.5 * init_slope
         self.net = PartialGroupMaxNet(
@@ -298,10 +323,12 @@ class TEDIMechanism(Mechanism):
             pan_hidden,
             pan_layers,
             skip,
-            init_slope,
+            init_slope / unit,
             fee,
-            init_fee,
+            init_fee / unit,
             init_seed,
+            scale=unit,
+            shift=setting.value_floor,
         )
         self.cfg: dict[str, Any] = dict(
             groups=list(groups),
@@ -390,7 +417,7 @@ class TEDIMechanism(Mechanism):
             tau = tau0 * (tau1 / tau0) ** (s / max(1, steps - 1))
             look = x + (s / (s + 3)) * (x - prev)
             _, grad = self.price_gradient(look, params, tau)
-            prev, x = x, (look + lr * tau * (t - grad)).clamp(0.0, 1.0)
+            prev, x = x, (look + (lr * tau / self.unit) * (t - grad)).clamp(0.0, 1.0)
             if s % 10 == 9 or s >= steps - 5:
                 consider(x)
         consider(x.round())

@@ -277,8 +277,11 @@ class GemNet(GradientMethod):
         assert isinstance(mechanism, GemNetMechanism)
         o = ctx.options
         menu_alloc, menu_price, util = mechanism.network_utilities(values)
+        # utilities and the objective in the values' unit: the temperatures and the
+        # penalty weight (a probability) mean the same in any currency
+        util = util / mechanism.unit
         alloc, pay = mechanism.soft_choice(menu_alloc, menu_price, util, ctx.temperature)
-        objective = ctx.setting.objective.value(values, alloc, pay).mean()
+        objective = ctx.setting.objective.value(values, alloc, pay).mean() / mechanism.unit
         rows = len(values)
         if o.penalty_batch:
             rows = min(rows, -(-o.penalty_batch * len(values) // o.batch_size))  # ceil
@@ -291,7 +294,7 @@ class GemNet(GradientMethod):
             else 0.0
         )
         return -objective + weight * over, {
-            "train_objective": float(objective.detach()),
+            "train_objective": float(objective.detach()) * mechanism.unit,
             "incompatibility": float(over.detach()),
         }
 

@@ -400,12 +400,11 @@ def lipschitz_bound(mech: GemNetMechanism) -> dict[str, Any]:
             for weight in mech.weights[:-1]:
                 body *= float(torch.linalg.matrix_norm(weight[i].double(), ord=2))
             last = mech.weights[-1][i].double()
-            out["price"].append(
-                body * mech.top * float(torch.linalg.matrix_norm(last[:, k * w :], ord=2))
-            )
-            out["allocation"].append(
-                body * 0.25 * float(torch.linalg.matrix_norm(last[:, : k * w], ord=2))
-            )
+            allocation = body * 0.25 * float(torch.linalg.matrix_norm(last[:, : k * w], ord=2))
+            surplus = body * mech.top * float(torch.linalg.matrix_norm(last[:, k * w :], ord=2))
+            # the price's floor term low_i . x moves with the allocation
+            out["price"].append(surplus + float(low[i].double().norm()) * allocation)
+            out["allocation"].append(allocation)
     return out
 
 
