@@ -176,6 +176,18 @@ BATTERY: dict[str, tuple[dict[str, Any], float | str | None, str]] = {
         None,
         "none known: the best classical baseline is the bar",
     ),
+    "1x2-unlimited-100": (
+        {
+            "bidders": 1,
+            "items": 2,
+            "supply": "unlimited",
+            "objective": {"kind": "revenue-minus-cost", "production_cost": 0.0},
+            "prior": {"kind": "uniform", "low": 0.0, "high": 100.0},
+        },
+        100 * MANELLI_VINCENT,
+        "TEDI's problem class with one bidder and no cost is 1x2 U[0,100]: Manelli & "
+        "Vincent (2006) x 100 (exact)",
+    ),
     "2x1-exponential-50": (
         {"bidders": 2, "items": 1, "prior": {"kind": "exponential", "mean": EXP_MEAN}},
         EXPONENTIAL_2X1,
@@ -389,6 +401,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--runs", type=Path, help="runs root (default: a temporary directory)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of an existing --out file that this run does not redo "
+        "(rerun a few rows after a change; each row records its own command)",
+    )
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.samples < 1 or args.regret_profiles < 1:
@@ -456,6 +474,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if tmp is not None:
             tmp.cleanup()
 
+    command = " ".join(["python", "bench/robustness.py", *(argv or sys.argv[1:])])
+    for row in rows:
+        row["command"] = command
+    if args.merge and args.out.is_file():
+        old = json.loads(args.out.read_text())
+        redone = {(r["prior"], r["method"]) for r in rows}
+        kept = [r for r in old["rows"] if (r["prior"], r["method"]) not in redone]
+        order = {name: i for i, name in enumerate(BATTERY)}
+        rank = {name: i for i, name in enumerate(LEARNED)}
+        rows = sorted(
+            kept + rows, key=lambda r: (order.get(r["prior"], 99), rank.get(r["method"], 99))
+        )
+        skipped = old.get("skipped", []) + [s for s in skipped if s not in old.get("skipped", [])]
+        info = {**old.get("priors", {}), **info}
     result = {
         "benchmark": "robustness",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -467,7 +499,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "load_average_at_start": [round(x, 2) for x in load_start],
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         },
-        "command": " ".join(["python", "bench/robustness.py", *(argv or sys.argv[1:])]),
+        "command": command,
         "seed": args.seed,
         "samples": args.samples,
         "regret_profiles": args.regret_profiles,

@@ -273,6 +273,10 @@ def _evaluation_table(m: dict[str, Any]) -> Table:
         ],
         ["regret (max)", _num(m.get("regret_max"), 6)],
         ["regret per bidder", _num(m.get("regret_per_bidder"), 6)],
+        [
+            "regret-adjusted revenue (sqrt P - sqrt R)^2",
+            _num(m.get("revenue_adjusted")),
+        ],
         ["IR violation rate", _num(m.get("ir_violation_rate"))],
         ["IR violation (mean size)", _num(m.get("ir_violation_mean"), 6)],
         ["infeasible rate", _num(m.get("infeasible_rate"))],
@@ -280,6 +284,28 @@ def _evaluation_table(m: dict[str, Any]) -> Table:
         ["test profiles (seed)", f"{_num(m.get('samples'))} ({m.get('seed', '-')})"],
         ["profiles searched for misreports", _num(m.get("regret_samples"))],
     ]
+    if m.get("regret_converged") is not None:
+        rungs = m.get("regret_ladder") or []
+        verdict = (
+            f"converged at budget x{m.get('regret_budget')}"
+            if m["regret_converged"]
+            else "not converged"
+        )
+        rows.append(
+            [
+                "regret budget ladder",
+                f"{verdict}: " + ", ".join(f"x{r['budget']} {r['regret_mean']:.6f}" for r in rungs),
+            ]
+        )
+    training = m.get("training")
+    if training:
+        rows.append(
+            [
+                "training steps used",
+                f"{training['steps_used']} of {training['steps']}"
+                + (" (stopping rule)" if training.get("stopped_early") else ""),
+            ]
+        )
     search = m.get("search")
     if search:
         rows.append(

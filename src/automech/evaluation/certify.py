@@ -14,32 +14,46 @@ regret ``rgt_i(v)``, not a sampled lower bound of it. The networks are those of
 there; Curry et al. used Gurobi and, for fractional payments, its non-convex quadratic
 mode; every piece here is linear, so HiGHS solves it).
 
-Encoding (every piece exact; ``[l, u]`` are bounds on the piece's input):
+Encoding (every piece exact; ``[l, u]`` are proven bounds on the piece's input):
 
 * inputs ``x_i = (b_i - shift_i) / scale_i`` in the box; the other bidders' fixed inputs
-  are folded into the first layer's bias;
+  are folded into the first layer's bias. Only x, the ambiguous ReLUs and the sparsemax
+  thresholds are columns: every other quantity is kept as an affine expression of them,
+  so a unit that is stable on the cell costs nothing (and its bounds are symbolic
+  intervals);
 * a ReLU ``y = max(h, 0)`` with ``l < 0 < u`` takes one binary d:
   ``y >= h, y >= 0, y <= h - l (1 - d), y <= u d`` (Tjeng, Xiao and Tedrake, ICLR 2019);
-  a unit with ``l >= 0`` is the identity and one with ``u <= 0`` is 0 (no binary);
+  a unit with ``l >= 0`` is the identity and one with ``u <= 0`` is 0;
 * sparsemax of the d scores s of one item (or one unit-demand bidder):
   ``z_k = max(s_k - tau, 0)``, ``sum_k z_k = 1``, tau free in
   ``[max_k l_k - 1, max_k u_k - 1/d]``: the threshold solving ``sum_k (s_k - tau)_+ = 1``
   is unique, so this is the projection itself (Curry et al. state the same KKT system
-  with SOS1 complementarity; here each ``(.)_+`` is a ReLU as above);
-* ``min(a, b) = a - (a - b)_+`` (the unit-demand allocation, the payment cap) and
-  ``max(a, b) = a + (b - a)_+`` (the McCormick pieces of the cap).
+  with SOS1 complementarity; here each ``(.)_+`` is a ReLU as above). The scores enter
+  less the dummy's (sparsemax is shift invariant), whose bounds are much tighter;
+* ``min(a, b) = a - (a - b)_+`` (the unit-demand allocation);
+* the payment ``p = min(A, G)``: since ``u = v.z - min(A, G) = max(v.z - A, v.z - G)``,
+  ``U_i(v)`` is the larger of two programs, one per term, and in each the payment term is
+  pushed down by the objective, so its ReLUs (``|t| = 2 (t)_+ - t`` in A, the McCormick
+  pieces in G) need no binary: ``y >= h, y >= 0`` is exact there.
 
-Bounds: interval arithmetic tightened by linear back-substitution through the ReLU
-relaxations (CROWN, Zhang et al., NeurIPS 2018, with the adaptive lower slope), layer by
-layer; the tighter the bounds, the fewer ambiguous units and the smaller the big-M
-constants. HiGHS gets the best of a few hundred candidate misreports as its first
-incumbent.
+Search: branch and bound on the misreport box (the bidder's m inputs), best bound
+first, per program. A cell's bound is the LP relaxation of its program (each ambiguous
+ReLU as its triangle, the convex hull) with the layer bounds of *that* cell: interval
+arithmetic tightened by linear back-substitution through the ReLU relaxations (CROWN,
+Zhang et al., NeurIPS 2018, with the adaptive lower slope). Small cells have few
+ambiguous units and tight big-M constants. A cell bounded within :data:`TOLERANCE` of
+the best utility attained so far is closed; one with at most :data:`LEAF_BINARIES`
+binaries is solved as a MILP by HiGHS (cut off at the incumbent); others are halved
+along their widest side. Every LP and MILP solution is put back into the network
+(float64) as a candidate misreport; the first incumbent is the best of the truth and a
+few hundred box points.
 
-Certificate: HiGHS's dual bound ``B >= U_i(v)``; the certified regret is
-``B - u_i(v_i; v)``, and the misreport HiGHS returns, put back into the network (float64),
-attains ``A <= U_i(v)``: the gap ``B - A`` is how far from exact the certificate is (0 up
-to the solver's tolerances when it proves optimality; a time limit leaves a valid bound
-with a positive gap).
+Certificate: the largest of the closed cells' bounds (HiGHS's dual bounds), the bounds of
+the cells still open and the incumbent is ``B >= U_i(v)``; the certified regret is
+``B - u_i(v_i; v)``. The incumbent misreport attains ``A <= U_i(v)`` in the network
+itself; the gap ``B - A`` is how far from exact the certificate is (0 up to the solver's
+tolerances when the search completes; a time limit leaves a valid bound with a positive
+gap).
 """
 
 from __future__ import annotations
@@ -60,9 +74,8 @@ from scipy import sparse
 
 from automech.errors import EvaluationError
 from automech.mechanisms.learned.regretnet import RegretNetMechanism, sparsemax
-from automech.problems.setting import Setting
 
-#: Seconds HiGHS may spend on one (profile, bidder) MILP by default.
+#: Seconds one (profile, bidder) certificate may take by default.
 TIME_LIMIT = 60.0
 #: Misreports tried (network forward passes) to give HiGHS its first incumbent.
 START_CANDIDATES = 256
@@ -79,8 +92,7 @@ def refusal(mechanism: Any) -> str | None:
     name = getattr(mechanism, "name", type(mechanism).__name__)
     if not isinstance(mechanism, RegretNetMechanism):
         return (
-            f"certify needs a ReLU RegretNet network (regretnet or algnet), "
-            f"got mechanism {name!r}"
+            f"certify needs a ReLU RegretNet network (regretnet or algnet), got mechanism {name!r}"
         )
     if not mechanism.piecewise_linear:
         return (
@@ -91,11 +103,13 @@ def refusal(mechanism: Any) -> str | None:
     return None
 
 
-def check_certifiable(mechanism: Any) -> None:
-    """Raise :class:`CertificationError` (one line) unless ``mechanism`` can be certified."""
+def check_certifiable(mechanism: Any) -> RegretNetMechanism:
+    """``mechanism`` itself; raise :class:`CertificationError` (one line) unless it can be
+    certified."""
     problem = refusal(mechanism)
     if problem:
         raise CertificationError(problem)
+    return mechanism
 
 
 # ------------------------------------------------------------------ bounds
@@ -137,7 +151,9 @@ def layer_bounds(
                 for j in range(k - 1, -1, -1):
                     lj, uj = out[j]
                     amb = (lj < 0) & (uj > 0)
-                    su = np.where(uj <= 0, 0.0, np.where(lj >= 0, 1.0, uj / np.where(amb, uj - lj, 1)))
+                    su = np.where(
+                        uj <= 0, 0.0, np.where(lj >= 0, 1.0, uj / np.where(amb, uj - lj, 1))
+                    )
                     bu = np.where(amb, -su * lj, 0.0)
                     sl = np.where(uj <= 0, 0.0, np.where(lj >= 0, 1.0, (uj > -lj).astype(float)))
                     pos = lam >= 0
@@ -157,185 +173,225 @@ def layer_bounds(
 # ------------------------------------------------------------------ the MILP
 
 
+@dataclass
+class _Expr:
+    """k affine functions ``A @ col + c`` of the model's columns (A is (k, width); columns
+    added later have coefficient 0), with proven bounds and their value at the start."""
+
+    A: np.ndarray
+    c: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    start: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.c)
+
+    def wide(self, width: int) -> np.ndarray:
+        if self.A.shape[1] == width:
+            return self.A
+        return np.hstack([self.A, np.zeros((len(self.A), width - self.A.shape[1]))])
+
+    def __getitem__(self, rows: Any) -> _Expr:
+        rows = np.atleast_1d(np.arange(len(self))[rows])
+        return _Expr(
+            self.A[rows], self.c[rows], self.lower[rows], self.upper[rows], self.start[rows]
+        )
+
+
 class _Milp:
-    """Columns (bounds, integrality, a start value) and rows of a MILP under construction,
-    with the encodings above; every column is one scalar of the network's computation,
-    and its start value is that scalar at the start misreport (a feasible point)."""
+    """A MILP under construction with the encodings above. Columns are only the bidder's
+    inputs, the outputs and binaries of ambiguous ReLUs and the sparsemax thresholds;
+    every other quantity of the network is an affine expression of them (:class:`_Expr`),
+    so a unit that is stable on the cell costs nothing. Every column has a start value:
+    the network's own at the start misreport, a feasible point."""
 
     def __init__(self, relaxed: bool = False) -> None:
         #: the LP relaxation only: each ambiguous ReLU as its triangle (no binary)
         self.relaxed = relaxed
-        self._lower = np.empty(1024)
-        self._upper = np.empty(1024)
-        self._start = np.empty(1024)
-        self._integer = np.zeros(1024, dtype=bool)
-        self.row_lower: list[np.ndarray] = []
-        self.row_upper: list[np.ndarray] = []
-        self.rows: list[np.ndarray] = []
-        self.cols: list[np.ndarray] = []
-        self.coefs: list[np.ndarray] = []
-        self.n_col = 0
-        self.n_row = 0
+        self.lower: list[float] = []
+        self.upper: list[float] = []
+        self.start: list[float] = []
+        self.integer: list[bool] = []
+        self.rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # blocks (A, lo, hi)
         self.binaries = 0
         self.ambiguous = 0  # ReLUs needing a binary (relaxed or not)
-        self.cost: dict[int, float] = {}
+        self.objective: _Expr | None = None
 
-    def add(self, lower: Any, upper: Any, start: Any, integer: bool = False) -> np.ndarray:
+    @property
+    def n_col(self) -> int:
+        return len(self.lower)
+
+    def add(self, lower: Any, upper: Any, start: Any, integer: bool = False) -> _Expr:
         """New columns with these bounds and start values (broadcast to one length)."""
         lower, upper, start = np.broadcast_arrays(
             *(np.atleast_1d(np.asarray(a, dtype=float)).ravel() for a in (lower, upper, start))
         )
-        k = len(lower)
-        slack = 1e-6 * (1 + np.maximum(np.abs(lower), np.abs(upper)))
-        if np.any(start < lower - slack) or np.any(start > upper + slack):
+        k, first = len(lower), self.n_col
+        start = np.clip(start, lower, upper)
+        self.lower += lower.tolist()
+        self.upper += upper.tolist()
+        self.start += start.tolist()
+        self.integer += [integer] * k
+        self.binaries += k if integer else 0
+        eye = np.zeros((k, self.n_col))
+        eye[np.arange(k), first + np.arange(k)] = 1.0
+        return _Expr(eye, np.zeros(k), lower.copy(), upper.copy(), start)
+
+    def constant(self, value: Any) -> _Expr:
+        value = np.atleast_1d(np.asarray(value, dtype=float))
+        return _Expr(np.zeros((len(value), 0)), value, value.copy(), value.copy(), value.copy())
+
+    def _expr(
+        self,
+        A: np.ndarray,
+        c: np.ndarray,
+        lower: np.ndarray | None = None,
+        upper: np.ndarray | None = None,
+    ) -> _Expr:
+        """``A @ col + c`` bounded by interval arithmetic over the columns' bounds (symbolic
+        intervals) and by ``lower``/``upper`` where given; checks the start lies inside."""
+        width = A.shape[1]
+        lo_col, hi_col = np.array(self.lower[:width]), np.array(self.upper[:width])
+        centre = A @ ((lo_col + hi_col) / 2) + c
+        radius = np.abs(A) @ ((hi_col - lo_col) / 2)
+        lo, hi = _pad(centre - radius, centre + radius)
+        if lower is not None and upper is not None:
+            lo, hi = np.maximum(lo, lower), np.minimum(hi, upper)
+        start = A @ np.array(self.start[:width]) + c
+        slack = 1e-6 * (1 + np.maximum(np.abs(lo), np.abs(hi)))
+        if np.any(start < lo - slack) or np.any(start > hi + slack):
             # the bounds are proven; a start outside them is a bug, never a result
             raise RuntimeError("certify: a computed bound excludes the network's own value")
-        first, self.n_col = self.n_col, self.n_col + k
-        if self.n_col > len(self._lower):
-            size = 2 * self.n_col
-            for name in ("_lower", "_upper", "_start", "_integer"):
-                old = getattr(self, name)
-                grown = np.zeros(size, dtype=old.dtype)
-                grown[: len(old)] = old
-                setattr(self, name, grown)
-        cols = np.arange(first, self.n_col)
-        self._lower[cols], self._upper[cols] = lower, upper
-        self._start[cols] = np.clip(start, lower, upper)
-        self._integer[cols] = integer
-        self.binaries += k if integer else 0
-        return cols
-
-    def values(self, cols: np.ndarray) -> np.ndarray:
-        return self._start[cols]
-
-    def bounds(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self._lower[cols], self._upper[cols]
-
-    def tighten(self, cols: np.ndarray, upper: float) -> None:
-        """A valid upper bound the encoding does not imply (e.g. an allocation <= 1)."""
-        self._upper[cols] = np.maximum(np.minimum(self._upper[cols], upper), self._lower[cols])
-
-    def block(
-        self, cols: np.ndarray, coefs: np.ndarray, lower: np.ndarray, upper: np.ndarray
-    ) -> None:
-        """Rows ``lower_r <= sum_k coefs[r, k] * col[cols[r, k]] <= upper_r``."""
-        cols, coefs = np.atleast_2d(cols), np.atleast_2d(coefs)
-        r = len(cols)
-        rows = np.repeat(np.arange(self.n_row, self.n_row + r), cols.shape[1])
-        keep = coefs.ravel() != 0
-        self.rows.append(rows[keep])
-        self.cols.append(cols.ravel()[keep])
-        self.coefs.append(coefs.ravel()[keep])
-        self.row_lower.append(np.broadcast_to(np.asarray(lower, dtype=float), (r,)).copy())
-        self.row_upper.append(np.broadcast_to(np.asarray(upper, dtype=float), (r,)).copy())
-        self.n_row += r
+        return _Expr(A, c, lo, np.maximum(hi, lo), start)
 
     def affine(
         self,
         weight: np.ndarray,
-        cols: np.ndarray,
+        inputs: _Expr,
         const: np.ndarray,
         lower: np.ndarray | None = None,
         upper: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """New columns ``y = weight @ cols + const``, bounded by interval arithmetic over the
-        inputs' bounds (and by ``lower``/``upper`` where given, e.g. CROWN's)."""
+    ) -> _Expr:
+        """``weight @ inputs + const`` (no new column)."""
         weight = np.atleast_2d(weight)
-        lo_in, hi_in = self.bounds(cols)
-        centre = weight @ ((lo_in + hi_in) / 2) + const
-        radius = np.abs(weight) @ ((hi_in - lo_in) / 2)
-        lo, hi = _pad(centre - radius, centre + radius)
-        if lower is not None and upper is not None:
-            lo, hi = np.maximum(lo, lower), np.minimum(hi, upper)
-        y = self.add(lo, hi, weight @ self.values(cols) + const)
-        k = len(y)
-        self.block(
-            np.hstack([y[:, None], np.broadcast_to(cols, (k, len(cols)))]),
-            np.hstack([np.ones((k, 1)), -weight]),
-            const,
-            const,
+        return self._expr(weight @ inputs.A, weight @ inputs.c + const, lower, upper)
+
+    def concat(self, *parts: _Expr) -> _Expr:
+        width = self.n_col
+        return _Expr(
+            np.vstack([p.wide(width) for p in parts]),
+            np.concatenate([p.c for p in parts]),
+            np.concatenate([p.lower for p in parts]),
+            np.concatenate([p.upper for p in parts]),
+            np.concatenate([p.start for p in parts]),
         )
+
+    def constrain(self, e: _Expr, lower: Any, upper: Any) -> None:
+        """Rows ``lower <= e <= upper``."""
+        if len(e):
+            self.rows.append((e.A, lower - e.c, upper - e.c))
+
+    def _relu_columns(self, e: _Expr, top: np.ndarray, binary: bool) -> _Expr:
+        """Columns y (and binaries d) for the rows of ``e`` with ``l < 0 < u``; the rows
+        ``y >= e`` and, when ``binary``, ``y <= e - l (1 - d)`` and ``y <= top d``; when
+        relaxed instead, the triangle's ``y <= u (e - l) / (u - l)``."""
+        k = len(e)
+        lo, hi = e.lower, e.upper
+        y = self.add(np.zeros(k), top, np.maximum(e.start, 0.0))
+        width = self.n_col
+        self.constrain(self._raw(y.wide(width) - e.wide(width), -e.c), 0.0, math.inf)
+        if not binary:
+            if self.relaxed:  # with y >= h and y >= 0: the convex hull of the ReLU
+                slope = hi / (hi - lo)
+                self.constrain(
+                    self._raw(y.wide(width) - slope[:, None] * e.wide(width), -slope * e.c),
+                    -math.inf,
+                    -slope * lo,
+                )
+            return y
+        d = self.add(np.zeros(k), 1.0, (e.start > 0).astype(float), integer=True)
+        width = self.n_col
+        # y <= h - l (1 - d)  <=>  y - h - l d <= -l ;  y <= top d
+        self.constrain(
+            self._raw(y.wide(width) - e.wide(width) - lo[:, None] * d.wide(width), -e.c),
+            -math.inf,
+            -lo,
+        )
+        self.constrain(self._raw(y.wide(width) - top[:, None] * d.wide(width), 0.0), -math.inf, 0.0)
         return y
 
-    def relu(self, h: np.ndarray, cap: float = math.inf) -> np.ndarray:
+    @staticmethod
+    def _raw(A: np.ndarray, c: Any) -> _Expr:
+        """An expression used only as a row (no bounds)."""
+        c = np.broadcast_to(np.asarray(c, dtype=float), (len(A),)).copy()
+        nan = np.full(len(A), np.nan)
+        return _Expr(A, c, nan, nan, nan)
+
+    def _assemble(self, h: _Expr, pieces: dict[str, tuple[np.ndarray, _Expr]]) -> _Expr:
+        """Rows of ``h`` replaced, mask by mask, by the pieces' rows (in order)."""
+        width = self.n_col
+        A, c = h.wide(width).copy(), h.c.copy()
+        lo, hi, st = h.lower.copy(), h.upper.copy(), h.start.copy()
+        for mask, e in pieces.values():
+            if mask.any():
+                A[mask], c[mask] = e.wide(width), e.c
+                lo[mask], hi[mask], st[mask] = e.lower, e.upper, e.start
+        return _Expr(A, c, lo, hi, st)
+
+    def relu(self, h: _Expr, cap: float = math.inf) -> _Expr:
         """``y = max(h, 0)`` (and ``y <= cap``, a valid bound the caller knows)."""
-        lo, hi = self.bounds(h)
-        val = self.values(h)
-        out = h.copy()
-        live = lo >= 0
-        if live.any() and cap < math.inf:
-            self.tighten(h[live], cap)
-        dead = hi <= 0
-        if dead.any():
-            out[dead] = self.add(np.zeros(int(dead.sum())), 0.0, 0.0)
-        amb = (lo < 0) & (hi > 0)
+        lo, hi = h.lower, h.upper
+        dead, amb = hi <= 0, (lo < 0) & (hi > 0)
+        over = (lo >= 0) & (hi > cap)
+        if over.any():  # a stable unit above the cap: the cap as a row
+            self.constrain(h[over], -math.inf, cap)
+            h = _Expr(h.A, h.c, h.lower, np.where(over, cap, h.upper), h.start)
+        pieces = {"dead": (dead, self.constant(np.zeros(int(dead.sum()))))}
         if amb.any():
-            k = int(amb.sum())
-            self.ambiguous += k
-            l, top, hv = lo[amb], np.minimum(hi[amb], cap), h[amb]
-            y = self.add(np.zeros(k), top, np.maximum(val[amb], 0))
-            if self.relaxed:  # y >= h, y >= 0, y <= u (h - l) / (u - l): the convex hull
-                slope = hi[amb] / (hi[amb] - l)
-                self.block(np.stack([y, hv], 1), np.tile([1.0, -1.0], (k, 1)), 0.0, math.inf)
-                self.block(
-                    np.stack([y, hv], 1), np.stack([np.ones(k), -slope], 1), -math.inf, -slope * l
-                )
-                out[amb] = y
-                return out
-            d = self.add(np.zeros(k), 1.0, (val[amb] > 0).astype(float), integer=True)
-            self.block(np.stack([y, hv], 1), np.tile([1.0, -1.0], (k, 1)), 0.0, math.inf)
-            # y <= h - l (1 - d)  <=>  y - h - l d <= -l
-            self.block(
-                np.stack([y, hv, d], 1), np.stack([np.ones(k), -np.ones(k), -l], 1), -math.inf, -l
-            )
-            self.block(np.stack([y, d], 1), np.stack([np.ones(k), -top], 1), -math.inf, 0.0)
-            out[amb] = y
-        return out
+            self.ambiguous += int(amb.sum())
+            top = np.minimum(hi[amb], cap)
+            pieces["amb"] = (amb, self._relu_columns(h[amb], top, binary=not self.relaxed))
+        return self._assemble(h, pieces)
 
-    def relu_above(self, h: np.ndarray) -> np.ndarray:
-        """Columns ``y >= max(h, 0)`` (no binary): exact for a column the objective only
-        pushes down -- it appears nowhere else, with a negative cost -- since the
-        optimum then has ``y = max(h, 0)``."""
-        lo, hi = self.bounds(h)
-        out = h.copy()
-        amb = hi > 0
-        amb &= lo < 0
-        if (hi <= 0).any():
-            out[hi <= 0] = self.add(np.zeros(int((hi <= 0).sum())), 0.0, 0.0)
+    def relu_above(self, h: _Expr) -> _Expr:
+        """``y >= max(h, 0)`` (no binary): exact for a quantity the objective only pushes
+        down -- it appears nowhere else, with a negative weight -- since the optimum then
+        has ``y = max(h, 0)``."""
+        lo, hi = h.lower, h.upper
+        dead, amb = hi <= 0, (lo < 0) & (hi > 0)
+        pieces = {"dead": (dead, self.constant(np.zeros(int(dead.sum()))))}
         if amb.any():
-            k = int(amb.sum())
-            y = self.add(np.zeros(k), hi[amb], np.maximum(self.values(h[amb]), 0))
-            self.block(np.stack([y, h[amb]], 1), np.tile([1.0, -1.0], (k, 1)), 0.0, math.inf)
-            out[amb] = y
-        return out
+            relaxed, self.relaxed = self.relaxed, False
+            pieces["amb"] = (amb, self._relu_columns(h[amb], hi[amb], binary=False))
+            self.relaxed = relaxed
+        return self._assemble(h, pieces)
 
-    def sparsemax(self, s: np.ndarray) -> np.ndarray:
+    def sparsemax(self, s: _Expr) -> _Expr:
         """Sparsemax of the scores ``s`` (one simplex), exactly."""
-        lo, hi = self.bounds(s)
         d = len(s)
-        val = self.values(s)
-        z_start = sparsemax(torch.as_tensor(val).view(1, d), dim=1).view(d).numpy()
+        z_start = sparsemax(torch.as_tensor(s.start).view(1, d), dim=1).view(d).numpy()
         support = z_start > 0
-        tau_start = float(np.mean(val[support] - z_start[support]))
-        tau = self.add(lo.max() - 1, hi.max() - 1 / d, tau_start)
-        w = self.affine(np.hstack([np.eye(d), -np.ones((d, 1))]), np.append(s, tau), np.zeros(d))
+        tau_start = float(np.mean(s.start[support] - z_start[support]))
+        tau = self.add(s.lower.max() - 1, s.upper.max() - 1 / d, tau_start)
+        width = self.n_col
+        w = self._expr(s.wide(width) - tau.wide(width), s.c.copy())
         z = self.relu(w, cap=1.0)
-        self.block(z[None], np.ones((1, d)), 1.0, 1.0)
+        total = self._expr(z.wide(self.n_col).sum(0, keepdims=True), np.array([z.c.sum()]))
+        self.constrain(total, 1.0, 1.0)
         return z
 
-    def minimum(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def minimum(self, a: _Expr, b: _Expr) -> _Expr:
         """``min(a, b) = a - (a - b)_+`` elementwise."""
-        k = len(a)
-        eye = np.eye(k)
-        gap = self.relu(self.affine(np.hstack([eye, -eye]), np.concatenate([a, b]), np.zeros(k)))
-        return self.affine(np.hstack([eye, -eye]), np.concatenate([a, gap]), np.zeros(k))
+        width = self.n_col
+        gap = self.relu(self._expr(a.wide(width) - b.wide(width), a.c - b.c))
+        width = self.n_col
+        return self._expr(a.wide(width) - gap.wide(width), a.c - gap.c)
 
     def interval_bound(self) -> float:
-        """``sum_k max(c_k lower_k, c_k upper_k)`` >= the objective: free, often enough to
-        close a cell."""
-        return float(
-            sum(max(c * self._lower[k], c * self._upper[k]) for k, c in self.cost.items())
-        )
+        """The objective's interval upper bound: free, sometimes enough to close a cell."""
+        assert self.objective is not None
+        return float(self.objective.upper[0])
 
     def solve(
         self,
@@ -344,35 +400,41 @@ class _Milp:
         relax: bool = False,
         cutoff: float | None = None,
     ) -> tuple[str, float, np.ndarray, int, float]:
-        """Maximise ``sum cost * col``: (status, upper bound, solution, nodes, seconds).
+        """Maximise the objective: (status, upper bound, solution, nodes, seconds).
         ``relax``: the LP relaxation only (its optimum bounds the MILP's); ``cutoff``: a
         utility already attained elsewhere (the search may prune below it)."""
         import highspy
 
-        lower, upper = self._lower[: self.n_col], self._upper[: self.n_col]
-        start = self._start[: self.n_col]
-        a = sparse.csc_matrix(
-            (np.concatenate(self.coefs), (np.concatenate(self.rows), np.concatenate(self.cols))),
-            shape=(self.n_row, self.n_col),
+        assert self.objective is not None
+        n_col = self.n_col
+        lower, upper = np.array(self.lower), np.array(self.upper)
+        start = np.array(self.start)
+        blocks = [(A, lo, hi) for A, lo, hi in self.rows if len(A)]
+        dense = (
+            np.vstack(
+                [np.hstack([A, np.zeros((len(A), n_col - A.shape[1]))]) for A, _, _ in blocks]
+            )
+            if blocks
+            else np.zeros((0, n_col))
         )
+        n_row = len(dense)
+        a = sparse.csc_matrix(dense)
         lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = self.n_col, self.n_row
-        cost = np.zeros(self.n_col)
-        for k, c in self.cost.items():
-            cost[k] = -c  # HiGHS minimises
-        lp.col_cost_ = cost
+        lp.num_col_, lp.num_row_ = n_col, n_row
+        lp.col_cost_ = -self.objective.wide(n_col)[0]  # HiGHS minimises
+        lp.offset_ = -float(self.objective.c[0])
         lp.col_lower_, lp.col_upper_ = lower, upper
-        lp.row_lower_ = np.concatenate(self.row_lower)
-        lp.row_upper_ = np.concatenate(self.row_upper)
+        lp.row_lower_ = np.concatenate([b[1] for b in blocks]) if blocks else np.zeros(0)
+        lp.row_upper_ = np.concatenate([b[2] for b in blocks]) if blocks else np.zeros(0)
         lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
         lp.a_matrix_.start_, lp.a_matrix_.index_ = a.indptr, a.indices
         lp.a_matrix_.value_ = a.data
-        lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = self.n_col, self.n_row
-        if not relax and self.binaries:
-            integer = self._integer[: self.n_col]
+        lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n_col, n_row
+        mip = not relax and self.binaries > 0
+        if mip:
             lp.integrality_ = [
                 highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
-                for i in integer
+                for i in self.integer
             ]
         h = _highs()
         for key, value in (
@@ -392,13 +454,13 @@ class _Milp:
             ("mip_allow_restart", False),
         ):
             h.setOptionValue(key, value)
-        if relax:
+        if not mip:
             h.setOptionValue("presolve", "off")
             h.setOptionValue("simplex_strategy", 1)  # dual simplex
-        if cutoff is not None and not relax:
+        elif cutoff is not None:
             h.setOptionValue("objective_bound", -float(cutoff))
         h.passModel(lp)
-        if not relax and self.binaries:
+        if mip:
             sol = highspy.HighsSolution()
             sol.col_value = start.copy()
             sol.value_valid = True
@@ -409,13 +471,12 @@ class _Milp:
         status = h.modelStatusToString(h.getModelStatus())
         info = h.getInfo()
         solution = np.asarray(h.getSolution().col_value, dtype=float)
-        if len(solution) != self.n_col:
+        if len(solution) != n_col:
             solution = start.copy()
-        if relax or not self.binaries:
+        if not mip:
             bound = -float(info.objective_function_value) if status == "Optimal" else math.inf
-        else:
-            bound = -float(info.mip_dual_bound)
-        return status, bound, solution, int(info.mip_node_count) if not relax else 0, seconds
+            return status, bound, solution, 0, seconds
+        return status, -float(info.mip_dual_bound), solution, int(info.mip_node_count), seconds
 
 
 _BANNER_SHOWN = False
@@ -500,7 +561,9 @@ class Certificate:
         return max(0.0, self.bound - self.attained)
 
 
-def _utility(mech: RegretNetMechanism, values: np.ndarray, bidder: int, bids: np.ndarray) -> np.ndarray:
+def _utility(
+    mech: RegretNetMechanism, values: np.ndarray, bidder: int, bids: np.ndarray
+) -> np.ndarray:
     """``u_bidder(v; (b, v_-bidder))`` for misreports ``bids`` (C, m), float64: (C,)."""
     c = len(bids)
     profile = np.repeat(values[None], c, axis=0)
@@ -555,11 +618,9 @@ def _build(
     model = _Milp(relaxed)
     x = model.add(x_low[own], x_high[own], (start - shift[bidder]) / scale[bidder])
 
-    def network(
-        net: torch.nn.Sequential, outputs: np.ndarray, minus: np.ndarray | None = None
-    ) -> np.ndarray:
-        """Columns of the rows ``outputs`` of ``net``'s last layer, less the rows ``minus``
-        (the same length) where given."""
+    def network(net: torch.nn.Sequential, outputs: np.ndarray, minus: np.ndarray | None = None):
+        """The rows ``outputs`` of ``net``'s last layer, less the rows ``minus`` (the same
+        length) where given."""
         layers = _linears(net)
         w, c = layers[-1]
         w, c = w[outputs], c[outputs]
@@ -577,43 +638,39 @@ def _build(
     # Sparsemax is invariant to adding a constant to all its scores, so each score enters
     # less the dummy's: bounds of the differences (back-substituted as one linear output)
     # are much tighter than differences of bounds.
-    zero = model.add(0.0, 0.0, 0.0)
+    zero = model.constant(0.0)
     cols = np.arange(m)[None, :] + m * np.arange(n)[:, None]  # (n, m) bidders' scores
     scores = network(mech.allocation, cols.ravel(), np.tile(n * m + np.arange(m), n))
-    grid = np.vstack([scores.reshape(n, m), np.repeat(zero, m)[None]])
-    z = np.array([model.sparsemax(grid[:, j])[bidder] for j in range(m)])
+    z = model.concat(*(model.sparsemax(model.concat(scores[j::m], zero))[bidder] for j in range(m)))
     if mech.setting.unit_demand:  # and bidder i's row sparsemax over the m items + dummy
         first = (n + 1) * m + bidder * (m + 1)
         row = network(mech.allocation, first + np.arange(m), np.full(m, first + m))
-        z = model.minimum(z, model.sparsemax(np.append(row, zero))[:m])
+        z = model.minimum(z, model.sparsemax(model.concat(row, zero))[:m])
 
     # u = v . z - min(A, G) = max(v . z - A, v . z - G): one branch per term, and in each
     # the payment term is one the objective pushes down (relu_above, no binary)
-    objective = {int(z[j]): float(values[bidder, j]) for j in range(m)}
+    v = values[bidder]
     if branch == AMOUNT:  # A = c |t| = c (2 relu(t) - t)
         t = network(mech.payment, np.array([bidder]))
         unit = float(scale[bidder].sum())
-        r = model.relu_above(t)
-        for col, coef in ((int(r[0]), -2.0 * unit), (int(t[0]), unit)):
-            objective[col] = objective.get(col, 0.0) + coef
+        parts = model.concat(z, model.relu_above(t), t)
+        weights = np.concatenate([v, [-2.0 * unit, unit]])
     else:  # G = sum_j L_j z_j + (D_j)_+,  D = (H - L) z + b - H,  b = shift + scale x
+        zx = model.concat(z, x)
         d = model.relu_above(
             model.affine(
-                np.hstack([np.diag(high - low), np.diag(scale[bidder])]),
-                np.concatenate([z, x]),
-                shift[bidder] - high,
+                np.hstack([np.diag(high - low), np.diag(scale[bidder])]), zx, shift[bidder] - high
             )
         )
-        for j in range(m):
-            objective[int(z[j])] -= float(low[j])
-            objective[int(d[j])] = objective.get(int(d[j]), 0.0) - 1.0
-    model.cost = objective
-    return model, x
+        parts = model.concat(z, d)
+        weights = np.concatenate([v - low, -np.ones(m)])
+    model.objective = model.affine(weights[None], parts, np.zeros(1))
+    return model, np.arange(m)
 
 
 #: The two terms of the payment ``p = min(A, G)``: the network's amount, the IR cap.
 AMOUNT, CAP = 0, 1
-#: A cell whose MILP has at most this many binaries is solved as a MILP, larger ones split.
+#: A cell whose program has at most this many binaries is solved as a MILP, others split.
 LEAF_BINARIES = 40
 #: Utility differences below this are ties (a cell bounded within it of the incumbent
 #: cannot hold a better misreport).
@@ -678,7 +735,9 @@ def max_utility(
     def inside(cell_low: np.ndarray, cell_high: np.ndarray) -> np.ndarray:
         """The best of the cell's centre, corners and the incumbent clipped into it."""
         corners = np.array(np.meshgrid(*zip(cell_low, cell_high), indexing="ij")).reshape(m, -1).T
-        pts = np.concatenate([[np.clip(best_b, cell_low, cell_high)], [(cell_low + cell_high) / 2], corners])
+        pts = np.concatenate(
+            [[np.clip(best_b, cell_low, cell_high)], [(cell_low + cell_high) / 2], corners]
+        )
         u = _utility(mech, values, bidder, pts)
         k = int(np.argmax(u))
         if u[k] > best:
@@ -869,21 +928,37 @@ class CertifyReport:
         return out
 
 
+def _certify_share(
+    args: tuple[RegretNetMechanism, np.ndarray, float, int],
+) -> list[list[Certificate]]:
+    """One worker's profiles (a top-level function: it is pickled to the worker)."""
+    mechanism, values, time_limit, seed = args
+    torch.set_num_threads(1)
+    n = mechanism.setting.num_bidders
+    return [
+        [max_utility(mechanism, v, i, time_limit=time_limit, seed=seed) for i in range(n)]
+        for v in values
+    ]
+
+
 def certify(
     mechanism: RegretNetMechanism,
     values: np.ndarray,
     time_limit: float = TIME_LIMIT,
     searched: np.ndarray | None = None,
     seed: int = 0,
+    workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> CertifyReport:
-    """Certify every bidder's regret at each profile of ``values`` (P, n, m): one MILP
-    per (profile, bidder), :func:`max_utility`.
+    """Certify every bidder's regret at each profile of ``values`` (P, n, m): one
+    :func:`max_utility` per (profile, bidder), each with ``time_limit`` seconds.
 
     Args:
         searched: (P, n) regrets found by a sampled search on the same profiles, reported
             next to the certificates.
-        progress: called with (done, total) after each profile.
+        workers: processes (each one thread) sharing the profiles; the certificates do
+            not depend on it.
+        progress: called with (done, total) as profiles are certified.
     """
     check_certifiable(mechanism)
     values = np.asarray(values, dtype=float)
@@ -892,16 +967,31 @@ def certify(
             f"certify: profiles must be (P, {mechanism.setting.shape[0]}, "
             f"{mechanism.setting.shape[1]}), got {values.shape}"
         )
-    certs = []
-    for p, v in enumerate(values):
-        certs.append(
-            [
-                max_utility(mechanism, v, i, time_limit=time_limit, seed=seed)
-                for i in range(mechanism.setting.num_bidders)
-            ]
+    if searched is not None and np.shape(searched) != values.shape[:2]:
+        raise EvaluationError(
+            f"certify: searched regrets must be {values.shape[:2]}, got {np.shape(searched)}"
         )
-        if progress is not None:
-            progress(p + 1, len(values))
+    mech = copy.deepcopy(mechanism).double().cpu().eval()
+    certs: list[list[Certificate]] = []
+    if workers <= 1 or len(values) <= 1:
+        for v in values:
+            certs += _certify_share((mech, v[None], time_limit, seed))
+            if progress is not None:
+                progress(len(certs), len(values))
+    else:
+        import concurrent.futures
+        import multiprocessing
+
+        shares = np.array_split(np.arange(len(values)), min(workers, len(values)))
+        # small pieces in order, so that progress moves and the shares stay balanced
+        pieces = [p for share in shares for p in np.array_split(share, max(1, len(share) // 4))]
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded torch
+        with concurrent.futures.ProcessPoolExecutor(len(shares), mp_context=context) as pool:
+            jobs = [(mech, values[p], time_limit, seed) for p in pieces if len(p)]
+            for done in pool.map(_certify_share, jobs):
+                certs += done
+                if progress is not None:
+                    progress(len(certs), len(values))
     return CertifyReport(
         values=values,
         certificates=certs,

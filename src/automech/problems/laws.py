@@ -19,6 +19,8 @@ from scipy import stats
 
 #: Upper quantile used as the top of the support box of unbounded laws (misreport search).
 UNBOUNDED_QUANTILE = 0.9999
+#: Quantile that gives an unbounded law its unit (:meth:`Law1D.typical_high`).
+UNIT_QUANTILE = 0.99
 
 
 Problem = tuple[str, str] | None  # (parameter, message) or None when valid
@@ -169,6 +171,13 @@ class Law1D:
 
     def mean(self) -> float:
         return float(self._scale * self._dist.mean())
+
+    def typical_high(self) -> float:
+        """The upper end of the bulk of the law: its upper bound, or for an unbounded law
+        its :data:`UNIT_QUANTILE` quantile (not the far tail that :meth:`bounds` keeps)."""
+        if np.isfinite(self._dist.support()[1]):
+            return self.bounds()[1]
+        return float(self._scale * self._dist.ppf(UNIT_QUANTILE))
 
 
 _FROZEN: dict[tuple, object] = {}

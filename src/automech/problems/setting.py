@@ -112,12 +112,18 @@ class Setting:
     @property
     def value_unit(self) -> float:
         """The values' unit: the largest width ``high - low`` of the prior's support box
-        (its largest upper end where every width is 0; 1 where that is 0 too).  Learned
+        (its largest upper end where every width is 0; 1 where that is 0 too), an
+        unbounded law's box cut at its 0.99 quantile.  Learned
         mechanisms keep their prices, boosts and softmax inputs in this unit, so values
         multiplied by c train along the same path and end with c times the prices
         (revenue is homogeneous of degree one in values), and a support far from 0
         (U[4, 5]) is resolved at its own width, not at its distance from 0."""
         low, high = self.prior.support()
+        if self.prior.independent:  # unbounded laws: their bulk, not the 1e-4 tail
+            n, m = self.shape
+            high = np.array(
+                [[self.prior.marginal(i, j).typical_high() for j in range(m)] for i in range(n)]
+            )
         for top in (float(np.max(high - low)), float(np.max(high))):
             if top > 0 and np.isfinite(top):
                 return top

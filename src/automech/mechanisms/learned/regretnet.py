@@ -61,7 +61,6 @@ from automech.errors import NotApplicableError
 from automech.mechanisms.base import Mechanism
 from automech.problems.setting import Setting
 
-
 #: Hidden-layer activations of the networks.
 ACTIVATIONS = ("tanh", "relu")
 #: Per-item allocation maps of the allocation network.
@@ -93,6 +92,7 @@ def sparsemax(scores: torch.Tensor, dim: int) -> torch.Tensor:
     with the scores sorted decreasingly, ``tau = (sum_{l <= K} s_(l) - 1) / K`` for the
     largest K such that ``1 + K s_(K) > sum_{l <= K} s_(l)``."""
     s = scores.movedim(dim, -1)
+    s = s - s.amax(dim=-1, keepdim=True).detach()  # the same projection, rounded better
     d = s.shape[-1]
     ordered = s.sort(dim=-1, descending=True).values
     cum = ordered.cumsum(dim=-1)
