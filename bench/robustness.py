@@ -220,7 +220,10 @@ def refusal(method: str, setting: Setting) -> str | None:
     """Why ``method`` gets no row on ``setting`` (None when it runs)."""
     if method == "lp" and not finite(setting):
         return "this bench runs the LP on finite priors only (grid=0, where it is exact)"
-    return get_method(method).refusal(setting)
+    meth = get_method(method)
+    return meth.refusal(setting) or meth.conflict(
+        setting, meth.resolve(setting, meth.Options.resolve({}))
+    )
 
 
 def options_for(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -408,7 +411,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "(rerun a few rows after a change; each row records its own command)",
     )
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="print the Markdown table of an existing --out file (and its summary); run nothing",
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        if not args.out.is_file():
+            _fail(f"--render: no results file {args.out}")
+        saved = json.loads(args.out.read_text())
+        print(markdown(saved["rows"]))
+        print(json.dumps(saved.get("summary"), indent=2))
+        return saved
     if args.jobs < 1 or args.samples < 1 or args.regret_profiles < 1:
         _fail("--jobs, --samples and --regret-profiles must be >= 1")
     priors = _names(args.priors, list(BATTERY), "prior(s)")
@@ -479,7 +494,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         row["command"] = command
     if args.merge and args.out.is_file():
         old = json.loads(args.out.read_text())
-        redone = {(r["prior"], r["method"]) for r in rows}
+        redone = {(r["prior"], r["method"]) for r in rows + skipped}
         kept = [r for r in old["rows"] if (r["prior"], r["method"]) not in redone]
         order = {name: i for i, name in enumerate(BATTERY)}
         rank = {name: i for i, name in enumerate(LEARNED)}

@@ -104,6 +104,23 @@ def test_piecewise_networks_feasible_and_ir_by_construction(setting):
             assert bool(((alloc * b).sum(-1) - pay >= -1e-5).all())
 
 
+def test_ir_cap_is_within_a_quarter_piece_of_the_reported_value():
+    """With a huge amount the payment is the cap: ``0 <= z.b - p <= m (H - L) / (4K)``,
+    and exact for deterministic allocations."""
+    s = cached_setting("2x2-uniform")
+    mech = RegretNetMechanism(s, hidden=8, init_seed=1, **PIECEWISE).double()
+    with torch.no_grad():
+        mech.payment[-1].bias.fill_(100.0)
+        mech.allocation[-1].weight.mul_(30.0)  # crisp allocations on part of the box
+    bids = torch.as_tensor(s.sample(4_000, 3))
+    with torch.no_grad():
+        alloc, pay = mech(bids)
+    slack = (alloc * bids).sum(-1) - pay
+    assert float(slack.min()) >= -1e-12 and float(slack.max()) <= 2 / (4 * mech.cap_pieces)
+    crisp = ((alloc < 1e-12) | (alloc > 1 - 1e-12)).all(-1)
+    assert bool(crisp.any()) and float(slack[crisp].abs().max()) < 1e-9
+
+
 def test_hand_built_network_has_its_known_regret():
     """Both items always sold to the bidder (sparsemax of scores 5 vs the dummy's 0), the
     payment ``alpha * sum_j (b_j - 0.3)_+`` (two ambiguous ReLUs; the IR cap sum_j b_j
@@ -207,3 +224,23 @@ def test_cli_certify_json(trained):
     )
     table = invoke("certify", trained[1], "--profiles", "2")
     assert table.exit_code == 0 and "certified regret mean" in table.stdout
+
+
+def test_piecewise_network_exports_to_onnx(tmp_path):
+    from automech.export import export_onnx
+    from test_export import assert_onnx_matches
+
+    # unit demand: both sparsemaxes and their minimum
+    mech = RegretNetMechanism(
+        cached_setting("2x2-unit-uniform"), hidden=8, init_seed=3, **PIECEWISE
+    )
+    assert_onnx_matches(mech, export_onnx(mech, tmp_path / "net.onnx"))
+
+
+def test_workers_give_the_same_certificates():
+    s = cached_setting("2x2-uniform")
+    mech = RegretNetMechanism(s, hidden=8, init_seed=5, **PIECEWISE)
+    values = s.sample(3, np.random.default_rng(6))
+    one, two = certify(mech, values), certify(mech, values, workers=2)
+    np.testing.assert_array_equal(one.certified, two.certified)
+    np.testing.assert_array_equal(one.attained, two.attained)

@@ -267,7 +267,10 @@ def test_save_load_gives_identical_outcomes(tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
-TEDI_SEARCH = RegretSearch(profiles=8, random=12, scales=4, grid=4)
+#: every stage, small: each misreport costs TEDI an inner solve
+TEDI_SEARCH = RegretSearch(
+    profiles=8, random=12, scales=4, grid=4, line_points=8, local_steps=4, local_samples=2
+)
 
 
 def test_shared_protocol_regret_is_nearly_zero():

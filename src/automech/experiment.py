@@ -119,6 +119,9 @@ def train(
             f"method {method!r} does not apply to {setting.name or 'this setting'}: {problem}"
         )
     opts = resolve_options(meth, setting, options)
+    problem = meth.conflict(setting, opts)
+    if problem:
+        raise NotApplicableError(f"method {method!r} with these options: {problem}")
     out = Path(out) if out else Path("runs") / f"{setting.name or 'setting'}-{method}-seed{seed}"
     config = {
         "automech": __version__,

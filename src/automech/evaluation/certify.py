@@ -33,8 +33,10 @@ Encoding (every piece exact; ``[l, u]`` are proven bounds on the piece's input):
 * ``min(a, b) = a - (a - b)_+`` (the unit-demand allocation);
 * the payment ``p = min(A, G)``: since ``u = v.z - min(A, G) = max(v.z - A, v.z - G)``,
   ``U_i(v)`` is the larger of two programs, one per term, and in each the payment term is
-  pushed down by the objective, so its ReLUs (``|t| = 2 (t)_+ - t`` in A, the McCormick
-  pieces in G) need no binary: ``y >= h, y >= 0`` is exact there.
+  pushed down by the objective, so its convex pieces need no binary: ``y >= (t)_+`` in
+  ``A = c (2 (t)_+ - t)``, ``y_j >= every term`` of the cap's max over knots
+  ``G = sum_j max_k [q_k z_j - (q_k - b_j)_+]`` (whose ``(q_k - b_j)_+`` are exact ReLUs,
+  ambiguous only for a knot inside the cell).
 
 Search: branch and bound on the misreport box (the bidder's m inputs), best bound
 first, per program. A cell's bound is the LP relaxation of its program (each ambiguous
@@ -367,6 +369,18 @@ class _Milp:
             self.relaxed = relaxed
         return self._assemble(h, pieces)
 
+    def maximum_above(self, terms: _Expr) -> _Expr:
+        """One column ``y >= max_k terms_k`` (no binary): exact for a quantity the objective
+        only pushes down, as :meth:`relu_above`."""
+        y = self.add(terms.lower.max(), terms.upper.max(), terms.start.max())
+        width = self.n_col
+        self.constrain(
+            self._raw(np.repeat(y.wide(width), len(terms), 0) - terms.wide(width), -terms.c),
+            0.0,
+            math.inf,
+        )
+        return y
+
     def sparsemax(self, s: _Expr) -> _Expr:
         """Sparsemax of the scores ``s`` (one simplex), exactly."""
         d = len(s)
@@ -655,15 +669,23 @@ def _build(
         unit = float(scale[bidder].sum())
         parts = model.concat(z, model.relu_above(t), t)
         weights = np.concatenate([v, [-2.0 * unit, unit]])
-    else:  # G = sum_j L_j z_j + (D_j)_+,  D = (H - L) z + b - H,  b = shift + scale x
+    else:  # G = sum_j max_k [q_jk z_j - (q_jk - b_j)_+],  knots q,  b = shift + scale x
+        knots = low[:, None] + (high - low)[:, None] * mech._grid.cpu().numpy()[None, :]
         zx = model.concat(z, x)
-        d = model.relu_above(
-            model.affine(
-                np.hstack([np.diag(high - low), np.diag(scale[bidder])]), zx, shift[bidder] - high
-            )
-        )
-        parts = model.concat(z, d)
-        weights = np.concatenate([v - low, -np.ones(m)])
+        caps = []
+        for j in range(m):
+            q = knots[j]
+            k = len(q)
+            b_j = np.zeros((1, 2 * m))
+            b_j[0, m + j] = scale[bidder, j]
+            # (q_k - b_j)_+ enters the cap with a minus sign: exact (binary where ambiguous)
+            gap = model.relu(model.affine(-np.repeat(b_j, k, 0), zx, q - shift[bidder, j]))
+            coef = np.zeros((k, 2 * m))
+            coef[:, j] = q
+            terms = model.affine(np.hstack([coef, -np.eye(k)]), model.concat(zx, gap), np.zeros(k))
+            caps.append(model.maximum_above(terms))  # pushed down by the objective: no binary
+        parts = model.concat(z, *caps)
+        weights = np.concatenate([v, -np.ones(m)])
     model.objective = model.affine(weights[None], parts, np.zeros(1))
     return model, np.arange(m)
 
@@ -750,6 +772,7 @@ def max_utility(
     shift, scale = mech.shift[bidder].numpy(), mech.scale[bidder].numpy()
     nodes = binaries = 0
     solved = -math.inf  # the largest bound of a cell solved as a MILP
+    closed = -math.inf  # the largest bound of a cell closed within TOLERANCE
     statuses: set[str] = set()
     # (-bound, tie-break, cell low, cell high, branch, binaries): best bound first
     heap: list[tuple[float, int, np.ndarray, np.ndarray, int, int]] = []
@@ -758,7 +781,7 @@ def max_utility(
     def open_cell(cell_low: np.ndarray, cell_high: np.ndarray, branch: int) -> None:
         """Bound the branch on the cell (interval bound, else LP relaxation) and queue it
         unless the bound is within TOLERANCE of the incumbent."""
-        nonlocal counter, binaries
+        nonlocal counter, binaries, closed
         model, x = _build(
             mech, values, bidder, cell_low, cell_high, inside(cell_low, cell_high), branch, True
         )
@@ -773,6 +796,8 @@ def max_utility(
         if bound > best + TOLERANCE or not split:
             heapq.heappush(heap, (-bound, counter, cell_low, cell_high, branch, model.ambiguous))
             counter += 1
+        else:
+            closed = max(closed, bound)
 
     for branch in (AMOUNT, CAP):
         open_cell(low, high, branch)
@@ -803,7 +828,7 @@ def max_utility(
             (hi_c if half == 0 else lo_c)[axis] = cut
             open_cell(lo_c, hi_c, branch)
     open_bound = max((-b for b, *_ in heap), default=-math.inf)
-    bound = max(best, solved, open_bound)
+    bound = max(best, solved, closed, open_bound)
     if heap and open_bound > best + TOLERANCE:
         status = "Time limit reached"
     elif statuses <= {"Optimal", "Infeasible", "Objective bound"}:

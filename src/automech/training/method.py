@@ -131,6 +131,12 @@ class Method(ABC):
             return f"it designs {self.kind} mechanisms and the setting is {kind}"
         return self.applicable(setting)
 
+    def conflict(self, setting: Any, options: Any) -> str | None:
+        """Why these (resolved) ``options`` cannot design for ``setting`` although the
+        method applies to it (GemNet's price adjustment needs two bidders), None if they
+        can; checked before any training."""
+        return None
+
     def resolve(self, setting: Any, options: Any) -> Any:
         """Options with setting-dependent choices made (an ``auto`` recipe), before they
         are written to the run's config; by default unchanged."""

@@ -28,17 +28,20 @@ not guaranteed by the architecture) or keep the product and use a non-convex qua
 solver. Here the network outputs the amount and it is capped by a piecewise-linear lower
 bound of the reported value:
 
-    p_i = min( c_i |t_i|, sum_j g_ij ),
-    g_ij = max( L_ij z_ij - relu(L_ij - b_ij),  H_ij z_ij + min(b_ij, H_ij) - H_ij ),
+    p_i = min( c_i |t_i|, sum_j g_ij ),   g_ij = max_k [ q_ijk z_ij - (q_ijk - b_ij)_+ ],
 
-with ``[L, H]`` the support box and ``c_i = sum_j scale_ij`` the value unit (``|t|``, not
+with knots ``q_ijk = L_ij + (H_ij - L_ij) k / K`` (k = 0..K, ``K = cap_pieces``) on the
+support box ``[L, H]`` and ``c_i = sum_j scale_ij`` the value unit (``|t|``, not
 ``relu(t)``: a ReLU output unit can be negative on the whole box from the start and then
-never gets a gradient; ``|t| = 2 relu(t) - t`` is as piecewise linear). For z in
-[0, 1] and any b, ``g_ij <= z_ij b_ij`` (``L z - (L - b)_+ <= z b`` and
-``z b - (H z + b - H) = (H - b)(1 - z) >= 0`` for b <= H, ``H z <= z b`` above), so
-``p_i <= z_i . b_i`` and IR holds by construction; inside the box g is the McCormick
-envelope of ``z b`` (its convex envelope), equal to ``z_ij b_ij`` wherever the
-allocation is deterministic (z in {0, 1}), so the cap only bites on lotteries.
+never gets a gradient; ``|t| = 2 relu(t) - t`` is as piecewise linear). For z in [0, 1]
+and any b each term is at most ``z b``: ``q z <= b z`` when b >= q, and
+``q z - (q - b) = b z - (q - b)(1 - z)`` when b < q; so ``p_i <= z_i . b_i`` and IR holds
+by construction. Within the box ``g >= z b - (H - L) z (1 - z) / K``: exact at the
+knots and for deterministic allocations (z in {0, 1}), within ``(H - L) / (4K)`` on
+lotteries. K = 1 is the McCormick (convex) envelope, which caps the payment of a lottery
+so hard that training stalls (1x2 uniform, 1,500 default steps, seed 0: revenue 0.27
+with K = 1, 0.60 with K = 8, regret not yet trained away; the tanh network's is 0.55
+after 4,000 steps).
 
 Feasibility and IR hold by construction for every parameter value; strategyproofness does
 not and is only approximated in training (regret penalty, see
@@ -63,6 +66,8 @@ from automech.problems.setting import Setting
 
 #: Hidden-layer activations of the networks.
 ACTIVATIONS = ("tanh", "relu")
+#: Pieces of the piecewise-linear IR cap of the ReLU payment (knots L + (H - L) k / K).
+CAP_PIECES = 8
 #: Per-item allocation maps of the allocation network.
 ALLOCATIONS = ("softmax", "sparsemax")
 
@@ -142,6 +147,7 @@ class RegretNetMechanism(Mechanism):
 
     low: torch.Tensor
     high: torch.Tensor
+    _grid: torch.Tensor
 
     def __init__(
         self,
@@ -151,6 +157,7 @@ class RegretNetMechanism(Mechanism):
         init_seed: int = 0,
         activation: Literal["tanh", "relu"] = "tanh",
         allocation: Literal["softmax", "sparsemax"] = "softmax",
+        cap_pieces: int = CAP_PIECES,
     ) -> None:
         super().__init__(setting)
         problem = self.applicable(setting)
@@ -164,6 +171,9 @@ class RegretNetMechanism(Mechanism):
         n, m = setting.shape
         self.hidden, self.layers, self.init_seed = hidden, layers, init_seed
         self.activation, self.allocation_map = activation, allocation
+        if isinstance(cap_pieces, bool) or not isinstance(cap_pieces, int) or cap_pieces < 1:
+            raise NotApplicableError(f"{self.name}: cap_pieces must be an integer >= 1")
+        self.cap_pieces = cap_pieces
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             heads = (n + 1) * m + (n * (m + 1) if setting.unit_demand else 0)
@@ -171,7 +181,14 @@ class RegretNetMechanism(Mechanism):
             self.payment = mlp(n * m, n, hidden, layers, activation)
         shift, scale = input_box(setting)
         low, high = (np.asarray(a, dtype=np.float64) for a in setting.prior.support())
-        for name, value in (("shift", shift), ("scale", scale), ("low", low), ("high", high)):
+        grid = np.linspace(0.0, 1.0, cap_pieces + 1)
+        for name, value in (
+            ("shift", shift),
+            ("scale", scale),
+            ("low", low),
+            ("high", high),
+            ("_grid", grid),
+        ):
             self.register_buffer(
                 name, torch.as_tensor(value, dtype=torch.float32), persistent=False
             )
@@ -191,6 +208,7 @@ class RegretNetMechanism(Mechanism):
             "init_seed": self.init_seed,
             "activation": self.activation,
             "allocation": self.allocation_map,
+            "cap_pieces": self.cap_pieces,
         }
 
     @property
@@ -213,10 +231,12 @@ class RegretNetMechanism(Mechanism):
         if self.activation == "tanh":
             return alloc, torch.sigmoid(out) * (alloc * bids).sum(dim=-1)
         low, high = self.low.to(bids.dtype), self.high.to(bids.dtype)
-        cap = torch.maximum(
-            low * alloc - (low - bids).clamp_min(0),
-            high * alloc + torch.minimum(bids, high) - high,
-        ).sum(dim=-1)
+        knots = low.unsqueeze(-1) + (high - low).unsqueeze(-1) * self._grid.to(bids.dtype)
+        cap = (
+            (knots * alloc.unsqueeze(-1) - (knots - bids.unsqueeze(-1)).clamp_min(0))
+            .amax(dim=-1)
+            .sum(dim=-1)
+        )
         unit = self.scale.to(bids.dtype).sum(dim=-1)  # (n,)
         return alloc, torch.minimum(unit * out.abs(), cap)
 

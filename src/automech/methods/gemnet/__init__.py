@@ -340,6 +340,9 @@ class GemNet(GradientMethod):
             )
         return init
 
+    def conflict(self, setting: Setting, options: GemNetOptions) -> str | None:
+        return adjustable(setting) if options.adjust else None
+
     def validate(self, mechanism: Mechanism, values: torch.Tensor) -> dict[str, float]:
         """The trainer's validation plus the share of over-allocating profiles."""
         record = super().validate(mechanism, values)
