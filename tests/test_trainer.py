@@ -187,8 +187,7 @@ def test_stopping_rule_stops_a_flat_curve_and_spares_a_rising_one():
     rising = Stopping(patience=2, min_gain=2.0)
     # +0.01 a validation against per-profile noise 0.05: ~18 paired se, a real gain
     assert not any(
-        rising.update(base + 0.01 * k + 0.05 * torch.randn(4096, generator=gen))
-        for k in range(8)
+        rising.update(base + 0.01 * k + 0.05 * torch.randn(4096, generator=gen)) for k in range(8)
     )
     assert rising.stale == 0
 

@@ -517,9 +517,7 @@ class TEDI(GradientMethod):
         chains = ctx.state.chains[:, ctx.indices]
         # beta applies to utilities in the values' unit (mechanism.unit), so it means the
         # same in any currency; so does eta (the drift is eta / unit times a utility slope)
-        surrogate, u0 = covariance_loss(
-            mechanism, values, chains, ctx.temperature / mechanism.unit
-        )
+        surrogate, u0 = covariance_loss(mechanism, values, chains, ctx.temperature / mechanism.unit)
         return -surrogate, {"train_objective": float(u0.detach())}
 
     def after_step(

@@ -121,9 +121,8 @@ class Setting:
         low, high = self.prior.support()
         if self.prior.independent:  # unbounded laws: their bulk, not the 1e-4 tail
             n, m = self.shape
-            high = np.array(
-                [[self.prior.marginal(i, j).typical_high() for j in range(m)] for i in range(n)]
-            )
+            laws = [[self.prior.marginal(i, j) for j in range(m)] for i in range(n)]
+            high = np.array([[law.typical_high() for law in row if law] for row in laws])
         for top in (float(np.max(high - low)), float(np.max(high))):
             if top > 0 and np.isfinite(top):
                 return top

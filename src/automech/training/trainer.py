@@ -90,7 +90,8 @@ class TrainerOptions(Options):
     log_every: int = option(10, "steps between history lines", low=1)
     keep_best: bool = option(False, "return the best validated mechanism, not the last")
     patience: int = option(
-        3, "validations in a row without a significant gain before training stops (0: never)",
+        3,
+        "validations in a row without a significant gain before training stops (0: never)",
         low=0,
     )
     min_gain: float = option(

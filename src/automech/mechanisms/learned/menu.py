@@ -28,6 +28,7 @@ class MenuMechanism(Mechanism):
     """A menu of ``menu_size`` lotteries with prices plus the null entry (one bidder)."""
 
     name = "menu"
+    floor: torch.Tensor
 
     def __init__(self, setting: Setting, menu_size: int = 256, init_seed: int = 0) -> None:
         super().__init__(setting)

@@ -72,6 +72,7 @@ class PartialGroupMaxNet(nn.Module):
     ``f = W_K(y) x_K + b_K(y) + D(y) x``, where the optional residual (skip) term
     ``D(y) x`` from the input is affine in x (any sign), so convexity is kept (Footnote 7);
     it starts at ``init_slope`` per good, i.e. f starts near a separable linear price.
+    In value units f is ``scale * f_raw(x, y / scale) + shift . x`` (see ``__init__``).
     The optional fee term ``c(y) max_j x_j`` with ``c = softplus(.) >= 0`` (``fee``) is a
     second residual connection: a GroupMax over the input coordinates with a nonnegative
     weight, so f stays convex in x.  On integral bundles it is an entry fee charged on
@@ -80,6 +81,8 @@ class PartialGroupMaxNet(nn.Module):
     dominated) without first learning a GroupMax over all m goods; it starts at
     ``init_fee``.
     """
+
+    shift: torch.Tensor
 
     def __init__(
         self,
