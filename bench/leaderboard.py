@@ -54,7 +54,6 @@ import importlib.util
 import json
 import multiprocessing
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -62,8 +61,6 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from automech.device import configure_threads
 from automech.errors import AutomechError
@@ -610,27 +607,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for row in rows:
         row["command"] = command
     if args.merge and args.out.is_file():
-        old = json.loads(args.out.read_text())
         redone = {(r["setting"], r["method"]) for r in rows}
-        kept = [r for r in old["rows"] if (r["setting"], r["method"]) not in redone]
-        order = {s: i for i, s in enumerate(SETTINGS)}
-        rank = {m: i for i, m in enumerate(LEARNED)}
-        rows = sorted(
-            kept + rows, key=lambda r: (order.get(r["setting"], 99), rank.get(r["method"], 99))
+        rows, skipped, info = robustness.merged(
+            json.loads(args.out.read_text()), rows, skipped, info, "setting", list(SETTINGS), redone
         )
-        skipped = old.get("skipped", []) + [s for s in skipped if s not in old.get("skipped", [])]
-        info = {**old.get("settings", {}), **info}
     result = {
         "benchmark": "leaderboard",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "torch_threads_per_row": 1,
-            "python": platform.python_version(),
-            "load_average_at_start": [round(x, 2) for x in load_start],
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": robustness.machine(load_start),
         "command": command,
         "seed": args.seed,
         "samples": args.samples,

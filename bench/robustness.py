@@ -387,6 +387,38 @@ def _names(raw: str | None, known: list[str], what: str) -> list[str]:
     return names
 
 
+def merged(
+    old: dict[str, Any],
+    rows: list[dict[str, Any]],
+    skipped: list[dict[str, Any]],
+    info: dict[str, Any],
+    key: str,
+    order: list[str],
+    redone: set[tuple[str, str]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """``--merge``: the rows of an earlier results file ``old`` whose (``key``, method) is
+    not in ``redone``, with this run's rows, in ``order`` then registry order; the skips
+    and the per-problem info (``old[key + "s"]``) of both."""
+    kept = [r for r in old["rows"] if (r[key], r["method"]) not in redone]
+    place = {name: i for i, name in enumerate(order)}
+    rank = {name: i for i, name in enumerate(LEARNED)}
+    rows = sorted(kept + rows, key=lambda r: (place.get(r[key], 99), rank.get(r["method"], 99)))
+    skipped = old.get("skipped", []) + [s for s in skipped if s not in old.get("skipped", [])]
+    return rows, skipped, {**old.get(key + "s", {}), **info}
+
+
+def machine(load_start: tuple[float, float, float]) -> dict[str, Any]:
+    """The machine a results file was measured on, with the load at start and now."""
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads_per_row": 1,
+        "python": platform.python_version(),
+        "load_average_at_start": [round(x, 2) for x in load_start],
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--priors", help=f"comma list (default all: {', '.join(BATTERY)})")
@@ -493,27 +525,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for row in rows:
         row["command"] = command
     if args.merge and args.out.is_file():
-        old = json.loads(args.out.read_text())
         redone = {(r["prior"], r["method"]) for r in rows + skipped}
-        kept = [r for r in old["rows"] if (r["prior"], r["method"]) not in redone]
-        order = {name: i for i, name in enumerate(BATTERY)}
-        rank = {name: i for i, name in enumerate(LEARNED)}
-        rows = sorted(
-            kept + rows, key=lambda r: (order.get(r["prior"], 99), rank.get(r["method"], 99))
+        rows, skipped, info = merged(
+            json.loads(args.out.read_text()), rows, skipped, info, "prior", list(BATTERY), redone
         )
-        skipped = old.get("skipped", []) + [s for s in skipped if s not in old.get("skipped", [])]
-        info = {**old.get("priors", {}), **info}
     result = {
         "benchmark": "robustness",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "torch_threads_per_row": 1,
-            "python": platform.python_version(),
-            "load_average_at_start": [round(x, 2) for x in load_start],
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": machine(load_start),
         "command": command,
         "seed": args.seed,
         "samples": args.samples,
