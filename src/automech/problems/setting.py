@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,7 @@ class Setting:
     def unit_supply(self) -> bool:
         return self.supply == "unit"
 
-    @property
+    @cached_property
     def value_unit(self) -> float:
         """The values' unit: the largest width ``high - low`` of the prior's support box
         (its largest upper end where every width is 0; 1 where that is 0 too), an
@@ -128,7 +129,7 @@ class Setting:
                 return top
         return 1.0
 
-    @property
+    @cached_property
     def value_floor(self) -> np.ndarray:
         """The lowest value of each item over bidders (m,), the lower corner of the
         support box: every bidder values a bundle x at least ``value_floor . x``, so
