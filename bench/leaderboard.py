@@ -262,7 +262,10 @@ def refusal(method: str, setting: Setting) -> str | None:
             "this bench runs the LP on one-bidder settings only (with several bidders its "
             "rounded grid table is DSIC on the grid only; see bench/lp_scaling.py)"
         )
-    return get_method(method).refusal(setting)
+    meth = get_method(method)
+    return meth.refusal(setting) or meth.conflict(
+        setting, meth.resolve(setting, meth.Options.resolve({}))
+    )
 
 
 def _certificate(task: dict[str, Any], mech: Any, setting: Setting, out: Path) -> dict | None:
@@ -583,63 +586,73 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "keep_runs": args.runs is not None,
                 }
             )
+    command = " ".join(
+        ["python", "bench/leaderboard.py", *(sys.argv[1:] if argv is None else argv)]
+    )
+    old = json.loads(args.out.read_text()) if args.merge and args.out.is_file() else None
+
+    def write(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """The results file with the rows so far (merged with ``old``): written after every
+        row, so that a run stopped by a time limit keeps what it finished."""
+        for row in rows:
+            row["command"] = command
+        board, skips, infos = rows, skipped, info
+        if old is not None:
+            redone = {(r["setting"], r["method"]) for r in rows}
+            board, skips, infos = robustness.merged(
+                old, rows, skipped, info, "setting", list(SETTINGS), redone
+            )
+        result = {
+            "benchmark": "leaderboard",
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": robustness.machine(load_start),
+            "command": command,
+            "seed": args.seed,
+            "samples": args.samples,
+            "regret_profiles": args.regret_profiles,
+            "ladder": ladder.to_dict(),
+            "lp_grid": args.lp_grid,
+            "certify_profiles": args.certify_profiles,
+            "jobs": args.jobs,
+            "overrides": overrides,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "finished": len(rows) == len(tasks),
+            "settings": infos,
+            "rows": board,
+            "skipped": skips,
+            "errors": [
+                {"setting": r["setting"], "method": r["method"], "error": r["error"]}
+                for r in board
+                if r["status"] == "error"
+            ],
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        return result
+
+    rows: list[dict[str, Any]] = []
     try:
         if args.jobs == 1:
-            rows = []
             for t in tasks:
                 rows.append(run_row(t))
                 _progress(rows[-1])
+                write(rows)
         else:
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(args.jobs, mp_context=ctx, initializer=_worker_init) as pool:
                 futures = [pool.submit(run_row, t) for t in tasks]
-                rows = []
                 for f in futures:  # submission order: deterministic whatever the schedule
                     rows.append(f.result())
                     _progress(rows[-1])
+                    write(rows)
     finally:
         if tmp is not None:
             tmp.cleanup()
-
-    command = " ".join(
-        ["python", "bench/leaderboard.py", *(sys.argv[1:] if argv is None else argv)]
-    )
-    for row in rows:
-        row["command"] = command
-    if args.merge and args.out.is_file():
-        redone = {(r["setting"], r["method"]) for r in rows}
-        rows, skipped, info = robustness.merged(
-            json.loads(args.out.read_text()), rows, skipped, info, "setting", list(SETTINGS), redone
-        )
-    result = {
-        "benchmark": "leaderboard",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": robustness.machine(load_start),
-        "command": command,
-        "seed": args.seed,
-        "samples": args.samples,
-        "regret_profiles": args.regret_profiles,
-        "ladder": ladder.to_dict(),
-        "lp_grid": args.lp_grid,
-        "certify_profiles": args.certify_profiles,
-        "jobs": args.jobs,
-        "overrides": overrides,
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "settings": info,
-        "rows": rows,
-        "skipped": skipped,
-        "errors": [
-            {"setting": r["setting"], "method": r["method"], "error": r["error"]}
-            for r in rows
-            if r["status"] == "error"
-        ],
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    result = write(rows)
     print(json.dumps(result, indent=2))
     if args.markdown:
         print()
-        print(markdown(rows, list(info)))
+        print(markdown(result["rows"], list(result["settings"])))
     return result
 
 

@@ -244,3 +244,35 @@ def test_workers_give_the_same_certificates():
     one, two = certify(mech, values), certify(mech, values, workers=2)
     np.testing.assert_array_equal(one.certified, two.certified)
     np.testing.assert_array_equal(one.attained, two.attained)
+
+
+def test_algnet_trains_a_certifiable_network(tmp_path):
+    """ALGNet takes the same activation/allocation options: a ReLU/sparsemax ALGNet run is
+    certified, and its certificate bounds the searched regret on every profile."""
+    options = {
+        **PIECEWISE,
+        "hidden": 12,
+        "misreporter_hidden": 12,
+        "steps": 40,
+        "batch_size": 64,
+        "validate_every": 40,
+        "validation_samples": 128,
+        "checkpoint_every": 40,
+        "log_every": 20,
+    }
+    mech, run = train(
+        "1x2-uniform",
+        "algnet",
+        options,
+        seed=0,
+        out=tmp_path / "run",
+        eval_samples=128,
+        search=None,
+    )
+    assert mech.name == "algnet" and mech.piecewise_linear
+    assert run.read_json("config.json")["options"]["activation"] == "relu"
+    search = RegretSearch(profiles=3, random=64, grid=16, ascent_starts=2, ascent_steps=30)
+    searched = profile_regrets(mech, search=search)
+    values = mech.setting.test_profiles(10_000, 987654321)[:3]
+    report = certify(mech, values, searched=searched)
+    assert report.proven and np.all(report.certified >= searched - 1e-6)

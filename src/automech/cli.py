@@ -414,6 +414,12 @@ def train(
         "--baseline/--no-baseline",
         help="also score the best strategyproof classical mechanism on the same profiles",
     ),
+    ladder: bool = typer.Option(
+        True,
+        "--ladder/--fixed-budget",
+        help="regret of the final evaluation: double the search budget until it converges "
+        "(default), or one fixed budget",
+    ),
 ) -> None:
     """Design a mechanism for SETTING with METHOD; write a run directory.
 
@@ -453,6 +459,7 @@ def train(
             progress=not as_json and sys.stderr.isatty(),
             notify=lambda line: err_console.print(line, markup=False, highlight=False),
             baseline=baseline,
+            ladder=ladder,
         )
         report = run.read_json("metrics.json")
         if as_json:

@@ -14,7 +14,14 @@ import torch
 
 from automech._version import __version__
 from automech.errors import AutomechError, NotApplicableError
-from automech.evaluation import TEST_PROFILES, Evaluation, RegretSearch, check_samples, evaluate
+from automech.evaluation import (
+    TEST_PROFILES,
+    Evaluation,
+    Ladder,
+    RegretSearch,
+    check_samples,
+    evaluate,
+)
 from automech.evaluation.baselines import best_classical, comparison
 from automech.mechanisms.base import Design
 from automech.methods import get_method, mechanism_class
@@ -75,6 +82,7 @@ def train(
     progress: bool = False,
     notify: Callable[[str], None] | None = None,
     baseline: bool = False,
+    ladder: Ladder | bool | None = True,
 ) -> tuple[Design, Run]:
     """Fit ``method`` on ``setting``, save it and its evaluation into a run directory.
 
@@ -96,6 +104,12 @@ def train(
     eval_samples, search
         Test profiles and misreport search of the final evaluation
         (:func:`automech.evaluation.evaluate`); ``search=None`` skips regret.
+    ladder
+        Regret of the final evaluation from the budget ladder started at ``search``
+        (:func:`automech.evaluation.ladder.converged_regret`: the search rerun with its
+        budget doubled until mean regret moves by less than 5 % and two standard errors;
+        True, the default, for :class:`~automech.evaluation.Ladder`'s defaults), or from
+        the fixed budget ``search`` alone (None or False).  Static settings only.
     progress, notify
         Show progress bars; where to send lines for the user (a resumed or reused run).
     baseline
@@ -157,7 +171,14 @@ def train(
     )
     mechanism = meth.fit(ctx)
     run.save(mechanism, training_state={"finished": True}, method=method)
-    report = evaluate(mechanism, setting, samples=eval_samples, search=search, progress=progress)
+    report = evaluate(
+        mechanism,
+        setting,
+        samples=eval_samples,
+        search=search,
+        progress=progress,
+        ladder=ladder,
+    )
     metrics = report.to_dict()
     used = [r for r in run.history() if "steps_used" in r]
     if used:  # what the stopping rule left of the planned steps

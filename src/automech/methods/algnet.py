@@ -48,14 +48,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from automech.errors import AutomechError
 from automech.mechanisms.base import Mechanism
 from automech.mechanisms.learned.regretnet import ALGNetMechanism, misreport_utilities, mlp
-from automech.methods.regretnet import ascend, box, chunks, frozen, regrets
+from automech.methods.regretnet import (
+    activation_option,
+    allocation_option,
+    ascend,
+    box,
+    chunks,
+    frozen,
+    regrets,
+)
 from automech.problems.setting import Setting
 from automech.runs import read_data
 from automech.training import FitContext, GradientMethod, TrainerOptions, option
@@ -94,6 +102,8 @@ class ALGNetOptions(TrainerOptions):
     method = "algnet"
     hidden: int = option(100, "auctioneer units per hidden layer", low=1)
     layers: int = option(2, "auctioneer hidden layers", low=1)
+    activation: Literal["tanh", "relu"] = activation_option()
+    allocation: Literal["softmax", "sparsemax"] = allocation_option()
     misreporter_hidden: int = option(100, "misreporter units per hidden layer", low=1)
     misreporter_layers: int = option(2, "misreporter hidden layers", low=1)
     misreporter_lr: float = option(1e-3, "misreporter Adam step size", low=0, low_open=True)
@@ -181,7 +191,14 @@ class ALGNet(GradientMethod):
 
     def build(self, ctx: FitContext) -> ALGNetMechanism:
         o = ctx.options
-        return ALGNetMechanism(ctx.setting, hidden=o.hidden, layers=o.layers, init_seed=ctx.seed)
+        return ALGNetMechanism(
+            ctx.setting,
+            hidden=o.hidden,
+            layers=o.layers,
+            init_seed=ctx.seed,
+            activation=o.activation,
+            allocation=o.allocation,
+        )
 
     def _fresh(self, mechanism: Mechanism, ctx: FitContext, resets: int) -> ALGNetTrainingState:
         o = ctx.options

@@ -188,6 +188,24 @@ def chunks(total: int, chunk_size: int) -> list[slice]:
     return [slice(s, s + size) for s in range(0, total, size)]
 
 
+def activation_option() -> Any:
+    """The networks' hidden activation (RegretNet and ALGNet)."""
+    return option(
+        "tanh",
+        "hidden layers; relu also makes the payment piecewise linear "
+        "(min(|output|, an IR cap)), as `automech certify` needs",
+    )
+
+
+def allocation_option() -> Any:
+    """The networks' per-item allocation map (RegretNet and ALGNet)."""
+    return option(
+        "softmax",
+        "per-item map over bidders + dummy; sparsemax is piecewise linear, "
+        "as `automech certify` needs",
+    )
+
+
 @dataclass(frozen=True)
 class RegretNetOptions(TrainerOptions):
     """RegretNet's options (the paper's scheme; budgets for a few thousand steps)."""
@@ -195,16 +213,8 @@ class RegretNetOptions(TrainerOptions):
     method = "regretnet"
     hidden: int = option(100, "units per hidden layer (both networks)", low=1)
     layers: int = option(2, "hidden layers (both networks)", low=1)
-    activation: Literal["tanh", "relu"] = option(
-        "tanh",
-        "hidden layers; relu also makes the payment piecewise linear "
-        "(min(|output|, an IR cap)), as `automech certify` needs",
-    )
-    allocation: Literal["softmax", "sparsemax"] = option(
-        "softmax",
-        "per-item map over bidders + dummy; sparsemax is piecewise linear, "
-        "as `automech certify` needs",
-    )
+    activation: Literal["tanh", "relu"] = activation_option()
+    allocation: Literal["softmax", "sparsemax"] = allocation_option()
     train_profiles: int = option(
         128_000, "fixed training sample, cycled in shuffled batches (paper: 640,000)", low=1
     )
