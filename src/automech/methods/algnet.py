@@ -46,7 +46,7 @@ protocol (:mod:`automech.evaluation`), never by this misreporter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,10 +59,14 @@ from automech.methods.regretnet import (
     activation_option,
     allocation_option,
     ascend,
+    attack_ascent,
     box,
     chunks,
+    compile_option,
+    compiles,
     frozen,
     regrets,
+    train_regrets,
 )
 from automech.problems.setting import Setting
 from automech.runs import read_data
@@ -104,6 +108,7 @@ class ALGNetOptions(TrainerOptions):
     layers: int = option(2, "auctioneer hidden layers", low=1)
     activation: Literal["tanh", "relu"] = activation_option()
     allocation: Literal["softmax", "sparsemax"] = allocation_option()
+    compile: Literal["auto", "on", "off"] = compile_option()
     misreporter_hidden: int = option(100, "misreporter units per hidden layer", low=1)
     misreporter_layers: int = option(2, "misreporter hidden layers", low=1)
     misreporter_lr: float = option(1e-3, "misreporter Adam step size", low=0, low_open=True)
@@ -140,6 +145,8 @@ class ALGNetTrainingState:
     reports: torch.Tensor | None = None
     #: (P, R) of the whole batch when the step is chunked (None: one chunk)
     totals: tuple[float, float] | None = None
+    compiled: bool = False  # the refinement and the loss run compiled (compiled_or_eager)
+    compile_proven: set[str] = field(default_factory=set)  # compiled calls that succeeded
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -201,8 +208,10 @@ class ALGNet(GradientMethod):
         )
 
     def _fresh(self, mechanism: Mechanism, ctx: FitContext, resets: int) -> ALGNetTrainingState:
+        """A new misreporter; whether the refinement runs compiled carries over."""
         o = ctx.options
-        return fresh_misreporter(
+        old: ALGNetTrainingState | None = ctx.state
+        state = fresh_misreporter(
             ctx.setting,
             o.misreporter_hidden,
             o.misreporter_layers,
@@ -211,6 +220,11 @@ class ALGNet(GradientMethod):
             resets,
             mechanism.device,
         )
+        if old is None:
+            state.compiled = compiles(o)
+        else:
+            state.compiled, state.compile_proven = old.compiled, old.compile_proven
+        return state
 
     def start(self, mechanism: Mechanism, ctx: FitContext) -> ALGNetTrainingState:
         return self._fresh(mechanism, ctx, resets=0)
@@ -283,7 +297,7 @@ class ALGNet(GradientMethod):
             with torch.no_grad():
                 r = net(v)
             if o.refine_steps:
-                r = ascend(mechanism, v, r, o.refine_steps, o.refine_lr)
+                r = attack_ascent(mechanism, v, r, o.refine_steps, o.refine_lr, ctx)
             reports.append(torch.minimum(torch.maximum(r, low), high))
         pool = reports[0] if len(parts) == 1 else torch.cat(reports)
         state.reports, state.totals = pool, None
@@ -307,7 +321,7 @@ class ALGNet(GradientMethod):
         if state.reports is None:
             raise AutomechError(f"{self.name}: loss called before step computed the reports")
         reports = state.reports if ctx.indices is None else state.reports[ctx.indices]
-        rgt, pay = regrets(mechanism, values, reports)  # (B, n)
+        rgt, pay = train_regrets(mechanism, values, reports, ctx)  # (B, n)
         # P and R in the values' unit: L mixes sqrt(P) with R, so only in a fixed unit
         # does it weigh revenue against regret the same way in every currency
         unit = mechanism.setting.value_unit
