@@ -45,6 +45,7 @@ tables with ``--markdown``); writes bench/results/leaderboard.json (``--out``).
 
     python bench/leaderboard.py --jobs 2 --runs runs/leaderboard --markdown  # hours
     python bench/leaderboard.py --settings 1x2-uniform --methods rochetnet --set steps=30
+    python bench/leaderboard.py --render   # the tables of bench/results/leaderboard.json
 """
 
 from __future__ import annotations
@@ -539,7 +540,56 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="keep the rows of an existing --out file that this run does not redo",
     )
     parser.add_argument("--markdown", action="store_true", help="also print Markdown tables")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="print the Markdown tables of the --out file and exit (runs nothing)",
+    )
+    parser.add_argument(
+        "--fold",
+        type=Path,
+        metavar="FILE",
+        help="merge the rows of another results file FILE (a run with its own --out, e.g. "
+        "in a second process) into --out and exit (runs nothing)",
+    )
     args = parser.parse_args(argv)
+    if args.fold is not None:
+        try:
+            other = json.loads(args.fold.read_text())
+            base = json.loads(args.out.read_text()) if args.out.is_file() else None
+            if base is None:
+                folded = other
+            else:
+                redone = {(r["setting"], r["method"]) for r in other["rows"]}
+                rows, skips, infos = robustness.merged(
+                    base,
+                    other["rows"],
+                    other["skipped"],
+                    other["settings"],
+                    "setting",
+                    list(SETTINGS),
+                    redone,
+                )
+                folded = {**base, "rows": rows, "skipped": skips, "settings": infos}
+                folded["folded"] = [*base.get("folded", []), other["command"]]
+                folded["errors"] = [
+                    {"setting": r["setting"], "method": r["method"], "error": r["error"]}
+                    for r in rows
+                    if r["status"] == "error"
+                ]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            _fail(f"--fold: cannot merge {args.fold} into {args.out} ({err})")
+        args.out.write_text(json.dumps(folded, indent=2) + "\n")
+        return folded
+    if args.render:
+        if not args.out.is_file():
+            _fail(f"--render: no results file {args.out}")
+        try:
+            saved = json.loads(args.out.read_text())
+            print(markdown(saved["rows"], list(saved["settings"])))
+        except (ValueError, KeyError, TypeError) as err:
+            _fail(f"--render: {args.out} is not a leaderboard results file ({err})")
+        return saved
     if args.jobs < 1 or args.samples < 1 or args.regret_profiles < 1 or args.lp_grid < 1:
         _fail("--jobs, --samples, --regret-profiles and --lp-grid must be >= 1")
     if args.certify_profiles < 0 or not args.certify_time_limit > 0:

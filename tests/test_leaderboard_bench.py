@@ -187,3 +187,29 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, module):
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1, (args, err)
     assert not (tmp_path / "x.json").exists()
+
+
+def test_fold_and_render(tiny, tmp_path):
+    """--fold merges a second process's results file (its rows replace the same
+    (setting, method) rows, the others stay, settings order kept); --render prints the
+    tables of a results file without running anything."""
+    board, _, _ = tiny
+    rochet = {**board, "rows": [r for r in board["rows"] if r["method"] == "rochetnet"]}
+    regret = {
+        **board,
+        "rows": [r for r in board["rows"] if r["method"] == "regretnet"],
+        "command": "python bench/leaderboard.py --methods regretnet",
+    }
+    base, other = tmp_path / "base.json", tmp_path / "other.json"
+    base.write_text(json.dumps(rochet))
+    other.write_text(json.dumps(regret))
+    done = bench("--fold", str(other), "--out", str(base))
+    assert done.returncode == 0, done.stderr
+    folded = json.loads(base.read_text())
+    assert [r["method"] for r in folded["rows"]] == ["rochetnet", "regretnet"]
+    assert folded["folded"] == [regret["command"]]
+    shown = bench("--render", "--out", str(base))
+    assert shown.returncode == 0 and "| 1x2-uniform | regretnet |" in shown.stdout
+    for args in (["--fold", str(tmp_path / "missing.json")], ["--render"]):
+        bad = bench(*args, "--out", str(tmp_path / "none.json"))
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
