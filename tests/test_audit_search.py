@@ -299,3 +299,30 @@ def test_cli_evaluate_defaults_to_the_ladder(tmp_path):
     table = runner.invoke(app, args)
     assert table.exit_code == 0 and "adj. rev." in table.stdout
     assert "first-price: regret converged at budget x" in table.stdout
+
+
+def test_train_final_evaluation_defaults_to_the_ladder(tmp_path):
+    """``automech train`` (and ``experiment.train``) search the final regret with the
+    budget ladder; ``--fixed-budget`` keeps one budget."""
+    from typer.testing import CliRunner
+
+    from automech.cli import app
+
+    args = [
+        "train", "2x2-uniform", "--method", "regretnet", "--steps", "2",
+        "--set", "hidden=8", "--set", "batch_size=32", "--set", "train_profiles=64",
+        "--set", "validate_every=2", "--set", "validation_samples=64",
+        "--eval-samples", "400", "--regret-profiles", "40", "--no-baseline", "--json",
+    ]  # fmt: skip
+    runner = CliRunner()
+    climbed = runner.invoke(app, [*args, "--out", str(tmp_path / "ladder")])
+    assert climbed.exit_code == 0, climbed.output
+    row = next(iter(json.loads(climbed.stdout)["results"].values()))
+    assert len(row["regret_ladder"]) >= 2 and row["regret_converged"] is not None
+    assert row["regret_ladder"][-1]["regret_mean"] == row["regret_mean"] > 0
+    metrics = json.loads((tmp_path / "ladder" / "metrics.json").read_text())
+    assert metrics["regret_ladder"] == row["regret_ladder"]
+    fixed = runner.invoke(app, [*args, "--fixed-budget", "--out", str(tmp_path / "fixed")])
+    assert fixed.exit_code == 0, fixed.output
+    row = next(iter(json.loads(fixed.stdout)["results"].values()))
+    assert row["regret_ladder"] is None and row["regret_converged"] is None
