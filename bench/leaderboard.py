@@ -25,7 +25,10 @@ records
   (RegretNet and ALGNet as trained by default, tanh networks: only approximately
   strategyproof, regret known from the search alone);
 * the best classical baseline on the same profiles, training seconds and steps used
-  (``metrics.json``'s ``baseline`` and ``training``), IR violation and infeasibility;
+  (``metrics.json``'s ``baseline`` and ``training``; "loop s" the gradient loop's time from
+  the run history, "train wall s" all of ``train`` -- for GemNet its AMA start and price
+  adjustment, for every method the revenue evaluation and the baseline), IR violation and
+  infeasibility;
 * the published figures for that setting and method (:data:`PUBLISHED`, from
   ``../shared/reference/benchmarks.md`` with the source it names), and the setting's
   references (exact optima and baselines, You et al. 2026's re-attacked model with its
@@ -415,13 +418,13 @@ def markdown(rows: list[dict[str, Any]], settings: list[str]) -> str:
     """The leaderboard, a ladder table (regret at each rung) and the published references."""
     head = (
         "| setting | method | revenue ± se | regret mean ± se / max | converged | adjusted "
-        "| strategyproof | best baseline | train s / steps | published |\n"
-        "|---|---|---|---|---|---|---|---|---|---|"
+        "| strategyproof | best baseline | loop s / steps | train wall s | published |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in rows:
         if r["status"] != "ok":
-            lines.append(f"| {r['setting']} | {r['method']} | error: {r['error']} ||||||||")
+            lines.append(f"| {r['setting']} | {r['method']} | error: {r['error']} |||||||||")
             continue
         b = r["baseline"]
         base = "-" if b is None else f"{b['mechanism']} {_num(b['revenue'])}"
@@ -434,7 +437,7 @@ def markdown(rows: list[dict[str, Any]], settings: list[str]) -> str:
             f"| {_num(r['regret_mean'], 3)} ± {_num(r['regret_se'], 2)} / "
             f"{_num(r['regret_max'], 3)} | {converged_text(r)} | {_num(r['revenue_adjusted'])} "
             f"| {r['strategyproof']} | {base} | {secs:.1f} / {steps} "
-            f"| {_published_text(r)} |"
+            f"| {r['train_wall_seconds']:.0f} | {_published_text(r)} |"
         )
     ok = [r for r in rows if r["status"] == "ok"]
     most = max((len(r["regret_ladder"]) for r in ok), default=0)
