@@ -3,7 +3,6 @@ ascent, the ``compile`` policy, and the fallback when compilation fails."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,9 +12,8 @@ from automech.mechanisms.learned.regretnet import RegretNetMechanism
 from automech.methods import get_method
 from automech.methods import regretnet as rn
 from automech.methods.regretnet import COMPILE_MIN_STEPS, ascend, compiled_ascent, compiles
-from automech.runs import Run
-from automech.training import FitContext
 from conftest import cached_setting
+from test_regretnet import _one_step
 
 TINY = {
     "steps": 3,
@@ -29,27 +27,19 @@ TINY = {
 
 
 def _first_step(compile: str, run_dir):
-    """A fresh RegretNet fit's first training step: misreport cache and gradients."""
-    meth = get_method("regretnet")
-    opts = meth.Options.resolve(
-        {
-            "batch_size": 64,
-            "train_profiles": 128,
-            "hidden": 16,
-            "misreport_steps": 6,
-            "misreport_candidates": 4,
-            "compile": compile,
-        }
+    """A fresh RegretNet fit's first training step: run state, metrics, gradients."""
+    options = {
+        "batch_size": 64,
+        "train_profiles": 128,
+        "hidden": 16,
+        "misreport_steps": 6,
+        "misreport_candidates": 4,
+        "compile": compile,
+    }
+    _, ctx, _, metrics, grads = _one_step(
+        "regretnet", cached_setting("2x2-uniform"), options, 0, run_dir
     )
-    ctx = FitContext(setting=cached_setting("2x2-uniform"), options=opts, seed=0, run=Run(run_dir))
-    mech = meth.build(ctx)
-    optimizer = torch.optim.Adam(mech.parameters(), lr=opts.lr)
-    ctx.rng = np.random.default_rng([0, 0])
-    ctx.state = meth.start(mech, ctx)
-    ctx.step, ctx.lr = 0, opts.lr
-    values, indices = meth.sample(mech, ctx)
-    metrics = meth.step(mech, optimizer, values, indices, ctx)
-    return ctx.state, metrics, [p.grad.clone() for p in mech.parameters()]
+    return ctx.state, metrics, grads
 
 
 def test_compiled_step_is_the_eager_step(monkeypatch, tmp_path):

@@ -61,6 +61,7 @@ from automech.methods.regretnet import (
     ascend,
     attack_ascent,
     box,
+    build_networks,
     chunks,
     compile_option,
     compiles,
@@ -197,15 +198,7 @@ class ALGNet(GradientMethod):
         return ALGNetMechanism.applicable(setting)
 
     def build(self, ctx: FitContext) -> ALGNetMechanism:
-        o = ctx.options
-        return ALGNetMechanism(
-            ctx.setting,
-            hidden=o.hidden,
-            layers=o.layers,
-            init_seed=ctx.seed,
-            activation=o.activation,
-            allocation=o.allocation,
-        )
+        return build_networks(ALGNetMechanism, ctx)
 
     def _fresh(self, mechanism: Mechanism, ctx: FitContext, resets: int) -> ALGNetTrainingState:
         """A new misreporter; whether the refinement runs compiled carries over."""

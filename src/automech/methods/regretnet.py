@@ -389,6 +389,20 @@ def allocation_option() -> Any:
     )
 
 
+def build_networks(cls: type[RegretNetMechanism], ctx: FitContext) -> Any:
+    """The auctioneer networks ``cls`` (RegretNet's or ALGNet's) with the run's shape
+    options (hidden, layers, activation, allocation), seeded by the run seed."""
+    o = ctx.options
+    return cls(
+        ctx.setting,
+        hidden=o.hidden,
+        layers=o.layers,
+        init_seed=ctx.seed,
+        activation=o.activation,
+        allocation=o.allocation,
+    )
+
+
 @dataclass(frozen=True)
 class RegretNetOptions(TrainerOptions):
     """RegretNet's options (the paper's scheme; budgets for a few thousand steps)."""
@@ -494,15 +508,7 @@ class RegretNet(GradientMethod):
         return RegretNetMechanism.applicable(setting)
 
     def build(self, ctx: FitContext) -> RegretNetMechanism:
-        o = ctx.options
-        return RegretNetMechanism(
-            ctx.setting,
-            hidden=o.hidden,
-            layers=o.layers,
-            init_seed=ctx.seed,
-            activation=o.activation,
-            allocation=o.allocation,
-        )
+        return build_networks(self.mechanism, ctx)
 
     def start(self, mechanism: Mechanism, ctx: FitContext) -> RegretTrainingState:
         """The fixed sample, its misreport cache (prior draws), lambda and rho at step 0."""
